@@ -145,6 +145,11 @@ def validate_inputs(
         if u.device != audio_features.device:
             raise ValueError(f"{name} is on {u.device}, the features on {audio_features.device}")
         _check_finite(name, u)
+        zero_rows = torch.nonzero(u.float().norm(dim=1) == 0).flatten()
+        if zero_rows.numel():
+            raise ValueError(
+                f"{name} row {int(zero_rows[0])} has zero norm: its cosine similarity (soft target) is undefined"
+            )
 
 
 def smooth_clap_loss(
