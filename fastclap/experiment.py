@@ -188,7 +188,7 @@ def summarise(runs: List[Dict[str, Any]], settings: List[str], losses: List[str]
     return rows
 
 
-def markdown(rows: List[Dict[str, Any]], command: str, args, wall_s: float) -> str:
+def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: str, args) -> str:
     f = lambda ms: f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}"  # noqa: E731
     lines = [
         "# SmoothCLAP vs CLAP: zero-shot emotion recognition on EmoDB and RAVDESS", "",
@@ -204,8 +204,10 @@ def markdown(rows: List[Dict[str, Any]], command: str, args, wall_s: float) -> s
     for r in rows:
         lines.append(f"| {r['setting']} | {LOSS_LABELS[r['loss']]} | {f(r['test_uar'])} | {f(r['test_war'])} | "
                      f"{100 * r['chance_uar']:.1f} | {f(r['valid_uar'])} | {r['n_test']} |")
-    lines += ["", f"Wall time: {wall_s / 60:.1f} min. Per-run results (selected step, per-class recall, confusion "
-              "matrices, retrieval recall@k): `results.json`."]
+    run_min = sum(r["total_s"] for r in runs) / 60
+    lines += ["", f"{len(runs)} runs, {run_min:.1f} min of run time in all (training, selection and test scoring; "
+              "measured when each run was made, on a CPU shared with other jobs). Per-run results (selected step, "
+              "per-class recall, confusion matrices, retrieval recall@k): `results.json`."]
     return "\n".join(lines) + "\n"
 
 
@@ -274,7 +276,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     write_json({"command": command, "date": now_utc(), "versions": versions(), "wall_s": wall,
                 "args": vars(args), "summary": rows, "runs": runs}, os.path.join(args.out, "results.json"))
-    md = markdown(rows, command, args, wall)
+    md = markdown(rows, runs, command, args)
     with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
         f.write(md)
     plot(rows, args.settings, args.losses, os.path.join(args.out, "uar.png"))
