@@ -54,6 +54,14 @@ is cast to bf16 for the output GEMM (as flash attention does with P). Sources ar
 Triton's CPU interpreter computes a bf16 tl.dot wrongly, so the launcher sets the constexpr UPCAST when
 TRITON_INTERPRET=1: every bf16 tile is converted to fp32 before tl.dot there (on a GPU the bf16 path runs).
 
+Counted anchors (distributed local loss, spec Sec. 3). row_lo..row_hi / col_lo..col_hi select the audio rows
+and text columns whose cross-entropy enters the loss, divided by a given normaliser (1 / inv_count); every
+anchor still contrasts with all B candidates and the soft targets use the whole batch. The forward launches
+programs only for counted anchors. In the backward, G_ij = [i counted] (P^r - y)_ij + [j counted]
+(P^c - y^T)_ij: statistics of uncounted anchors are loaded as +inf so their exp(...) terms vanish, and an
+anchor block with no counted anchor loops over the counted candidates only, so a rank holding B_l of B
+anchors does O(B B_l d) work. Default: everything counted, normaliser 2B.
+
 Any B >= 1, d, d_k: rows / columns are masked; the contraction dims d, d_k are looped in BLOCK_D /
 BLOCK_DK chunks with masked loads (zeros contribute nothing); output features are tiled by BLOCK_DO.
 """
@@ -106,6 +114,7 @@ def smooth_clap_fwd_kernel(
     ce_ptr,                             # out (2, B) fp32: per-anchor cross-entropy [a2t rows; t2a columns]
     norm_ptr,                           # out (K, B) fp32: source log-normalisers n^k
     n_rows, dim,                        # B, d
+    row_lo, row_hi, col_lo, col_hi,     # anchors counted: audio rows [row_lo, row_hi), texts [col_lo, col_hi)
     hard_coef,                          # 1 - beta
     c0, c1, c2,                         # beta * w_k
     it0, it1, it2,                      # 1 / tau_k
@@ -118,12 +127,16 @@ def smooth_clap_fwd_kernel(
     if direction == 0:
         a_ptr = x_ptr
         b_ptr = y_ptr
+        a_lo = row_lo
+        a_hi = row_hi
     else:
         a_ptr = y_ptr
         b_ptr = x_ptr
+        a_lo = col_lo
+        a_hi = col_hi
     s = tl.load(scale_ptr).to(tl.float32)
-    offs_m = pid * BLOCK_M + tl.arange(0, BLOCK_M)
-    mask_m = offs_m < n_rows
+    offs_m = a_lo + pid * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < a_hi
 
     neg_inf = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     zero = tl.zeros((BLOCK_M,), tl.float32)
@@ -166,7 +179,8 @@ def smooth_clap_fwd_kernel(
     lse = m_s + tl.log(l_s)
     # sum_j y_ij S_ij = (1 - beta) S_ii + beta sum_k w_k sum_j Q^k_ij S_ij   (anchor i, this direction)
     target_dot = hard_coef * diag
-    write_norm = mask_m & (direction == 0)   # n^k is the same in both directions: store it once
+    # n^k_i is the same number in both directions: direction 1 stores it only for anchors direction 0 lacks
+    write_norm = mask_m & ((direction == 0) | (offs_m < row_lo) | (offs_m >= row_hi))
     if NUM_SOURCES > 0:
         target_dot += c0 * (t0 / z0)
         tl.store(norm_ptr + offs_m, m0 + tl.log(z0), mask=write_norm)
@@ -181,14 +195,16 @@ def smooth_clap_fwd_kernel(
 
 
 @triton.jit
-def _source_targets(u_ptr, dk, inv_tau, coef, norm_ptr, offs_m, offs_n, mask_m, mask_n,
+def _source_targets(u_ptr, dk, inv_tau, coef, norm_ptr, offs_m, offs_n, mask_m, mask_n, in_a, in_b,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
                     SRC_PRECISION: tl.constexpr):
-    """beta w_k (Q^k_ij + Q^k_ji) = beta w_k (exp(C_ij - n_i) + exp(C_ij - n_j)) on one tile (C symmetric)."""
+    """beta w_k (Q^k_ij + Q^k_ji) = beta w_k (exp(C_ij - n_i) + exp(C_ij - n_j)) on one tile (C symmetric).
+
+    Only counted anchors / candidates (in_a / in_b) have a term: n is loaded as +inf elsewhere."""
     c = inv_tau * _dot_tile(u_ptr, u_ptr, offs_m, offs_n, mask_m, mask_n, dk,
                             BLOCK_M, BLOCK_N, BLOCK_DK, False, SRC_PRECISION)
-    n_a = tl.load(norm_ptr + offs_m, mask=mask_m, other=0.0)
-    n_b = tl.load(norm_ptr + offs_n, mask=mask_n, other=0.0)
+    n_a = tl.load(norm_ptr + offs_m, mask=in_a, other=float("inf"))
+    n_b = tl.load(norm_ptr + offs_n, mask=in_b, other=float("inf"))
     return coef * (tl.exp(c - n_a[:, None]) + tl.exp(c - n_b[None, :]))
 
 
@@ -199,7 +215,8 @@ def smooth_clap_bwd_kernel(
     lse_ptr, norm_ptr,                  # (2, B) and (K, B) fp32 statistics from the forward
     dx_ptr, dy_ptr,                     # out (B, d), dtype of X
     ds_ptr,                             # out (B,) fp32: sum_j G_ij (X_i . Y_j) per audio row i
-    n_rows, dim, inv_count,             # B, d, 1 / (2B)
+    n_rows, dim, inv_count,             # B, d, 1 / normaliser (2B for the whole loss)
+    row_lo, row_hi, col_lo, col_hi,     # anchors counted in the loss (see the forward)
     hard_coef, c0, c1, c2, it0, it1, it2,
     NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_DK: tl.constexpr,
@@ -212,40 +229,59 @@ def smooth_clap_bwd_kernel(
         a_ptr = x_ptr
         b_ptr = y_ptr
         out_ptr = dx_ptr
+        a_lo = row_lo
+        a_hi = row_hi
+        b_lo = col_lo
+        b_hi = col_hi
     else:
         a_ptr = y_ptr
         b_ptr = x_ptr
         out_ptr = dy_ptr
+        a_lo = col_lo
+        a_hi = col_hi
+        b_lo = row_lo
+        b_hi = row_hi
     s = tl.load(scale_ptr).to(tl.float32)
     g_scale = tl.load(gout_ptr).to(tl.float32) * inv_count
     offs_m = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < n_rows
     offs_o = pid_o * BLOCK_DO + tl.arange(0, BLOCK_DO)
     mask_o = offs_o < dim
-    # lse of this direction's anchors (rows of S, or columns in direction 1) and of the candidates.
-    lse_a = tl.load(lse_ptr + direction * n_rows + offs_m, mask=mask_m, other=0.0)
+    # Statistics outside the counted ranges are loaded as +inf, so their exp(...) terms vanish: a row term
+    # P^r - y exists only for counted anchors a, a column term P^c - y^T only for counted candidates b.
+    in_a = mask_m & (offs_m >= a_lo) & (offs_m < a_hi)
+    lse_a = tl.load(lse_ptr + direction * n_rows + offs_m, mask=in_a, other=float("inf"))
+    # A block without counted anchors only receives column terms: visit the counted candidates alone.
+    block_counted = (pid * BLOCK_M < a_hi) & (pid * BLOCK_M + BLOCK_M > a_lo)
+    n_start = tl.where(block_counted, 0, b_lo)
+    n_end = tl.where(block_counted, n_rows, b_hi)
 
     acc = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
     ds_acc = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for n0 in range(0, n_rows, BLOCK_N):
+    for n0 in range(n_start, n_end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < n_rows
-        lse_b = tl.load(lse_ptr + (1 - direction) * n_rows + offs_n, mask=mask_n, other=0.0)
+        mask_n = offs_n < n_end
+        in_b = mask_n & (offs_n >= b_lo) & (offs_n < b_hi)
+        lse_b = tl.load(lse_ptr + (1 - direction) * n_rows + offs_n, mask=in_b, other=float("inf"))
         dots = _dot_tile(a_ptr, b_ptr, offs_m, offs_n, mask_m, mask_n, dim,
                          BLOCK_M, BLOCK_N, BLOCK_D, UPCAST, PRECISION)
         s_tile = s * dots
         # P^r + P^c (both <= 1: each lse bounds its own row / column)
         g = tl.exp(s_tile - lse_a[:, None]) + tl.exp(s_tile - lse_b[None, :])
         # - (y_ij + y_ji): hard part 2 (1 - beta) on the diagonal, soft part per source
-        g -= tl.where(offs_m[:, None] == offs_n[None, :], 2.0 * hard_coef, 0.0)
+        is_diag = offs_m[:, None] == offs_n[None, :]
+        g -= tl.where(is_diag & in_a[:, None], hard_coef, 0.0) + tl.where(is_diag & in_b[None, :], hard_coef, 0.0)
         if NUM_SOURCES > 0:
             g -= _source_targets(u0_ptr, dk0, it0, c0, norm_ptr, offs_m, offs_n, mask_m, mask_n,
+                                 in_a, in_b,
                                  BLOCK_M, BLOCK_N, BLOCK_DK, SRC_PRECISION)
         if NUM_SOURCES > 1:
             g -= _source_targets(u1_ptr, dk1, it1, c1, norm_ptr + n_rows, offs_m, offs_n, mask_m, mask_n,
+                                 in_a, in_b,
                                  BLOCK_M, BLOCK_N, BLOCK_DK, SRC_PRECISION)
         if NUM_SOURCES > 2:
             g -= _source_targets(u2_ptr, dk2, it2, c2, norm_ptr + 2 * n_rows, offs_m, offs_n, mask_m, mask_n,
+                                 in_a, in_b,
                                  BLOCK_M, BLOCK_N, BLOCK_DK, SRC_PRECISION)
         g = tl.where(mask_m[:, None] & mask_n[None, :], g * g_scale, 0.0)   # G (or G^T), scaled by g/(2B)
         ds_acc += tl.sum(g * dots, axis=1)

@@ -8,6 +8,7 @@ Tolerances (reference = fastclap.losses.reference.reference_smooth_clap_loss in 
 | fp32  | dX, dY (tensors)         | rtol 1e-5, atol 1e-5 * max |reference grad| (+ 1e-6 s / B, see below) |
 | fp32  | d logit_scale            | rtol 1e-5, atol 1e-6 (|ds| <= sum |G_ij| |X_i.Y_j| <= 2 for unit rows)  |
 | bf16  | loss, dX, dY, ds         | max |triton - ref32| <= 2 * max |ref_bf16 - ref32| + 2^-8 * max |ref32| |
+| fp16  | loss, dX, dY, ds         | as bf16 with ref_fp16 and a 2^-11 floor (fp16 has 3 more mantissa bits)  |
 
 The 1e-6 s / B floor only matters when the exact gradient is identically zero (B = 1: every softmax is 1
 and every target is 1): s / B is the natural size of a gradient entry (|G_ij| <= 1 / B, rows of unit
@@ -93,25 +94,29 @@ def test_grad_output_is_applied(grad_output):
     _check_fp32(got, want, 14.3)
 
 
-@pytest.mark.parametrize("batch,dim,k,scale,beta", [(7, 64, 2, 14.3, 0.1), (131, 100, 3, 100.0, 0.5)])
-def test_bf16_error_within_twice_bf16_reference(batch, dim, k, scale, beta):
-    """bf16 inputs: the Triton error against the fp32 reference is at most twice the error of the reference
-    computed in bf16. In the interpreter the launcher upcasts bf16 tiles to fp32 before tl.dot (its bf16
-    dot is broken), so this runs the upcast path; the real bf16 tl.dot is tested on a GPU."""
-    x, y, sources = random_inputs(batch, dim, k, seed=77 + batch, dtype=torch.bfloat16)
+@pytest.mark.parametrize("batch,dim,k,scale,beta,dtype", [
+    (7, 64, 2, 14.3, 0.1, torch.bfloat16), (131, 100, 3, 100.0, 0.5, torch.bfloat16),
+    (66, 48, 1, 14.3, 0.1, torch.float16),
+])
+def test_bf16_error_within_twice_bf16_reference(batch, dim, k, scale, beta, dtype):
+    """bf16 (and fp16) inputs: the Triton error against the fp32 reference is at most twice the error of the
+    reference computed in that dtype. In the interpreter the launcher upcasts 16-bit tiles to fp32 before
+    tl.dot (its bf16 dot is broken), so this runs the upcast path; the real bf16 tl.dot is tested on a GPU.
+    For fp16 the floor is 2^-11 (its ulp) instead of 2^-8."""
+    x, y, sources = random_inputs(batch, dim, k, seed=77 + batch, dtype=dtype)
     weights, temps = _source_params(k)
     got = _loss_and_grads(triton_smooth_clap_loss, x, y, scale, sources, weights, temps, beta)
     ref32 = _loss_and_grads(reference_smooth_clap_loss, x.float(), y.float(), scale, sources, weights, temps, beta)
     ref16 = _loss_and_grads(
-        lambda *a: reference_smooth_clap_loss(*a, compute_dtype=torch.bfloat16),
+        lambda *a: reference_smooth_clap_loss(*a, compute_dtype=dtype),
         x, y, scale, sources, weights, temps, beta,
     )
-    assert got[1].dtype == torch.bfloat16 and got[2].dtype == torch.bfloat16
+    assert got[1].dtype == dtype and got[2].dtype == dtype
     for name, g, r32, r16 in zip(("loss", "dX", "dY", "dscale"), got, ref32, ref16):
         err = (g.float() - r32.float()).abs().max().item()
         ref_err = (r16.float() - r32.float()).abs().max().item()
-        floor = 2.0 ** -8 * r32.float().abs().max().item()
-        assert err <= 2 * ref_err + floor, f"{name}: triton error {err:.3g}, bf16 reference error {ref_err:.3g}"
+        floor = (2.0 ** -8 if dtype == torch.bfloat16 else 2.0 ** -11) * r32.float().abs().max().item()
+        assert err <= 2 * ref_err + floor, f"{name}: triton error {err:.3g}, 16-bit reference error {ref_err:.3g}"
 
 
 def test_no_gradient_into_sources():
@@ -171,3 +176,30 @@ def test_too_many_sources_is_a_clear_error():
     x, y, sources = random_inputs(4, 8, 3, seed=0)
     with pytest.raises(ValueError, match="at most 3"):
         triton_smooth_clap_loss(x, y, torch.tensor(1.0), sources + sources[:1], (0.25,) * 4, (0.1,) * 4, 0.1)
+
+
+@pytest.mark.parametrize("parts", [
+    [((0, 24), (0, 24)), ((24, 47), (24, 47)), ((47, 70), (47, 70))],   # open_clip local_loss on 3 ranks
+    [((0, 30), (30, 70)), ((30, 70), (0, 30))],                         # rows and columns split differently
+    [((0, 70), (70, 70)), ((70, 70), (0, 70))],                         # one direction each, one empty range
+])
+def test_anchor_ranges_sum_to_the_global_loss(parts):
+    """Distributed semantics (spec Sec. 3): counting only the anchors of row_range / col_range with the global
+    normaliser 2B, the partial losses and their gradients add up to the single-process loss and gradients
+    (what gradient averaging over ranks yields when each rank normalises by its 2 B_local instead)."""
+    batch = 70
+    x, y, sources = random_inputs(batch, 40, 2, seed=21)
+    args = (14.3, sources, (0.4, 0.6), (0.07, 0.2), 0.3)
+    want = _loss_and_grads(reference_smooth_clap_loss, x, y, *args)
+    total = None
+    for rows, cols in parts:
+        part = _loss_and_grads(triton_smooth_clap_loss, x, y, *args,
+                               row_range=rows, col_range=cols, normaliser=2 * batch)
+        total = part if total is None else tuple(a + b for a, b in zip(total, part))
+    _check_fp32(total, want, 14.3)
+
+
+def test_bad_anchor_range_is_a_clear_error():
+    x, y, _ = random_inputs(5, 8, 0, seed=0)
+    with pytest.raises(ValueError, match="row_range"):
+        triton_smooth_clap_loss(x, y, torch.tensor(1.0), row_range=(3, 6))
