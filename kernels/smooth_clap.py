@@ -34,7 +34,8 @@ Schedule (2 launches per loss evaluation, no atomics, no B x B or (B/BLOCK) x B 
   and the target-weighted sum t_k = sum e^(C - m_k) S, rescaled together when m_k grows, so that
   sum_j Q^k_ij S_ij = t_k / z_k and n^k_i = m_k + log z_k come out of the same single sweep; and the
   diagonal S_ii (mask of the tile where row == column). Outputs: lse (2, B), per-anchor cross-entropy
-  (2, B) (the launcher sums 2B numbers), and n^k (K, B) written by direction 0 only. Total work:
+  (2, B) (the launcher sums 2B numbers), and n^k (K, B) written once per anchor (direction 0 for the
+  counted rows, direction 1 for counted columns that are not counted rows). Total work:
   2 B^2 d + 2 K B^2 d_k multiply-adds (the column direction recomputes S and C^k instead of exchanging
   partial column statistics between programs, which would need atomics or a (B/BLOCK) x B buffer).
 
@@ -50,9 +51,10 @@ Schedule (2 launches per loss evaluation, no atomics, no B x B or (B/BLOCK) x B 
 
 Precision. Products accumulate in fp32. fp32 inputs use input_precision=PRECISION ("ieee" by default; the
 launcher passes "tf32" when TF32 is allowed). bf16 inputs run the bf16 tl.dot with fp32 accumulation, and G
-is cast to bf16 for the output GEMM (as flash attention does with P). Sources are fp32 (SRC_PRECISION).
+is cast to bf16 for the output GEMM (as flash attention does with P); fp16 likewise. Sources are fp32 with
+SRC_PRECISION ("ieee" for fp32 features, "tf32x3" for 16-bit ones, "tf32" when TF32 is allowed).
 Triton's CPU interpreter computes a bf16 tl.dot wrongly, so the launcher sets the constexpr UPCAST when
-TRITON_INTERPRET=1: every bf16 tile is converted to fp32 before tl.dot there (on a GPU the bf16 path runs).
+TRITON_INTERPRET=1: every 16-bit tile is converted to fp32 before tl.dot there (a GPU runs the bf16 dot).
 
 Counted anchors (distributed local loss, spec Sec. 3). row_lo..row_hi / col_lo..col_hi select the audio rows
 and text columns whose cross-entropy enters the loss, divided by a given normaliser (1 / inv_count); every
