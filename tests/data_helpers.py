@@ -32,7 +32,7 @@ def prepared_sample():
 
         rows, root = read_corpus("sample", None)
         _CACHE["sample"] = prepare(rows, work_dir() / "sample_out", corpus="sample", root=root,
-                                   cache_dir=feature_cache(), workers=1, seed=0, progress=False)
+                                   cache_dir=feature_cache(), workers=2, seed=0, progress=False)
     return _CACHE["sample"]
 
 

@@ -51,12 +51,15 @@ def speaker_split(
         raise ValueError(f"speaker_split: need at least 4 speakers for train/valid/test, got {n}: {speakers}")
     rng = np.random.default_rng(seed)
     per_corpus: Dict[str, List[str]] = {}
-    for c in sorted(set(corpus_of.values())):
+    first = int(rng.integers(2))
+    for ci, c in enumerate(sorted(set(corpus_of.values()))):
         groups = {g: [s for s in speakers if corpus_of[s] == c and gender_of[s] == g]
                   for g in sorted({gender_of[s] for s in speakers if corpus_of[s] == c})}
         for g in groups:
             rng.shuffle(groups[g])
-        per_corpus[c] = _interleave(list(groups.values()))
+        lists = list(groups.values())
+        k = (first + ci) % len(lists)  # corpora start with alternating genders: mixed test/valid pairs
+        per_corpus[c] = _interleave(lists[k:] + lists[:k])
     order = _interleave(list(per_corpus.values()))
     n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
     n_valid = max(1, round(n * valid_fraction)) if valid_fraction > 0 else 0
