@@ -149,7 +149,7 @@ def crop_or_pad(x: np.ndarray, length: int, rng: Optional[np.random.Generator]) 
     n = x.shape[0]
     if n >= length:
         start = 0 if n == length else (int(rng.integers(0, n - length + 1)) if rng is not None else (n - length) // 2)
-        return np.ascontiguousarray(x[start:start + length]), length
+        return np.array(x[start:start + length], copy=True), length
     out = np.zeros((length,) + x.shape[1:], dtype=x.dtype)
     out[:n] = x
     return out, n
