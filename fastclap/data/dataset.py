@@ -126,14 +126,16 @@ def collate_clap(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
     key = "waveform" if "waveform" in items[0] else "lld"
     if any(key not in it for it in items):
         raise ValueError("collate_clap: items mix waveform and lld inputs")
-    lengths = [int(it["length"]) for it in items]
-    t = max(it[key].shape[0] for it in items)
-    x = torch.zeros((len(items), t) + tuple(items[0][key].shape[1:]), dtype=torch.float32)
-    mask = torch.zeros((len(items), t), dtype=torch.long)
-    for b, it in enumerate(items):
-        n = it[key].shape[0]
-        x[b, :n] = it[key]
-        mask[b, :lengths[b]] = 1
+    lengths = torch.tensor([int(it["length"]) for it in items], dtype=torch.long)
+    sizes = [it[key].shape[0] for it in items]
+    t = max(sizes)
+    if min(sizes) == t:  # training crops: all items already have the same length
+        x = torch.stack([it[key] for it in items])
+    else:
+        x = torch.zeros((len(items), t) + tuple(items[0][key].shape[1:]), dtype=torch.float32)
+        for b, it in enumerate(items):
+            x[b, :sizes[b]] = it[key]
+    mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).long()
     out: Dict[str, object] = {"waveforms": x, "attention_mask": mask} if key == "waveform" else {"lld": x, "lld_mask": mask}
     out.update({
         "captions": [it["caption"] for it in items], "paraling": torch.stack([it["paraling"] for it in items]),
