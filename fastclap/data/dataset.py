@@ -120,6 +120,9 @@ def collate_clap(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
     (B, F, 25) float32 + ``lld_mask`` (B, F) int64; ``captions`` list[str]; ``paraling`` (B, 88) float32;
     ``labels`` / ``shared_labels`` / ``speakers`` list[str]; ``indices`` (B,) int64. Raises ValueError on an
     empty list or mixed inputs.
+
+    Memory: the waveform batch takes B * T * 12 bytes (float32 audio + int64 mask), e.g. 4.7 GB for 8192 crops
+    of 3 s; the LLD batch of the same crops takes 8192 * 300 * 108 bytes = 0.27 GB.
     """
     if not items:
         raise ValueError("collate_clap: empty batch")
