@@ -130,3 +130,16 @@ def test_embedded_sample_manifest():
     for g in ("male", "female"):
         assert {shared_label(r.emotion) for r in rows if r.gender == g} >= set(SHARED_CLASSES)
     assert (SAMPLE / "README.md").read_text().count("CC BY-NC-SA 4.0") >= 1
+
+
+@pytest.mark.skipif(not (SHARED / "emodb" / "labels.csv").is_file(), reason="shared corpora not present")
+def test_make_sample_reproduces_the_shipped_sample(tmp_path):
+    from fastclap.data.make_sample import make_sample
+
+    make_sample(str(SHARED / "emodb"), str(SHARED / "ravdess"), str(tmp_path))
+    for name in ("manifest.csv", "README.md"):
+        assert (tmp_path / name).read_bytes() == (SAMPLE / name).read_bytes(), name
+    shipped = sorted(p.name for p in SAMPLE.glob("*.flac"))
+    assert shipped == sorted(p.name for p in tmp_path.glob("*.flac"))
+    for name in shipped:
+        assert (tmp_path / name).read_bytes() == (SAMPLE / name).read_bytes(), name

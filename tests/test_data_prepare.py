@@ -226,3 +226,19 @@ def test_cli_prepare_sample_and_errors(tmp_path, capsys):
 def test_load_prepared_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest.csv not found"):
         load_prepared(tmp_path)
+
+
+def test_given_splits_are_kept_and_checked():
+    from fastclap.data import assign_splits
+
+    rows = read_manifest(SAMPLE_DIR / "manifest.csv")
+    spk = sorted({r.speaker for r in rows})
+    for r in rows:
+        r.split = "test" if r.speaker == spk[0] else ("valid" if r.speaker == spk[1] else "train")
+    assert [r.split for r in assign_splits(rows)] == [r.split for r in rows]
+    rows[0].split = ""
+    with pytest.raises(ValueError, match="give it for all rows or none"):
+        assign_splits(rows)
+    rows[0].split = "valid" if rows[0].speaker != spk[1] else "train"
+    with pytest.raises(ValueError, match=f"not speaker-independent: speaker '{rows[0].speaker}'"):
+        assign_splits(rows)

@@ -74,7 +74,8 @@ def speaker_split(
 def assign_splits(rows: List[ManifestRow], seed: int = 0, valid_fraction: float = 0.2,
                   test_fraction: float = 0.2) -> List[ManifestRow]:
     """Fill ``split`` of every row: kept as given if every row has one (then checked speaker-independent),
-    else a :func:`speaker_split`. Raises ValueError if a given split puts one speaker in two splits."""
+    else a :func:`speaker_split`. Raises ValueError if a given split puts one speaker in two splits or if only
+    some rows give a split."""
     if rows and all(r.split for r in rows):
         where: Dict[str, str] = {}
         for r in rows:
@@ -82,6 +83,11 @@ def assign_splits(rows: List[ManifestRow], seed: int = 0, valid_fraction: float 
                 raise ValueError(f"manifest splits are not speaker-independent: speaker {r.speaker!r} is in "
                                  f"{where[r.speaker]!r} and {r.split!r} ({r.rel_path or r.path})")
         return rows
+    given = [r for r in rows if r.split]
+    if given:
+        missing = next(r for r in rows if not r.split)
+        raise ValueError(f"manifest gives a split for {len(given)} of {len(rows)} rows; give it for all rows or "
+                         f"none (no split for {missing.rel_path or missing.path})")
     mapping = speaker_split(rows, seed, valid_fraction, test_fraction)
     for r in rows:
         r.split = mapping[r.speaker]
