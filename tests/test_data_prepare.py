@@ -114,6 +114,8 @@ def test_cross_corpus_mode(tmp_path):
     p, summary = prepare(combined, tmp_path / "x", root=str(SAMPLE_DIR), cache_dir=feature_cache(), workers=1,
                          progress=False)
     assert p.bins.n_fit == sum(r.split == "train" for r in combined)
+    assert p.label_words("test") == ["angry", "happy", "neutral", "sad"]
+    assert p.label_words("train") == ["anger", "happiness", "neutral", "sadness"]
     with pytest.raises(ValueError, match="both corpora"):
         cross_corpus_split(train, train)
 

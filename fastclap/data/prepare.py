@@ -64,6 +64,11 @@ class PreparedCorpus:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return np.array([i for i, r in enumerate(self.rows) if r.split == split], dtype=np.int64)
 
+    def label_words(self, split: Optional[str] = None) -> List[str]:
+        """Sorted distinct emotion words (the zero-shot class prompts) of ``split``, or of all rows if None."""
+        rows = self.rows if split is None else [self.rows[i] for i in self.split_indices(split)]
+        return sorted({r.emotion for r in rows if r.emotion})
+
     def waveform(self, i: int) -> np.ndarray:
         """(T,) float32 16 kHz mono audio of row i (a view into the memory map)."""
         return self.waveforms[self.wave_offsets[i]:self.wave_offsets[i + 1]]
