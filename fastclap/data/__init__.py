@@ -7,7 +7,8 @@ Contract for the trainer
    :func:`prepare` on rows from :func:`read_emodb` / :func:`read_ravdess` / :func:`read_manifest`) writes OUT.
 2. ``prepared = load_prepared(OUT)`` -> :class:`PreparedCorpus`: manifest rows (with ``split`` and ``caption``),
    16 kHz waveforms, raw eGeMAPSv02 functionals (N, 88) and LLDs (frames, 25) per clip, phrases, fitted caption
-   bins and z-normalisation statistics (both fitted on the train split only).
+   bins and z-normalisation statistics (both fitted on the train split only). ``prepared.split_indices(split)``,
+   ``prepared.label_words(split)`` (zero-shot class words), ``prepared.meta`` (feature names, skipped files).
 3. ``ds = ClapDataset(prepared, split, mode="train"|"eval", crop_seconds=float|None, input="waveform"|"lld",
    phrase_sampling=bool, seed=int, repeats=int)``; item = dict(``waveform`` (T,) float32 16 kHz | ``lld``
    (frames, 25) float32 z-normalised, ``length`` int, ``caption`` str, ``label`` str, ``shared_label`` str,
