@@ -153,7 +153,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         step_s = time.perf_counter() - t0
         step = step0 + 1
         rec = {"step": step, "epoch": epoch, "loss": float(loss.detach()), "lr": lr,
-               "logit_scale": float(out["logit_scale"]), "pairs_per_s": global_batch / step_s, "step_s": step_s,
+               "logit_scale": float(out["logit_scale"].detach()), "pairs_per_s": global_batch / step_s, "step_s": step_s,
                "loss_s": timer.seconds, "loss_share": timer.seconds / step_s}
         history.append(rec)
         if bar is not None:

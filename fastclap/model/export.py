@@ -40,8 +40,10 @@ def full_fp32_state_dict(module: nn.Module) -> Dict[str, torch.Tensor]:
         if t is None:
             t = p.detach()
         out[name] = t.detach().float().cpu().clone()
+    persistent = set(module.state_dict(keep_vars=True).keys())
     for name, b in module.named_buffers():
-        out[name] = b.detach().cpu().clone()
+        if name in persistent:  # non-persistent buffers (e.g. position ids) are rebuilt by the module
+            out[name] = b.detach().cpu().clone()
     return out
 
 

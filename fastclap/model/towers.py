@@ -60,7 +60,8 @@ class LLDEncoder(nn.Module):
     def forward(self, lld: torch.Tensor, lld_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         if lld.dim() != 3 or lld.shape[-1] != self.input_mean.numel():
             raise ValueError(f"lld must be (B, frames, {self.input_mean.numel()}), got {tuple(lld.shape)}")
-        x = (lld - self.input_mean) / self.input_std
+        # standardise in fp32, then run the network in its parameters' dtype (bf16 under DeepSpeed bf16)
+        x = ((lld.float() - self.input_mean.float()) / self.input_std.float()).to(self.convs[0].weight.dtype)
         m = None if lld_mask is None else lld_mask.to(x.dtype).unsqueeze(-1)
         for conv, norm in zip(self.convs, self.norms):
             if m is not None:
