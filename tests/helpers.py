@@ -46,3 +46,12 @@ def naive_loss(x, y, scale, sources, weights, temps, beta):
         for j in range(n)
     ) / n
     return 0.5 * (a2t + t2a)
+
+
+FP32_EPS = torch.finfo(torch.float32).eps
+
+
+def grad_atol(reference_grad, scale_times_feature):
+    """Absolute tolerance for an fp32 gradient: 1e-5 of its largest entry, plus four fp32 roundings of the
+    largest single term s * |feature| (the exact gradient is 0 at B = 1, where only rounding is left)."""
+    return 1e-5 * reference_grad.abs().max().item() + 4 * FP32_EPS * abs(scale_times_feature)

@@ -145,6 +145,11 @@ def validate_inputs(
         if u.device != audio_features.device:
             raise ValueError(f"{name} is on {u.device}, the features on {audio_features.device}")
         _check_finite(name, u)
+        zero_rows = torch.nonzero(u.float().norm(dim=1) == 0).flatten()
+        if zero_rows.numel():
+            raise ValueError(
+                f"{name} row {int(zero_rows[0])} has zero norm: its cosine similarity (soft target) is undefined"
+            )
 
 
 def smooth_clap_loss(
@@ -159,6 +164,10 @@ def smooth_clap_loss(
     source_weights: Sequence[float] = (0.5, 0.5),
     source_temperatures: Sequence[float] = (0.07, 0.07),
     backend: str = "auto",
+    local_loss: bool = False,
+    gather_with_grad: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
     """SmoothCLAP contrastive loss (hard CLAP when ``soft_weight == 0`` or no sources).
 
@@ -178,6 +187,9 @@ def smooth_clap_loss(
         source_weights: w_k >= 0 per source, summing to 1 (the paper's (1 - gamma, gamma)).
         source_temperatures: tau_k > 0 per source.
         backend: "auto" | "triton" | "chunked" | "reference".
+        local_loss, gather_with_grad, rank, world_size: open_clip's multi-rank options. With
+            ``world_size > 1`` the features and sources are all-gathered into the global batch; see
+            :mod:`fastclap.losses.distributed` for the semantics and the logit_scale / gradient convention.
 
     Returns:
         0-d fp32 tensor, the cross-entropy in nats averaged over the 2B anchors (or a dict).
@@ -202,9 +214,17 @@ def smooth_clap_loss(
         weights = tuple(float(w) for w in source_weights)
         temps = tuple(float(t) for t in source_temperatures)
     scale = logit_scale.reshape(()).to(logit_scale.device)
-    loss = _backend_fn(name)(
-        audio_features, text_features, scale, sources, weights, temps, float(soft_weight) if sources else 0.0
-    )
+    beta = float(soft_weight) if sources else 0.0
+    if world_size > 1:
+        from .distributed import distributed_smooth_clap_loss
+
+        loss = distributed_smooth_clap_loss(
+            audio_features, text_features, scale, sources, weights, temps, beta, backend=name,
+            symmetric_fn=_backend_fn(name), rank=rank, world_size=world_size, local_loss=local_loss,
+            gather_with_grad=gather_with_grad,
+        )
+    else:
+        loss = _backend_fn(name)(audio_features, text_features, scale, sources, weights, temps, beta)
     if logit_bias is not None and logit_bias.requires_grad:
         loss = loss + 0.0 * logit_bias.reshape(())  # exact zero gradient: the bias cancels
     return {"contrastive_loss": loss} if output_dict else loss
@@ -214,7 +234,7 @@ class SmoothCLAPLoss(nn.Module):
     """Parameter-free SmoothCLAP loss module (open_clip ``ClipLoss`` calling convention).
 
     ``SmoothCLAPLoss(soft_weight=0.1, source_weights=(0.5, 0.5), source_temperatures=(0.07, 0.07),
-    backend="auto")(audio_features, text_features, logit_scale, soft_target_features=..., logit_bias=None,
+    backend="auto", local_loss=False, gather_with_grad=False, rank=0, world_size=1)(audio_features, text_features, logit_scale, soft_target_features=..., logit_bias=None,
     output_dict=False)``. See :func:`smooth_clap_loss` for shapes, math and errors.
     """
 
@@ -224,10 +244,21 @@ class SmoothCLAPLoss(nn.Module):
         source_weights: Sequence[float] = (0.5, 0.5),
         source_temperatures: Sequence[float] = (0.07, 0.07),
         backend: str = "auto",
+        local_loss: bool = False,
+        gather_with_grad: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size) and world_size >= 1, got rank={rank}, "
+                             f"world_size={world_size}")
+        self.local_loss = local_loss
+        self.gather_with_grad = gather_with_grad
+        self.rank = rank
+        self.world_size = world_size
         self.soft_weight = soft_weight
         self.source_weights = tuple(source_weights)
         self.source_temperatures = tuple(source_temperatures)
@@ -245,11 +276,14 @@ class SmoothCLAPLoss(nn.Module):
         return smooth_clap_loss(
             audio_features, text_features, logit_scale, soft_target_features, logit_bias, output_dict,
             soft_weight=self.soft_weight, source_weights=self.source_weights,
-            source_temperatures=self.source_temperatures, backend=self.backend,
+            source_temperatures=self.source_temperatures, backend=self.backend, local_loss=self.local_loss,
+            gather_with_grad=self.gather_with_grad, rank=self.rank, world_size=self.world_size,
         )
 
     def extra_repr(self) -> str:
         return (
             f"soft_weight={self.soft_weight}, source_weights={self.source_weights}, "
-            f"source_temperatures={self.source_temperatures}, backend={self.backend!r}"
+            f"source_temperatures={self.source_temperatures}, backend={self.backend!r}, "
+            f"local_loss={self.local_loss}, gather_with_grad={self.gather_with_grad}, rank={self.rank}, "
+            f"world_size={self.world_size}"
         )

@@ -1,0 +1,158 @@
+"""Blockwise PyTorch SmoothCLAP loss: O(B (d + block)) memory, the CPU path and the Triton fallback.
+
+Same algorithm as the fused Triton kernels, written with torch ops over row blocks of the logits.
+Notation (spec Sec. 2; Jing et al., arXiv 2601.12591, 2026):
+
+    S_ij  = s X_i . Y_j                                   logits_per_audio, s = logit_scale
+    C^k_ij = cos(U_k,i, U_k,j) / tau_k                    source k, symmetric in (i, j)
+    Q^k_ij = exp(C^k_ij - L^k_i)                          L^k_i = lse_j C^k_ij (row log-normaliser)
+    y_ij  = (1 - beta) delta_ij + beta sum_k w_k Q^k_ij
+    L     = 1/(2B) [ sum_i lse_row_i + sum_j lse_col_j - sum_ij (y_ij + y_ji) S_ij ]
+
+Source normaliser without a separate pass: with unit rows, C^k_ii = 1/tau_k is the maximum of row i
+and of column i, so E^k_ij = exp(C^k_ij - 1/tau_k) lies in (0, 1] and never overflows. Its row sums
+R^k_i = sum_j E^k_ij give L^k_i = 1/tau_k + log R^k_i, and because C^k is symmetric the same R^k
+normalises the columns: Q^k_ji = E^k_ij / R^k_j. Hence one pass over row blocks yields
+
+* lse_row (exact per block: the block holds whole rows), lse_col (online max / rescaled sum),
+* sum_j Q^k_ij S_ij = (sum_j E^k_ij S_ij) / R^k_i   (a2t soft term, exact per block),
+* sum_i Q^k_ji S_ij = (sum_i E^k_ij S_ij) / R^k_j   (t2a soft term, column numerators summed over
+  blocks, divided once R^k is complete).
+
+Forward: 1 + K GEMMs (S and each C^k, block by block). The backward recomputes the same tiles from
+the O(B) statistics (lse_row, lse_col, R^k) and forms
+
+    G = dL/dS = 1/(2B) [ P_row + P_col - 2 (1 - beta) I - beta sum_k w_k E^k (1/R^k_i + 1/R^k_j) ]
+    dX = s G Y,   dY = s G^T X,   ds = sum_ij G_ij X_i . Y_j
+
+(using Q^k_ij + Q^k_ji = E^k_ij (1/R^k_i + 1/R^k_j)): 1 + K + 2 GEMMs. No B x B tensor is ever
+allocated: the largest temporaries are (block, B).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+# Row block: about 2^21 logits (8 MiB fp32) per temporary, clamped to [16, 1024] rows.
+_TARGET_BLOCK_ELEMENTS = 1 << 21
+
+
+def default_block_rows(batch: int) -> int:
+    """Rows per block for batch size ``batch``: ~2M logits per temporary, between 16 and 1024."""
+    return int(max(16, min(1024, _TARGET_BLOCK_ELEMENTS // max(batch, 1))))
+
+
+def _unit_rows(u: torch.Tensor) -> torch.Tensor:
+    return F.normalize(u.detach().float(), dim=-1)
+
+
+class _ChunkedSmoothCLAP(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y, scale, beta, weights, temps, block, *sources):
+        xf, yf = x.float(), y.float()
+        s = scale.float()
+        batch = xf.shape[0]
+        units = [_unit_rows(u) for u in sources]
+        dev = xf.device
+        lse_row = torch.empty(batch, device=dev)
+        col_max = torch.full((batch,), float("-inf"), device=dev)
+        col_sum = torch.zeros(batch, device=dev)
+        diag = torch.empty(batch, device=dev)
+        row_sums = torch.empty(len(units), batch, device=dev)  # R^k
+        soft_rows = torch.zeros((), device=dev)  # sum_k w_k sum_ij Q^k_ij S_ij
+        col_num = torch.zeros(len(units), batch, device=dev)  # sum_i E^k_ij S_ij
+        for i0 in range(0, batch, block):
+            i1 = min(i0 + block, batch)
+            logits = s * (xf[i0:i1] @ yf.T)
+            lse_row[i0:i1] = torch.logsumexp(logits, dim=1)
+            new_max = torch.maximum(col_max, logits.max(dim=0).values)
+            col_sum = col_sum * torch.exp(col_max - new_max) + torch.exp(logits - new_max).sum(dim=0)
+            col_max = new_max
+            diag[i0:i1] = logits.diagonal(offset=i0)
+            for k, (u, w, tau) in enumerate(zip(units, weights, temps)):
+                e = torch.exp((u[i0:i1] @ u.T - 1.0) / tau)
+                row_sums[k, i0:i1] = e.sum(dim=1)
+                es = e * logits
+                soft_rows = soft_rows + w * (es.sum(dim=1) / row_sums[k, i0:i1]).sum()
+                col_num[k] += es.sum(dim=0)
+        lse_col = col_max + torch.log(col_sum)
+        hard = 2.0 * (1.0 - beta) * diag.sum() if units else 2.0 * diag.sum()
+        soft = 0.0
+        if units:
+            weight_vec = torch.tensor(weights, device=dev, dtype=torch.float32)
+            soft_cols = (weight_vec[:, None] * col_num / row_sums).sum()
+            soft = beta * (soft_rows + soft_cols)
+        loss = (lse_row.sum() + lse_col.sum() - hard - soft) / (2.0 * batch)
+        ctx.save_for_backward(x, y, scale, lse_row, lse_col, row_sums, *units)
+        ctx.beta, ctx.weights, ctx.temps, ctx.block = beta, weights, temps, block
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, y, scale, lse_row, lse_col, row_sums, *units = ctx.saved_tensors
+        need_x, need_y, need_s = ctx.needs_input_grad[:3]
+        xf, yf = x.float(), y.float()
+        s = scale.float()
+        batch = xf.shape[0]
+        beta, weights, temps, block = ctx.beta, ctx.weights, ctx.temps, ctx.block
+        coef = grad_out.float() / (2.0 * batch)
+        diag_coef = 2.0 * (1.0 - beta) if units else 2.0
+        inv_rows = 1.0 / row_sums if units else None
+        dx = torch.empty_like(xf) if need_x else None
+        dy = torch.zeros_like(yf) if need_y else None
+        ds = torch.zeros((), device=xf.device)
+        for i0 in range(0, batch, block):
+            i1 = min(i0 + block, batch)
+            dots = xf[i0:i1] @ yf.T
+            logits = s * dots
+            g = torch.exp(logits - lse_row[i0:i1, None]) + torch.exp(logits - lse_col[None, :])
+            g.diagonal(offset=i0).sub_(diag_coef)
+            for k, (u, w, tau) in enumerate(zip(units, weights, temps)):
+                e = torch.exp((u[i0:i1] @ u.T - 1.0) / tau)
+                g -= (beta * w) * e * (inv_rows[k, i0:i1, None] + inv_rows[k, None, :])
+            g *= coef
+            if need_s:
+                ds += (g * dots).sum()
+            if need_x:
+                dx[i0:i1] = s * (g @ yf)
+            if need_y:
+                dy += s * (g.T @ xf[i0:i1])
+        grad_x = dx.to(x.dtype) if need_x else None
+        grad_y = dy.to(y.dtype) if need_y else None
+        grad_s = ds.to(scale.dtype).reshape(scale.shape) if need_s else None
+        return (grad_x, grad_y, grad_s, None, None, None, None) + (None,) * len(units)
+
+
+def chunked_smooth_clap_loss(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    scale: torch.Tensor,
+    sources: Sequence[torch.Tensor] = (),
+    weights: Sequence[float] = (),
+    temps: Sequence[float] = (),
+    beta: float = 0.0,
+    block_rows: Optional[int] = None,
+) -> torch.Tensor:
+    """SmoothCLAP loss over row blocks of the logits, never materialising a B x B matrix.
+
+    Args:
+        x: audio_features (B, d), fp32 or bf16 (upcast to fp32 internally; gradients are returned in x.dtype).
+        y: text_features (B, d), same dtype.
+        scale: 0-d logit_scale tensor (already exponentiated); receives a gradient.
+        sources: K detached soft-target sources (B, d_k); rows must have non-zero norm. K = 0 -> hard CLAP.
+        weights, temps: per-source w_k (sum 1) and tau_k > 0.
+        beta: soft_weight in [0, 1].
+        block_rows: rows per block (default: ~2M logits per temporary, see ``default_block_rows``).
+
+    Returns:
+        0-d fp32 loss (nats). Memory O(B (d + d_k) + block_rows * B).
+    """
+    batch = x.shape[0]
+    block = int(block_rows) if block_rows else default_block_rows(batch)
+    if not sources or beta == 0.0:
+        sources, weights, temps, beta = (), (), (), 0.0
+    return _ChunkedSmoothCLAP.apply(
+        x, y, scale, float(beta), tuple(weights), tuple(temps), block, *[u.detach() for u in sources]
+    )
