@@ -66,7 +66,8 @@ class DataConfig:
             a batch of 8192 real pairs is built from a few hundred recordings.
         phrase_sampling: sample a random subset of the ParaCLAP caption phrases per item (training only).
         train_split: name of the training split in the prepared corpora.
-        eval_split: name of the held-out split used by evaluation.
+        eval_split: name of the held-out split used by periodic evaluation ("valid"; keep "test" for the final
+            zero-shot evaluation).
         num_workers: DataLoader worker processes (0: load in the training process).
     """
 
@@ -76,7 +77,7 @@ class DataConfig:
     repeats: int = 1
     phrase_sampling: bool = False
     train_split: str = "train"
-    eval_split: str = "test"
+    eval_split: str = "valid"
     num_workers: int = 0
 
 

@@ -35,7 +35,7 @@ from fastclap import SmoothCLAPLoss
 from fastclap.config import check_deepspeed_section, load_config, resolve_path, to_dict
 from fastclap.engine import checkpoint
 from fastclap.engine.data import build_corpora, copy_prepared_artifacts, fit_lld_stats, iterate_steps, StepBatches
-from fastclap.engine.distributed import gather_no_grad, gather_with_grad, init_distributed
+from fastclap.engine.distributed import init_distributed, mean_over_ranks
 from fastclap.engine.metrics import LossTimer, MetricsWriter
 from fastclap.engine.setup import build_engine, clamp_logit_scale
 from fastclap.model import CLAPModel, save_exported
@@ -50,16 +50,28 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def build_loss(cfg, rank: int = 0, world: int = 1) -> SmoothCLAPLoss:
+    """The configured loss over the global batch: with world > 1 it all-gathers features and sources itself
+    (local_loss + gather_with_grad: every parameter gradient equals the single-process one, spec section 3)."""
+    return SmoothCLAPLoss(
+        soft_weight=cfg.loss.soft_weight if cfg.loss.name == "smoothclap" else 0.0,
+        source_weights=(1.0 - cfg.loss.gamma, cfg.loss.gamma), source_temperatures=cfg.loss.temperatures,
+        backend=cfg.loss.backend, local_loss=world > 1, gather_with_grad=world > 1, rank=rank, world_size=world,
+    )
+
+
 def loss_inputs(out: Dict[str, torch.Tensor], batch: Dict[str, Any], cfg) -> tuple:
-    """(audio_features, text_features, soft-target sources) of the global batch (all-gathered over ranks)."""
-    x = gather_with_grad(out["audio_features"])
-    y = gather_with_grad(out["text_features"])
+    """(audio_features, text_features, soft-target sources) of this rank's pairs.
+
+    Sources: audio-audio = z-normalised eGeMAPS functionals ("paraling") or the audio features, text-text =
+    the pooled caption embeddings or the text features; all detached. None for the hard CLAP loss."""
+    x, y = out["audio_features"], out["text_features"]
     if cfg.loss.name == "clap" or cfg.loss.soft_weight == 0.0:
         return x, y, None
     audio_src = (batch["paraling"].to(x.device, torch.float32) if cfg.loss.audio_source == "paraling"
                  else out["audio_features"].detach())
     text_src = out["text_embeddings"] if cfg.loss.text_source == "text_embeddings" else out["text_features"]
-    return x, y, [gather_no_grad(audio_src.detach()), gather_no_grad(text_src.detach())]
+    return x, y, [audio_src.detach(), text_src.detach()]
 
 
 @torch.no_grad()
@@ -107,11 +119,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     engine, _ = build_engine(model, ds_cfg, cfg)
     micro = engine.train_micro_batch_size_per_gpu()
     order = StepBatches(len(data.train), micro, world, rank, cfg.run.seed)
-    loss_fn = SmoothCLAPLoss(
-        soft_weight=cfg.loss.soft_weight if cfg.loss.name == "smoothclap" else 0.0,
-        source_weights=(1.0 - cfg.loss.gamma, cfg.loss.gamma),
-        source_temperatures=cfg.loss.temperatures, backend=cfg.loss.backend,
-    )
+    loss_fn, eval_loss_fn = build_loss(cfg, rank, world), build_loss(cfg)  # every rank evaluates all eval data
     metrics = MetricsWriter(run_dir, cfg.run.tensorboard, enabled=rank == 0)
 
     start = 0
@@ -152,7 +160,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             torch.cuda.synchronize(device)
         step_s = time.perf_counter() - t0
         step = step0 + 1
-        rec = {"step": step, "epoch": epoch, "loss": float(loss.detach()), "lr": lr,
+        rec = {"step": step, "epoch": epoch, "loss": mean_over_ranks(loss.detach()), "lr": lr,
                "logit_scale": float(out["logit_scale"].detach()), "pairs_per_s": global_batch / step_s, "step_s": step_s,
                "loss_s": timer.seconds, "loss_share": timer.seconds / step_s}
         history.append(rec)
@@ -162,7 +170,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         if step % cfg.run.log_every == 0 or step == steps:
             metrics.write(rec)
         if cfg.eval.every and data.eval is not None and (step % cfg.eval.every == 0 or step == steps):
-            metrics.write({"step": step, **evaluate(engine, data.eval, data.collate, cfg, loss_fn)})
+            metrics.write({"step": step, **evaluate(engine, data.eval, data.collate, cfg, eval_loss_fn)})
         if step == steps or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
             checkpoint.save(engine, run_dir, step, {"epoch": epoch}, cfg.run.keep_checkpoints, rank)
             last_ckpt = step

@@ -15,7 +15,7 @@ def tiny_config(run_dir, stage=2, steps=4, bf16=False, micro=16, **sections):
     fc = {
         "data": {"corpora": [{"corpus": "synthetic", "synthetic_clips": 48}], "crop_seconds": 0.5, "repeats": 2},
         "model": {"audio": {"hidden": 32}, "text": copy.deepcopy(TINY_TEXT), "embed_dim": 16},
-        "loss": {"backend": "reference", "soft_weight": 0.5, "gamma": 0.1},
+        "loss": {"backend": "chunked", "soft_weight": 0.5, "gamma": 0.1},
         "schedule": {"steps": steps, "warmup_steps": 1},
         "eval": {"every": 0},
         "run": {"dir": str(run_dir), "progress": False, "tensorboard": False, "log_every": 1},

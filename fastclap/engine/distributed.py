@@ -4,6 +4,7 @@
 RANK / WORLD_SIZE / LOCAL_RANK / MASTER_* and we use them. On CPU the accelerator is forced to "cpu" and
 DeepSpeed's shared-memory collective op, which would be JIT-compiled at start-up, is switched off (gloo is
 used instead); set ``FASTCLAP_DS_SHM_COMM=1`` to let DeepSpeed build and use it for multi-process CPU runs.
+Features are gathered across ranks by the loss itself (``SmoothCLAPLoss(local_loss=True, gather_with_grad=True)``).
 """
 from __future__ import annotations
 
@@ -56,28 +57,13 @@ def init_distributed() -> Tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` (B_local, d) over ranks in rank order, differentiably (docs/loss_spec.md section 3).
-
-    Every rank computes the loss of the global batch; the all-gather backward sums the ranks' gradients for the
-    local rows, and DeepSpeed's gradient averaging divides by the world size, so each parameter gradient equals
-    the single-process gradient of the global loss. A world of one returns ``x`` unchanged.
-    """
+def mean_over_ranks(x: torch.Tensor) -> float:
+    """Mean of a scalar over ranks (the global loss from the ranks' local-anchor losses); a float."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
-
-
-@torch.no_grad()
-def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
-    """All-gather of a detached tensor (soft-target sources), rank order; identity in a world of one."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts, dim=0)
+        return float(x)
+    t = x.detach().float().reshape(1).clone()
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
 
 
 def barrier() -> None:

@@ -18,7 +18,7 @@ SAMPLE_RATE = 16000
 
 
 class SyntheticClapDataset(Dataset):
-    """``split`` "train" holds the first 3/4 of ``n_clips``, any other split the rest."""
+    """``split`` "train" holds the first 3/4 of ``n_clips``; "valid" and "test" both hold the rest."""
 
     def __init__(self, n_clips: int, split: str, mode: str, crop_seconds: float, input: str = "lld",
                  repeats: int = 1, seed: int = 0) -> None:
