@@ -72,3 +72,19 @@ def test_deepspeed_section_checks(change, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         check_deepspeed_section(ds, on_cuda=False)
     check_deepspeed_section(DS, on_cuda=False)
+
+
+def test_shipped_configs_validate():
+    import glob
+    import os
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    paths = sorted(glob.glob(os.path.join(root, "*.json")))
+    assert {"quickstart.json", "large_batch.json", "paper_wav2vec2_bert.json"} <= {os.path.basename(p) for p in paths}
+    for p in paths:
+        ds, cfg = load_config(p)
+        check_deepspeed_section(ds, on_cuda="paper" in p)
+    _, paper = load_config(os.path.join(root, "paper_wav2vec2_bert.json"))
+    assert (paper.loss.gamma, paper.loss.soft_weight) == (0.1, 0.5)  # the paper's main setting
+    ds, big = load_config(os.path.join(root, "large_batch.json"))
+    assert ds["train_micro_batch_size_per_gpu"] >= 8192 and big.loss.backend == "auto"
