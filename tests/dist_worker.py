@@ -1,5 +1,6 @@
 """Worker for the 2-process gloo tests of the gathered loss (imported by spawned processes)."""
 import os
+import socket
 
 import torch
 import torch.distributed as dist
@@ -7,31 +8,42 @@ import torch.distributed as dist
 from helpers import random_inputs
 
 
-def gathered_loss_worker(rank, world_size, init_file, out_dir, batch, dim, k, beta, backend, local_loss):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+def free_tcp_init_method():
+    """A tcp:// rendezvous on a free loopback port (gloo's file store can abort at process exit)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def gathered_loss_worker(rank, world_size, init_method, out_dir, batch, dim, cases):
+    """Evaluate each (backend, local_loss, k, beta) case on this rank's rows of one shared global batch."""
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)
     try:
         from fastclap import smooth_clap_loss
 
-        x, y, sources = random_inputs(batch, dim, k, seed=123)  # the same global batch on every rank
-        rows = slice(rank * batch // world_size, (rank + 1) * batch // world_size)
-        x_local = x[rows].clone().requires_grad_(True)
-        y_local = y[rows].clone().requires_grad_(True)
-        scale = torch.tensor(14.3, requires_grad=True)
-        weights = tuple([1.0 / k] * k) if k else ()
-        loss = smooth_clap_loss(
-            x_local, y_local, scale, tuple(u[rows] for u in sources) if k else None,
-            soft_weight=beta, source_weights=weights, source_temperatures=(0.07,) * k, backend=backend,
-            local_loss=local_loss, gather_with_grad=True, rank=rank, world_size=world_size,
-        )
-        loss.backward()
-        # What DeepSpeed / DDP do to parameter gradients: average over ranks (here for logit_scale; the
-        # feature gradients are the rows a model on this rank would backpropagate, averaged by 1/W).
-        grad_scale = scale.grad.clone()
-        dist.all_reduce(grad_scale)
-        torch.save(
-            {"loss": loss.detach(), "gx": x_local.grad / world_size, "gy": y_local.grad / world_size,
-             "gs": grad_scale / world_size},
-            os.path.join(out_dir, f"rank{rank}.pt"),
-        )
+        results = {}
+        for backend, local_loss, k, beta in cases:
+            x, y, sources = random_inputs(batch, dim, k, seed=123)  # the same global batch on every rank
+            rows = slice(rank * batch // world_size, (rank + 1) * batch // world_size)
+            x_local = x[rows].clone().requires_grad_(True)
+            y_local = y[rows].clone().requires_grad_(True)
+            scale = torch.tensor(14.3, requires_grad=True)
+            loss = smooth_clap_loss(
+                x_local, y_local, scale, tuple(u[rows] for u in sources) if k else None,
+                soft_weight=beta, source_weights=(1.0 / k,) * k if k else (),
+                source_temperatures=(0.07,) * k, backend=backend,
+                local_loss=local_loss, gather_with_grad=True, rank=rank, world_size=world_size,
+            )
+            loss.backward()
+            # What DeepSpeed / DDP do to parameter gradients: average them over ranks. logit_scale is a
+            # parameter; the feature rows stand for a model on this rank, so they are divided by W too.
+            grad_scale = scale.grad.clone()
+            dist.all_reduce(grad_scale)
+            results[(backend, local_loss, k, beta)] = {
+                "loss": loss.detach(), "gx": x_local.grad / world_size, "gy": y_local.grad / world_size,
+                "gs": grad_scale / world_size,
+            }
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # no rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()

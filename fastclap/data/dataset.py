@@ -1,0 +1,149 @@
+"""torch Dataset and collate function over a prepared corpus.
+
+``ClapDataset(prepared, split, mode, crop_seconds, input, phrase_sampling, seed, repeats)``: item k is clip
+``indices[k % n]`` of the split (n clips), so ``repeats = r`` gives r independent random crops and phrase
+samples of every clip per epoch - the way to build contrastive batches far larger than the clip count (e.g.
+8192 pairs per step from 819 clips: ``repeats = ceil(8192 / n)``, see :func:`repeats_for_batch`).
+
+Randomness (train mode only) comes from ``numpy.random.default_rng([seed, epoch, k])``, so an item depends only
+on (seed, epoch, k): identical across runs, DataLoader worker counts and orderings. Call ``set_epoch(e)`` each
+epoch for fresh crops. Eval mode is deterministic and returns full clips (``crop_seconds`` is ignored there).
+
+Item (dict):
+    ``waveform`` (T,) float32 16 kHz mono, or ``lld`` (frames, 25) float32 z-normalised eGeMAPSv02 LLDs;
+    ``length`` int valid samples/frames (the rest is zero padding); ``caption`` str; ``label`` str (the
+    corpus' emotion word); ``shared_label`` str (anger/happiness/sadness/neutral or ""); ``paraling`` (88,)
+    float32 z-normalised eGeMAPSv02 functionals; ``speaker`` str; ``index`` int (row in the prepared manifest).
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .audio import TARGET_SR, crop_or_pad
+from .captions import join_caption, sample_phrases
+from .features import LLD_HOP_S
+from .manifest import shared_label
+from .prepare import PreparedCorpus
+
+MODES = ("train", "eval")
+INPUTS = ("waveform", "lld")
+
+
+def repeats_for_batch(n_clips: int, batch_size: int) -> int:
+    """Smallest repeats r with r * n_clips >= batch_size (so one epoch holds at least one full batch)."""
+    if n_clips <= 0 or batch_size <= 0:
+        raise ValueError(f"repeats_for_batch: n_clips and batch_size must be positive, got {n_clips}, {batch_size}")
+    return max(1, math.ceil(batch_size / n_clips))
+
+
+class ClapDataset(Dataset):
+    """(audio, caption) pairs of one split of a :class:`~fastclap.data.prepare.PreparedCorpus`.
+
+    Args:
+        prepared: from :func:`fastclap.data.load_prepared`.
+        split: "train", "valid" or "test".
+        mode: "train" (random crop/pad to ``crop_seconds``, optional phrase sampling) or "eval" (full clips,
+            full captions, no randomness).
+        crop_seconds: training crop length in seconds (> 0), or None for full clips.
+        input: "waveform" (16 kHz audio) or "lld" (eGeMAPSv02 LLD frames, 10 ms hop).
+        phrase_sampling: train mode only; each item keeps a random non-empty ordered subset of its phrases.
+        seed: base seed of all randomness.
+        repeats: integer >= 1; the split is traversed this many times per epoch with independent draws.
+
+    Raises ValueError for an unknown split/mode/input, a non-positive crop or repeats, phrase sampling in eval
+    mode, or an empty split.
+    """
+
+    def __init__(self, prepared: PreparedCorpus, split: str, mode: str = "train", crop_seconds: float | None = None,
+                 input: str = "waveform", phrase_sampling: bool = False, seed: int = 0, repeats: int = 1):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if input not in INPUTS:
+            raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
+        if crop_seconds is not None and not (crop_seconds > 0 and math.isfinite(crop_seconds)):
+            raise ValueError(f"crop_seconds must be a positive number or None, got {crop_seconds!r}")
+        if int(repeats) != repeats or repeats < 1:
+            raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+        if phrase_sampling and mode != "train":
+            raise ValueError("phrase_sampling=True is only allowed with mode='train' (evaluation uses full captions)")
+        self.prepared = prepared
+        self.indices = prepared.split_indices(split)
+        if self.indices.size == 0:
+            raise ValueError(f"split {split!r} of {prepared.out_dir} is empty")
+        self.split, self.mode, self.input = split, mode, input
+        self.crop_seconds, self.phrase_sampling = crop_seconds, phrase_sampling
+        self.seed, self.repeats, self.epoch = int(seed), int(repeats), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random draws of this epoch (crops and phrase subsets)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return int(self.indices.size) * self.repeats
+
+    def __getitem__(self, k: int) -> Dict[str, object]:
+        if not 0 <= k < len(self):
+            raise IndexError(f"index {k} out of range for {len(self)} items")
+        i = int(self.indices[k % self.indices.size])
+        p = self.prepared
+        row = p.rows[i]
+        train = self.mode == "train"
+        rng = np.random.default_rng([self.seed, self.epoch, k]) if train else None
+        if self.input == "waveform":
+            x = np.asarray(p.waveform(i), dtype=np.float32)
+            unit = 1.0 / TARGET_SR
+        else:
+            x = p.lld_frames(i)
+            unit = LLD_HOP_S
+        if train and self.crop_seconds is not None:
+            x, length = crop_or_pad(x, max(1, round(self.crop_seconds / unit)), rng)
+        else:
+            x, length = np.array(x, dtype=np.float32), x.shape[0]
+        phrases = p.phrases[i]
+        caption = join_caption(sample_phrases(phrases, rng)) if (self.phrase_sampling and phrases) else p.captions[i]
+        return {
+            self.input: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), "length": int(length),
+            "caption": caption, "label": row.emotion, "shared_label": shared_label(row.emotion) or "",
+            "paraling": torch.from_numpy(p.paraling(i)), "speaker": row.speaker, "index": i,
+        }
+
+
+def collate_clap(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
+    """Stack items into a batch, zero-padding audio to the longest item.
+
+    Returns ``waveforms`` (B, T) float32 + ``attention_mask`` (B, T) int64 (1 = real sample), or ``lld``
+    (B, F, 25) float32 + ``lld_mask`` (B, F) int64; ``captions`` list[str]; ``paraling`` (B, 88) float32;
+    ``labels`` / ``shared_labels`` / ``speakers`` list[str]; ``indices`` (B,) int64. Raises ValueError on an
+    empty list or mixed inputs.
+
+    Memory: the waveform batch takes B * T * 12 bytes (float32 audio + int64 mask), e.g. 4.7 GB for 8192 crops
+    of 3 s; the LLD batch of the same crops takes 8192 * 300 * 108 bytes = 0.27 GB.
+    """
+    if not items:
+        raise ValueError("collate_clap: empty batch")
+    key = "waveform" if "waveform" in items[0] else "lld"
+    if any(key not in it for it in items):
+        raise ValueError("collate_clap: items mix waveform and lld inputs")
+    lengths = torch.tensor([int(it["length"]) for it in items], dtype=torch.long)
+    sizes = [it[key].shape[0] for it in items]
+    t = max(sizes)
+    if min(sizes) == t:  # training crops: all items already have the same length
+        x = torch.stack([it[key] for it in items])
+    else:
+        x = torch.zeros((len(items), t) + tuple(items[0][key].shape[1:]), dtype=torch.float32)
+        for b, it in enumerate(items):
+            x[b, :sizes[b]] = it[key]
+    mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).long()
+    out: Dict[str, object] = {"waveforms": x, "attention_mask": mask} if key == "waveform" else {"lld": x, "lld_mask": mask}
+    out.update({
+        "captions": [it["caption"] for it in items], "paraling": torch.stack([it["paraling"] for it in items]),
+        "labels": [it["label"] for it in items], "shared_labels": [it["shared_label"] for it in items],
+        "speakers": [it["speaker"] for it in items],
+        "indices": torch.tensor([it["index"] for it in items], dtype=torch.long),
+    })
+    return out

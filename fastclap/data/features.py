@@ -1,0 +1,211 @@
+"""openSMILE eGeMAPSv02 features, content-hash cache, parallel extraction and z-normalisation.
+
+Per file (Eyben et al., "The Geneva Minimalistic Acoustic Parameter Set (GeMAPS)", IEEE TAC 2016; openSMILE,
+Eyben et al., ACM MM 2010), computed on the 16 kHz mono waveform the model sees:
+
+* ``functionals``: (88,) float32 eGeMAPSv02 functionals (the paralinguistic soft-target source, and the
+  ParaCLAP caption variables);
+* ``lld``: (frames, 25) float32 eGeMAPSv02 low-level descriptors, one frame per 10 ms hop.
+
+Cache: ``<cache_dir>/<sha256[:2]>/<sha256>.<FEATURE_KEY>.npz`` where sha256 is over the file's bytes and
+FEATURE_KEY names the feature set, the sample rate and the opensmile version, so a changed file or a
+changed feature definition never reads a stale entry. The resampled waveform is cached beside them.
+
+Degenerate results are errors (:class:`~fastclap.data.audio.BadAudioError`): non-finite values, or no voiced
+frame at all (openSMILE then reports pitch, jitter and shimmer as 0, which would give a meaningless caption).
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .audio import TARGET_SR, BadAudioError, decode_audio, sha256_bytes
+
+N_FUNCTIONALS = 88
+N_LLD = 25
+LLD_HOP_S = 0.01
+_SMILE: Dict[str, object] = {}
+
+
+def feature_key() -> str:
+    """Cache key part naming the feature definition: feature set, sample rate and opensmile version."""
+    import opensmile
+
+    return f"eGeMAPSv02-{TARGET_SR}Hz-opensmile{opensmile.__version__}"
+
+
+def _smiles():
+    if not _SMILE:
+        import opensmile
+
+        fs = opensmile.FeatureSet.eGeMAPSv02
+        _SMILE["func"] = opensmile.Smile(feature_set=fs, feature_level=opensmile.FeatureLevel.Functionals)
+        _SMILE["lld"] = opensmile.Smile(feature_set=fs, feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+    return _SMILE["func"], _SMILE["lld"]
+
+
+def functional_names() -> List[str]:
+    """The 88 eGeMAPSv02 functional names, in column order."""
+    return list(_smiles()[0].feature_names)
+
+
+def lld_names() -> List[str]:
+    """The 25 eGeMAPSv02 LLD names, in column order."""
+    return list(_smiles()[1].feature_names)
+
+
+def extract_signal(x: np.ndarray, name: str, sr: int = TARGET_SR) -> Tuple[np.ndarray, np.ndarray]:
+    """eGeMAPSv02 functionals (88,) and LLDs (frames, 25), float32, of a mono signal x (T,) at ``sr`` Hz.
+
+    Raises BadAudioError naming ``name`` for non-finite features or a clip without any voiced frame.
+    """
+    func_smile, lld_smile = _smiles()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        func = func_smile.process_signal(x, sr).to_numpy(dtype=np.float32)[0]
+        lld = lld_smile.process_signal(x, sr).to_numpy(dtype=np.float32)
+    if func.shape != (N_FUNCTIONALS,) or lld.ndim != 2 or lld.shape[1] != N_LLD or lld.shape[0] == 0:
+        raise BadAudioError(f"{name}: openSMILE returned shapes {func.shape} / {lld.shape}")
+    if not np.isfinite(func).all() or not np.isfinite(lld).all():
+        raise BadAudioError(f"{name}: openSMILE gave non-finite features (clip too short or degenerate)")
+    names = func_smile.feature_names
+    if func[names.index("VoicedSegmentsPerSec")] == 0 and func[names.index("F0semitoneFrom27.5Hz_sma3nz_amean")] == 0:
+        raise BadAudioError(f"{name}: no voiced frames (openSMILE finds no pitch; silence or noise only)")
+    return func, lld
+
+
+@dataclass
+class FileFeatures:
+    """Result for one file: hash, 16 kHz waveform, eGeMAPS functionals and LLDs, original-file info."""
+
+    sha256: str
+    waveform: np.ndarray      # (T,) float32, 16 kHz mono
+    functionals: np.ndarray   # (88,) float32, raw (not normalised)
+    lld: np.ndarray           # (frames, 25) float32, raw
+    info: dict                # sample_rate, channels, frames, duration_s of the original file
+    cached: bool = False
+
+
+def process_file(
+    path: str,
+    cache_dir: Optional[str],
+    expected_sr: Optional[int] = None,
+    expected_channels: Optional[int] = None,
+) -> FileFeatures:
+    """Read one file, hash it, and return its features from the cache or by extracting (then caching) them.
+
+    Raises BadAudioError naming ``path`` for a missing, unreadable or degenerate file.
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise BadAudioError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise BadAudioError(f"{path}: cannot read ({exc.strerror})") from None
+    digest = sha256_bytes(data)
+    entry = None
+    if cache_dir is not None:
+        entry = Path(cache_dir) / digest[:2] / f"{digest}.{feature_key()}.npz"
+        if entry.is_file():
+            try:
+                with np.load(entry) as z:
+                    info = json.loads(str(z["info"]))
+                    _check_expected(path, info, expected_sr, expected_channels)
+                    return FileFeatures(digest, z["waveform"], z["functionals"], z["lld"], info, cached=True)
+            except (OSError, ValueError, KeyError) as exc:
+                if isinstance(exc, BadAudioError):
+                    raise
+                # an unreadable cache entry (interrupted write) is recomputed, not trusted
+    wave, info = decode_audio(data, path, expected_sr=expected_sr, expected_channels=expected_channels)
+    func, lld = extract_signal(wave, path)
+    if entry is not None:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_name(entry.name + f".tmp{os.getpid()}.npz")
+        np.savez(tmp, waveform=wave, functionals=func, lld=lld, info=np.array(json.dumps(info)))
+        os.replace(tmp, entry)
+    return FileFeatures(digest, wave, func, lld, info)
+
+
+def _check_expected(path, info, expected_sr, expected_channels):
+    if expected_sr is not None and info["sample_rate"] != expected_sr:
+        raise BadAudioError(f"{path}: unexpected sample rate {info['sample_rate']} Hz (manifest says {expected_sr} Hz)")
+    if expected_channels is not None and info["channels"] != expected_channels:
+        raise BadAudioError(f"{path}: {info['channels']} channel(s) but the manifest says {expected_channels}")
+
+
+def _safe_process(args) -> Tuple[int, Optional[FileFeatures], Optional[str]]:
+    idx, path, cache_dir, sr, ch = args
+    try:
+        return idx, process_file(path, cache_dir, sr, ch), None
+    except BadAudioError as exc:
+        return idx, None, str(exc)
+
+
+def extract_many(
+    jobs: Sequence[Tuple[str, Optional[int], Optional[int]]],
+    cache_dir: Optional[str],
+    workers: int = 2,
+    progress: bool = True,
+) -> List[Tuple[Optional[FileFeatures], Optional[str]]]:
+    """Process ``(path, expected_sr, expected_channels)`` jobs, in ``workers`` processes when > 1.
+
+    Returns one ``(features, None)`` or ``(None, error message)`` per job, in job order. A tqdm bar shows
+    progress. Errors are returned, not raised, so the caller decides between failing and skipping.
+    """
+    from tqdm.auto import tqdm
+
+    args = [(i, p, None if cache_dir is None else os.fspath(cache_dir), sr, ch) for i, (p, sr, ch) in enumerate(jobs)]
+    results: List[Tuple[Optional[FileFeatures], Optional[str]]] = [(None, "not processed")] * len(args)
+    bar = tqdm(total=len(args), desc="eGeMAPSv02", unit="file", disable=not progress)
+    if workers <= 1 or len(args) < 4:
+        for a in args:
+            i, feats, err = _safe_process(a)
+            results[i] = (feats, err)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for i, feats, err in pool.map(_safe_process, args, chunksize=4):
+                results[i] = (feats, err)
+                bar.update()
+    bar.close()
+    return results
+
+
+@dataclass
+class NormStats:
+    """Per-dimension mean and std for z-normalisation, fitted on the training split only."""
+
+    mean: np.ndarray  # (D,) float32
+    std: np.ndarray   # (D,) float32, floored at 1e-6 relative so constant dimensions map to 0, not inf
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "NormStats":
+        """Fit on rows of x (N, D). Raises ValueError on an empty or non-finite x."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(f"NormStats.fit: need a non-empty (N, D) array, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError("NormStats.fit: non-finite values in the fitting data")
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        std = np.where(std > 1e-6 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+        return cls(mean.astype(np.float32), std.astype(np.float32))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """(…, D) -> (…, D) float32, (x - mean) / std."""
+        return ((np.asarray(x, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "NormStats":
+        return cls(np.asarray(d["mean"], dtype=np.float32), np.asarray(d["std"], dtype=np.float32))

@@ -1,0 +1,1 @@
+"""Training engine pieces: distributed set-up, DeepSpeed construction, data order, checkpoints, metrics."""

@@ -1,0 +1,168 @@
+"""Training data for the engine: corpora -> datasets, a resumable step-indexed batch order, loaders.
+
+The batch order is a pure function of (seed, step): epoch e visits the training set in the permutation drawn
+from a generator seeded with (seed, e), and step s takes global batch s mod batches_per_epoch of epoch
+s div batches_per_epoch. Each rank takes its contiguous slice of the global batch. Random crops are drawn per
+(seed, epoch, item) by the dataset. Resuming at step s therefore replays exactly the batches an uninterrupted
+run would have seen, without saving any sampler state.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from ..config import CorpusConfig, FastClapConfig, resolve_path
+from .distributed import barrier
+from .synthetic import SyntheticClapDataset, collate_synthetic
+
+
+class EpochConcat(ConcatDataset):
+    """ConcatDataset that forwards ``set_epoch`` to its parts."""
+
+    def set_epoch(self, epoch: int) -> None:
+        for d in self.datasets:
+            if hasattr(d, "set_epoch"):
+                d.set_epoch(epoch)
+
+
+@dataclass
+class Corpora:
+    train: Dataset
+    eval: Optional[Dataset]
+    collate: Callable[[List[Dict[str, Any]]], Dict[str, Any]]
+    prepared_dirs: List[str] = field(default_factory=list)
+
+
+def _prepared_dir(c: CorpusConfig, cache_dir: str) -> str:
+    return resolve_path(c.prepared_dir) or os.path.join(cache_dir, c.corpus)
+
+
+def _ensure_prepared(c: CorpusConfig, out: str, rank: int) -> Any:
+    """Load a prepared corpus; on rank 0 run ``python -m fastclap.data prepare`` first if it is missing."""
+    from fastclap.data import load_prepared
+
+    def _try() -> Any:
+        try:
+            return load_prepared(out)
+        except (FileNotFoundError, OSError):
+            return None
+
+    prepared = _try()
+    if prepared is None and rank == 0:
+        cmd = [sys.executable, "-m", "fastclap.data", "prepare", "--corpus", c.corpus, "--out", out]
+        if c.root is not None:
+            cmd += ["--root", resolve_path(c.root)]
+        print(f"fastclap: preparing corpus {c.corpus!r} into {out}", flush=True)
+        subprocess.run(cmd, check=True)
+    barrier()
+    prepared = prepared or _try()
+    if prepared is None:
+        raise FileNotFoundError(f"fastclap.data.corpora: corpus {c.corpus!r} could not be prepared in {out}")
+    return prepared
+
+
+def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
+    """Datasets of all configured corpora (train split with random crops, eval split) and the collate fn."""
+    d, seed = cfg.data, cfg.run.seed
+    cache_dir = resolve_path(cfg.run.cache_dir) or os.path.join(run_dir, "cache")
+    trains: List[Dataset] = []
+    evals: List[Dataset] = []
+    collate: Callable = collate_synthetic
+    dirs: List[str] = []
+    for i, c in enumerate(d.corpora):
+        if c.corpus == "synthetic":
+            trains.append(SyntheticClapDataset(c.synthetic_clips, d.train_split, "train", d.crop_seconds, d.input,
+                                               d.repeats, seed + i))
+            evals.append(SyntheticClapDataset(c.synthetic_clips, d.eval_split, "eval", d.crop_seconds, d.input,
+                                              1, seed + i))
+            continue
+        from fastclap.data import ClapDataset, collate_clap
+
+        collate = collate_clap
+        out = _prepared_dir(c, cache_dir)
+        prepared = _ensure_prepared(c, out, rank)
+        dirs.append(out)
+        common = dict(crop_seconds=d.crop_seconds, input=d.input, seed=seed + i)
+        trains.append(ClapDataset(prepared, d.train_split, mode="train", phrase_sampling=d.phrase_sampling,
+                                  repeats=d.repeats, **common))
+        try:
+            evals.append(ClapDataset(prepared, d.eval_split, mode="eval", phrase_sampling=False, **common))
+        except (KeyError, ValueError):
+            pass  # a corpus without that split contributes no evaluation data
+    train = trains[0] if len(trains) == 1 else EpochConcat(trains)
+    evals = [e for e in evals if len(e) > 0]
+    ev = None if not evals else (evals[0] if len(evals) == 1 else EpochConcat(evals))
+    return Corpora(train, ev, collate, dirs)
+
+
+def copy_prepared_artifacts(prepared_dirs: List[str], run_dir: str) -> None:
+    """Copy the small fitted files of each prepared corpus (caption bins, normalisation statistics: its
+    top-level JSON / CSV files other than the manifest) into ``<run_dir>/prepared/<name>/``."""
+    for src in prepared_dirs:
+        dst = os.path.join(run_dir, "prepared", os.path.basename(os.path.normpath(src)))
+        os.makedirs(dst, exist_ok=True)
+        for f in glob.glob(os.path.join(src, "*.json")) + glob.glob(os.path.join(src, "*.csv")):
+            if os.path.getsize(f) < 5_000_000:
+                shutil.copy2(f, dst)
+
+
+class StepBatches:
+    """Index lists of every step of the run, a pure function of (seed, step) (see the module docstring)."""
+
+    def __init__(self, n_items: int, micro_batch: int, world_size: int, rank: int, seed: int) -> None:
+        self.n, self.micro, self.world, self.rank, self.seed = n_items, micro_batch, world_size, rank, seed
+        self.global_batch = micro_batch * world_size
+        self.per_epoch = n_items // self.global_batch
+        if self.per_epoch == 0:
+            raise ValueError(
+                f"fastclap.data: the training set has {n_items} pairs (clips x repeats), fewer than one contrastive "
+                f"batch of {self.global_batch} (train_micro_batch_size_per_gpu x world size); raise "
+                "fastclap.data.repeats or lower the batch"
+            )
+
+    def position(self, step: int) -> Tuple[int, int]:
+        """(epoch, batch within the epoch) of global step ``step`` (0-based)."""
+        return divmod(step, self.per_epoch)
+
+    def epoch_batches(self, epoch: int, start: int = 0) -> List[List[int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(self.n, generator=g)
+        out = []
+        for b in range(start, self.per_epoch):
+            lo = b * self.global_batch + self.rank * self.micro
+            out.append(perm[lo:lo + self.micro].tolist())
+        return out
+
+
+def iterate_steps(dataset: Dataset, collate: Callable, order: StepBatches, start_step: int, num_workers: int
+                  ) -> Iterator[Tuple[int, int, Dict[str, Any]]]:
+    """Yield (step, epoch, batch) forever from ``start_step``; a new DataLoader per epoch (after set_epoch)."""
+    step = start_step
+    while True:
+        epoch, b = order.position(step)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_sampler=order.epoch_batches(epoch, b), collate_fn=collate,
+                            num_workers=num_workers, generator=torch.Generator())  # never draws global RNG
+        for batch in loader:
+            yield step, epoch, batch
+            step += 1
+
+
+@torch.no_grad()
+def fit_lld_stats(dataset: Dataset, max_items: int = 512) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and std (lld_dim,) of the LLD frames of up to ``max_items`` evenly spaced items."""
+    n = len(dataset)
+    idx = sorted({int(i * n / min(n, max_items)) for i in range(min(n, max_items))})
+    llds = [dataset[i]["lld"] for i in idx]
+    frames = torch.cat([x.reshape(-1, x.shape[-1]) for x in llds])
+    frames = frames[torch.isfinite(frames).all(dim=1)]
+    return frames.mean(0), frames.std(0)

@@ -1,0 +1,71 @@
+"""Process-group set-up for DeepSpeed on CPU and GPU, and feature gathering across ranks.
+
+``python fastclap/train.py`` (no launcher) runs as a world of one; ``deepspeed fastclap/train.py`` sets
+RANK / WORLD_SIZE / LOCAL_RANK / MASTER_* and we use them. On CPU the accelerator is forced to "cpu" and
+DeepSpeed's shared-memory collective op, which would be JIT-compiled at start-up, is switched off (gloo is
+used instead); set ``FASTCLAP_DS_SHM_COMM=1`` to let DeepSpeed build and use it for multi-process CPU runs.
+Features are gathered across ranks by the loss itself (``SmoothCLAPLoss(local_loss=True, gather_with_grad=True)``).
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Tuple
+
+import torch
+import torch.distributed as dist
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def setup_environment() -> None:
+    """Environment for DeepSpeed before it is imported: CPU accelerator without GPUs, a world of one when not
+    started by a launcher."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        os.environ["RANK"] = "0"
+        os.environ["WORLD_SIZE"] = "1"
+        os.environ.setdefault("LOCAL_RANK", "0")
+
+
+def init_distributed() -> Tuple[int, int, torch.device]:
+    """Initialise torch.distributed through DeepSpeed (once per process). Returns (rank, world_size, device)."""
+    setup_environment()
+    import deepspeed
+    import deepspeed.ops
+
+    from deepspeed.accelerator import get_accelerator
+
+    acc = get_accelerator()
+    on_cpu = acc.device_name() == "cpu"
+    if on_cpu and os.environ.get("FASTCLAP_DS_SHM_COMM") != "1":
+        # TorchBackend builds the shm collective op when it is "compatible"; mark it unavailable: no JIT build.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    if not dist.is_initialized():
+        deepspeed.init_distributed(dist_backend=acc.communication_backend_name(), verbose=False)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cpu") if on_cpu else torch.device(acc.device_name(), local_rank)
+    if not on_cpu:
+        acc.set_device(local_rank)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def mean_over_ranks(x: torch.Tensor) -> float:
+    """Mean of a scalar over ranks (the global loss from the ranks' local-anchor losses); a float."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return float(x)
+    t = x.detach().float().reshape(1).clone()
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
+
+
+def barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()

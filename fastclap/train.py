@@ -1,0 +1,200 @@
+"""Train a (Smooth)CLAP model with the fused loss inside DeepSpeed ZeRO.
+
+    deepspeed fastclap/train.py --config configs/large_batch.json      # any number of ranks / GPUs
+    python fastclap/train.py --config configs/quickstart.json           # one process, CPU or GPU
+    python fastclap/train.py --config configs/quickstart.json --resume  # continue from the last checkpoint
+
+One step: a contrastive batch of (audio crop, caption) pairs -> audio and text embeddings (gathered over
+ranks) -> SmoothCLAP loss with soft targets from the paralinguistic functionals and the caption embeddings ->
+DeepSpeed backward/step -> clamp the temperature. The config file is a DeepSpeed JSON with a "fastclap"
+section (fastclap/config.py documents every field).
+"""
+import os
+import sys
+
+if __name__ == "__main__":
+    # Run as a script, Python puts fastclap/ itself on sys.path[0]; its modules (config, model, data, ...)
+    # must not shadow third-party packages. Import the installed package instead.
+    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+        sys.path.pop(0)
+
+import argparse
+import json
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+try:
+    import fastclap
+except ImportError:  # pragma: no cover - the message is the point
+    sys.exit("fastclap is not installed: run `pip install -e .[train]` in the repository first")
+
+from fastclap import SmoothCLAPLoss
+from fastclap.config import check_deepspeed_section, load_config, resolve_path, to_dict
+from fastclap.engine import checkpoint
+from fastclap.engine.data import build_corpora, copy_prepared_artifacts, fit_lld_stats, iterate_steps, StepBatches
+from fastclap.engine.distributed import init_distributed, mean_over_ranks
+from fastclap.engine.metrics import LossTimer, MetricsWriter
+from fastclap.engine.setup import build_engine, clamp_logit_scale
+from fastclap.model import CLAPModel, save_exported
+from fastclap.model.export import full_fp32_state_dict
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Train a SmoothCLAP / CLAP model with DeepSpeed.")
+    p.add_argument("--config", required=True, help="DeepSpeed JSON with a 'fastclap' section")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
+    return p.parse_args(argv)
+
+
+def build_loss(cfg, rank: int = 0, world: int = 1) -> SmoothCLAPLoss:
+    """The configured loss over the global batch: with world > 1 it all-gathers features and sources itself
+    (local_loss + gather_with_grad: every parameter gradient equals the single-process one, spec section 3)."""
+    return SmoothCLAPLoss(
+        soft_weight=cfg.loss.soft_weight if cfg.loss.name == "smoothclap" else 0.0,
+        source_weights=(1.0 - cfg.loss.gamma, cfg.loss.gamma), source_temperatures=cfg.loss.temperatures,
+        backend=cfg.loss.backend, local_loss=world > 1, gather_with_grad=world > 1, rank=rank, world_size=world,
+    )
+
+
+def loss_inputs(out: Dict[str, torch.Tensor], batch: Dict[str, Any], cfg) -> tuple:
+    """(audio_features, text_features, soft-target sources) of this rank's pairs.
+
+    Sources: audio-audio = z-normalised eGeMAPS functionals ("paraling") or the audio features, text-text =
+    the pooled caption embeddings or the text features; all detached. None for the hard CLAP loss."""
+    x, y = out["audio_features"], out["text_features"]
+    if cfg.loss.name == "clap" or cfg.loss.soft_weight == 0.0:
+        return x, y, None
+    audio_src = (batch["paraling"].to(x.device, torch.float32) if cfg.loss.audio_source == "paraling"
+                 else out["audio_features"].detach())
+    text_src = out["text_embeddings"] if cfg.loss.text_source == "text_embeddings" else out["text_features"]
+    return x, y, [audio_src.detach(), text_src.detach()]
+
+
+@torch.no_grad()
+def evaluate(engine, dataset, collate, cfg, loss_fn) -> Dict[str, float]:
+    """Mean loss over evaluation batches and zero-shot UAR / WAR over the label words (ParaCLAP protocol)."""
+    from torch.utils.data import DataLoader
+
+    engine.eval()
+    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False, collate_fn=collate,
+                        generator=torch.Generator())
+    losses, audio, labels = [], [], []
+    for i, batch in enumerate(loader):
+        if cfg.eval.max_batches and i >= cfg.eval.max_batches:
+            break
+        out = engine(batch)
+        x, y, sources = loss_inputs(out, batch, cfg)
+        losses.append(float(loss_fn(x, y, out["logit_scale"], soft_target_features=sources)))
+        audio.append(out["audio_features"].float())
+        labels += list(batch["labels"])
+    classes = sorted(set(labels))
+    prompts = engine.module.encode_text([cfg.eval.prompt.format(label=c) for c in classes]).float()
+    pred = (torch.cat(audio) @ prompts.T).argmax(1).tolist()
+    truth = [classes.index(l) for l in labels]
+    recalls = [np.mean([p == c for p, t in zip(pred, truth) if t == c]) for c in range(len(classes))]
+    engine.train()
+    return {"eval/loss": float(np.mean(losses)), "eval/uar": float(np.mean(recalls)),
+            "eval/war": float(np.mean([p == t for p, t in zip(pred, truth)])), "eval/chance": 1.0 / len(classes)}
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    args = parse_args(argv)
+    ds_cfg, cfg = load_config(args.config)
+    rank, world, device = init_distributed()
+    check_deepspeed_section(ds_cfg, on_cuda=device.type == "cuda")
+    run_dir = resolve_path(cfg.run.dir)
+    os.makedirs(run_dir, exist_ok=True)
+    torch.manual_seed(cfg.run.seed)
+    np.random.seed(cfg.run.seed)
+
+    # data, model, engine ---------------------------------------------------------------------------------
+    data = build_corpora(cfg, run_dir, rank)
+    model = CLAPModel(cfg.model)
+    if cfg.data.input == "lld":
+        model.audio_tower.set_input_stats(*fit_lld_stats(data.train))
+    engine, _ = build_engine(model, ds_cfg, cfg)
+    micro = engine.train_micro_batch_size_per_gpu()
+    order = StepBatches(len(data.train), micro, world, rank, cfg.run.seed)
+    loss_fn, eval_loss_fn = build_loss(cfg, rank, world), build_loss(cfg)  # every rank evaluates all eval data
+    metrics = MetricsWriter(run_dir, cfg.run.tensorboard, enabled=rank == 0)
+
+    start = 0
+    if args.resume:
+        start = int(checkpoint.load(engine, run_dir)["step"])
+        metrics.truncate_after(start)
+    elif rank == 0:
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            json.dump(dict(ds_cfg, fastclap=to_dict(cfg)), f, indent=2)
+        copy_prepared_artifacts(data.prepared_dirs, run_dir)
+
+    # training loop ---------------------------------------------------------------------------------------
+    steps, global_batch = cfg.schedule.steps, order.global_batch
+    bar = None
+    if rank == 0 and cfg.run.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=start, unit="step", dynamic_ncols=True)
+    timer, history, last_ckpt, t_run = LossTimer(), [], start, time.perf_counter()
+    engine.train()
+    step = start
+    for step0, epoch, batch in iterate_steps(data.train, data.collate, order, start, cfg.data.num_workers):
+        if step0 >= steps:
+            break
+        t0 = time.perf_counter()
+        out = engine(batch)
+        x, y, sources = loss_inputs(out, batch, cfg)
+        timer.reset()
+        x, y = timer.wrap(x), timer.wrap(y)
+        timer.start(x.device)
+        loss = loss_fn(x, y, out["logit_scale"], soft_target_features=sources)
+        timer.stop_forward(loss)
+        engine.backward(loss)
+        lr = engine.get_lr()[0]  # the lr this step uses (the scheduler advances inside engine.step)
+        engine.step()
+        clamp_logit_scale(engine, cfg.model.logit_scale_max)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        step_s = time.perf_counter() - t0
+        step = step0 + 1
+        rec = {"step": step, "epoch": epoch, "loss": mean_over_ranks(loss.detach()), "lr": lr,
+               "logit_scale": float(out["logit_scale"].detach()), "pairs_per_s": global_batch / step_s, "step_s": step_s,
+               "loss_s": timer.seconds, "loss_share": timer.seconds / step_s}
+        history.append(rec)
+        if bar is not None:
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", pairs_s=f"{rec['pairs_per_s']:.0f}")
+            bar.update(1)
+        if step % cfg.run.log_every == 0 or step == steps:
+            metrics.write(rec)
+        if cfg.eval.every and data.eval is not None and (step % cfg.eval.every == 0 or step == steps):
+            metrics.write({"step": step, **evaluate(engine, data.eval, data.collate, cfg, eval_loss_fn)})
+        if step == steps or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
+            checkpoint.save(engine, run_dir, step, {"epoch": epoch}, cfg.run.keep_checkpoints, rank)
+            last_ckpt = step
+            if cfg.run.pause_after_checkpoint:
+                time.sleep(cfg.run.pause_after_checkpoint)
+    if bar is not None:
+        bar.close()
+    if last_ckpt < step:  # pragma: no cover - the loop always saves at the last step
+        checkpoint.save(engine, run_dir, step, {"epoch": 0}, cfg.run.keep_checkpoints, rank)
+    if cfg.run.export:
+        state = full_fp32_state_dict(engine.module)
+        if rank == 0:
+            save_exported(state, cfg.model, run_dir)
+    metrics.close()
+    wall = time.perf_counter() - t_run
+    summary = {"run_dir": run_dir, "steps": step, "start_step": start, "global_batch": global_batch,
+               "wall_s": wall, "history": history}
+    if rank == 0 and history:
+        tail = history[1:] or history  # the first step includes one-off warm-up costs
+        print(f"fastclap: {len(history)} steps in {wall:.1f}s, final loss {history[-1]['loss']:.4f}, "
+              f"{np.mean([h['pairs_per_s'] for h in tail]):.0f} pairs/s, loss share "
+              f"{100 * np.mean([h['loss_share'] for h in tail]):.1f}% of step time, run dir {run_dir}", flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Triton SmoothCLAP backend on a CUDA GPU (skipped without CUDA): the real bf16 tl.dot, exact fp32 ("ieee")
+and TF32 GEMMs, memory at large B.
+
+Precision used by each test:
+* test_fp32_ieee_matches_reference: fp32 inputs, tl.dot input_precision="ieee" (default), reference with
+  torch TF32 matmul disabled; same tolerances as the interpreter tests (rtol 1e-5, atol 1e-5 max |grad|).
+* test_tf32_within_its_error_bound: allow_tf32=True (feature and source GEMMs in TF32). TF32 keeps 10
+  mantissa bits, so for unit rows each logit carries an error up to about s * 2^-9 (both operands rounded,
+  |X_i . Y_j| <= 1). Tolerances: loss atol 2 * s * 2^-9 (lse and target term each shift by at most the logit
+  error); dX / dY / ds atol s * 2^-8 * max |reference grad| (softmax probabilities move by a relative
+  exp(s * 2^-9) - 1 ~ s * 2^-9, twice for P^r and P^c).
+* test_bf16_error_within_twice_bf16_reference: bf16 inputs, bf16 tl.dot with fp32 accumulation, sources
+  in "tf32x3"; rule of tests/test_triton_loss.py (error <= 2x the bf16 reference's + one bf16 ulp of the
+  largest entry).
+"""
+import pytest
+import torch
+
+from fastclap.losses.reference import reference_smooth_clap_loss
+from helpers import random_inputs
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _exact_fp32_reference():
+    """The reference must run true fp32 matmuls, whatever the global TF32 setting."""
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def _triton():
+    from fastclap.losses.triton_loss import triton_smooth_clap_loss
+
+    return triton_smooth_clap_loss
+
+
+def _run(fn, x, y, scale, sources, weights, temps, beta, grad_output=1.0, **kw):
+    x = x.detach().clone().requires_grad_(True)
+    y = y.detach().clone().requires_grad_(True)
+    s = torch.tensor(scale, device=x.device, requires_grad=True)
+    loss = fn(x, y, s, sources, weights, temps, beta, **kw)
+    (loss * grad_output).backward()
+    return loss.detach(), x.grad, y.grad, s.grad
+
+
+def _inputs(batch, dim, k, seed, dtype=torch.float32):
+    x, y, sources = random_inputs(batch, dim, k, seed=seed, dtype=dtype)
+    return x.cuda(), y.cuda(), tuple(u.cuda() for u in sources)
+
+
+@pytest.mark.parametrize("batch,dim,k,scale,beta,grad_output", [
+    (1, 3, 0, 1.0, 0.0, 1.0), (131, 100, 3, 100.0, 0.1, 1.0), (257, 512, 2, 14.3, 1.0, 3.7),
+    (1000, 64, 1, 14.3, 0.5, 1.0), (300, 1024, 2, 14.3, 0.1, 1.0),
+])
+def test_fp32_ieee_matches_reference(batch, dim, k, scale, beta, grad_output):
+    x, y, sources = _inputs(batch, dim, k, seed=batch + dim)
+    weights, temps = (tuple([1.0 / k] * k), tuple([0.07] * k)) if k else ((), ())
+    got = _run(_triton(), x, y, scale, sources, weights, temps, beta, grad_output)
+    want = _run(reference_smooth_clap_loss, x, y, scale, sources, weights, temps, beta, grad_output)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-6)
+    floor = 1e-6 * scale / batch
+    for a, b in zip(got[1:3], want[1:3]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item() + floor)
+    torch.testing.assert_close(got[3], want[3], rtol=1e-5, atol=1e-6)
+
+
+def test_tf32_within_its_error_bound():
+    scale = 14.3
+    x, y, sources = _inputs(1000, 512, 2, seed=4)
+    args = (scale, sources, (0.5, 0.5), (0.07, 0.07), 0.1)
+    got = _run(_triton(), x, y, *args, allow_tf32=True)
+    want = _run(reference_smooth_clap_loss, x, y, *args)
+    torch.testing.assert_close(got[0], want[0], rtol=0, atol=2 * scale * 2**-9)
+    for a, b in zip(got[1:], want[1:]):
+        torch.testing.assert_close(a, b, rtol=0, atol=scale * 2**-8 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("batch,dim,k,scale,beta", [(1000, 512, 2, 14.3, 0.1), (4099, 256, 3, 100.0, 0.5)])
+def test_bf16_error_within_twice_bf16_reference(batch, dim, k, scale, beta):
+    x, y, sources = _inputs(batch, dim, k, seed=batch, dtype=torch.bfloat16)
+    weights, temps = tuple([1.0 / k] * k), tuple([0.07] * k)
+    got = _run(_triton(), x, y, scale, sources, weights, temps, beta)
+    ref32 = _run(reference_smooth_clap_loss, x.float(), y.float(), scale, sources, weights, temps, beta)
+    ref16 = _run(lambda *a: reference_smooth_clap_loss(*a, compute_dtype=torch.bfloat16),
+                 x, y, scale, sources, weights, temps, beta)
+    for name, g, r32, r16 in zip(("loss", "dX", "dY", "dscale"), got, ref32, ref16):
+        err = (g.float() - r32.float()).abs().max().item()
+        ref_err = (r16.float() - r32.float()).abs().max().item()
+        floor = 2.0 ** -8 * r32.float().abs().max().item()
+        assert err <= 2 * ref_err + floor, f"{name}: triton error {err:.3g}, bf16 reference error {ref_err:.3g}"
+
+
+def test_peak_memory_far_below_batch_squared():
+    """B = 16384, d = 512, bf16, two sources: the loss's extra peak memory stays far below one fp32 B x B
+    matrix (1 GiB). Budget: 1/16 of it (64 MiB), against ~50 MiB of inputs, gradients and O(B) statistics."""
+    batch, dim = 16384, 512
+    x, y, sources = _inputs(batch, dim, 2, seed=0, dtype=torch.bfloat16)
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    s = torch.tensor(14.3, device="cuda", requires_grad=True)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    _triton()(x, y, s, sources, (0.5, 0.5), (0.07, 0.07), 0.1).backward()
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - base
+    assert extra < batch * batch * 4 / 16, f"peak extra memory {extra / 2**20:.1f} MiB"
+
+
+def test_large_batch_against_chunked_or_reference():
+    """B = 16384 against the chunked backend (fp32, ieee); without it, the dense reference at B = 4096."""
+    try:
+        from fastclap.losses.chunked import chunked_smooth_clap_loss as other
+        batch = 16384
+    except ImportError:
+        other, batch = reference_smooth_clap_loss, 4096
+    x, y, sources = _inputs(batch, 256, 2, seed=9)
+    args = (14.3, sources, (0.7, 0.3), (0.07, 0.1), 0.1)
+    got = _run(_triton(), x, y, *args)
+    want = _run(other, x, y, *args)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(got[1:3], want[1:3]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
+    torch.testing.assert_close(got[3], want[3], rtol=1e-5, atol=1e-6)
