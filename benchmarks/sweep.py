@@ -141,7 +141,12 @@ def run_config(config: Dict[str, Any], *, in_process: bool, timeout_s: float) ->
     if in_process:
         from benchmarks.measure import measure
 
-        return measure(config)
+        row = measure(config)
+        if config["device"].startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+        return row
     return _run_subprocess(config, timeout_s)
 
 

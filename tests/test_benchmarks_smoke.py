@@ -1,0 +1,82 @@
+"""Smoke test of the benchmark machinery: a tiny sweep into tmp_path, well-formed rows, a plot.
+
+Runs the real command lines (``python -m benchmarks.sweep`` / ``benchmarks.plot``) from the repository
+root. It checks the rows' shape and bookkeeping only; speed and memory are never asserted here.
+"""
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+REQUIRED = {
+    "provider", "mode", "batch", "dim", "dtype", "kind", "k", "status", "reason", "time_ms", "times_ms",
+    "peak_bytes", "needed_bytes", "repeats", "device_name", "torch", "triton", "python", "date", "loadavg",
+}
+
+
+def _run(*args, timeout=120):
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def quick_rows(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "quick.jsonl"
+    # one thread: the CI machine has two cores and other jobs may share them
+    _run("benchmarks.sweep", "--preset", "quick", "--providers", "reference", "chunked", "triton",
+         "--kinds", "smooth2", "--repeats", "2", "--threads", "1", "--out", str(out))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    return out, rows
+
+
+def test_quick_sweep_rows_are_well_formed(quick_rows):
+    out, rows = quick_rows
+    assert out.with_suffix(".csv").exists()
+    statuses = {}
+    for row in rows:
+        missing = REQUIRED - row.keys()
+        assert not missing, f"row {row['provider']} B={row['batch']} lacks {missing}"
+        assert row["k"] == (2 if row["kind"] == "smooth2" else 0)
+        statuses.setdefault(row["status"], []).append(row)
+        if row["status"] == "ok":
+            assert row["peak_bytes"] > 0 and row["time_ms"] > 0
+            assert row["repeats"] == len(row["times_ms"]) >= 1
+            assert len(row["loadavg"]) == 3
+        elif row["status"] == "oom":
+            assert row["needed_bytes"] > row["mem_limit_bytes"]
+        else:
+            assert row["status"] == "skipped" and row["reason"]
+    # reference and chunked SmoothCLAP measured at B = 256; triton skipped on a CPU
+    assert {(r["provider"], r["kind"], r["batch"]) for r in statuses["ok"]} == {
+        ("reference", "smooth2", 256), ("chunked", "smooth2", 256)}
+    assert {r["provider"] for r in statuses["skipped"]} == {"triton"}
+    # the dense reference at B = 65536 cannot fit: 12 B x B fp32 matrices
+    (oom,) = statuses["oom"]
+    assert (oom["provider"], oom["batch"], oom["oom_evidence"]) == ("reference", 65536, "estimate")
+    assert oom["needed_bytes"] == 12 * 4 * 65536**2
+
+
+def test_allocation_failure_becomes_oom_row(tmp_path):
+    out = tmp_path / "oom.jsonl"
+    _run("benchmarks.sweep", "--preset", "quick", "--providers", "chunked", "--kinds", "hard",
+         "--batches", "2048", "--repeats", "1", "--threads", "1", "--mem-limit-gib", "0.001", "--out", str(out))
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["status"] == "oom" and row["oom_evidence"] == "allocation"
+    assert row["needed_bytes"] >= row["mem_limit_bytes"]
+
+
+def test_plot_writes_png(quick_rows, tmp_path):
+    out, _ = quick_rows
+    # a second batch size so that each measured provider has a line
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    doubled = [dict(r, batch=r["batch"] * 2) for r in rows if r["status"] == "ok"]
+    data = tmp_path / "results.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows + doubled))
+    printed = _run("benchmarks.plot", str(data), "--out-dir", str(tmp_path / "png")).split()
+    assert printed, "no figure written"
+    for path in map(pathlib.Path, printed):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
