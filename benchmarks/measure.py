@@ -258,7 +258,8 @@ def measure(config: Dict[str, Any]) -> Dict[str, Any]:
         if isinstance(exc, KeyboardInterrupt):
             raise
         if _is_oom(exc):
-            estimate = estimated_peak_bytes(config["provider"], config["kind"], config["mode"], config["batch"])
+            estimate = estimated_peak_bytes(config["provider"], config["kind"], config["mode"], config["batch"],
+                                    config["dtype"])
             failed = _failed_alloc_bytes(exc)
             row.update(status="oom", reason=f"{type(exc).__name__}: {str(exc)[:300]}", oom_evidence="allocation",
                        needed_bytes=estimate or failed, failed_alloc_bytes=failed)

@@ -8,7 +8,8 @@ A provider turns benchmark inputs into a zero-argument closure returning the 0-d
   run only in Triton's interpreter, far too slow to time, so CPU rows record a skip).
 * ``open_clip`` - open_clip's ``ClipLoss`` at world size 1: the hard CLAP loss (no soft targets).
 * ``inf_cl``    - inf-cl's ``cal_inf_loss`` (Triton, CUDA only): one direction per call, so the symmetric
-  hard loss is the mean of the audio->text and text->audio calls. It computes the logits in fp32.
+  hard loss is the mean of the audio->text and text->audio calls (logit_scale multiplied into the first
+  argument). It computes the logits in fp32.
 
 Loss kinds: ``hard`` (K = 0, CLAP) and ``smooth2`` (SmoothCLAP, K = 2 sources: an 88-d paralinguistic
 source such as eGeMAPS functionals and a d-dim text-embedding source, weights (0.5, 0.5),
@@ -110,7 +111,8 @@ def skip_reason(provider: str, kind: str, device: str, dim: int) -> Optional[str
         return f"{provider} computes the hard CLAP loss only (no soft targets)"
     if provider == "triton":
         if not on_gpu:
-            return "triton backend runs on a CPU only in Triton's interpreter (TRITON_INTERPRET=1): far too slow to time"
+            return ("triton backend runs on a CPU only in Triton's interpreter (TRITON_INTERPRET=1): "
+                    "far too slow to time")
         if importlib.util.find_spec("fastclap.losses.triton_loss") is None:
             return "fastclap.losses.triton_loss is not available in this build"
     if provider == "open_clip" and importlib.util.find_spec("open_clip") is None:
@@ -146,16 +148,22 @@ def make_loss_fn(provider: str, inputs: LossInputs) -> Callable[[], torch.Tensor
         from inf_cl import cal_inf_loss
 
         head_dim = _inf_cl_head_dim(x.shape[1])
+        # logit_scale applied here: cal_inf_loss's own ``scale`` argument all-reduces its gradient, which
+        # needs an initialised process group; without one it takes the single-GPU flash path.
         return lambda: 0.5 * (
-            cal_inf_loss(x, y, scale=s, head_dim=head_dim) + cal_inf_loss(y, x, scale=s, head_dim=head_dim)
+            cal_inf_loss(s * x, y, head_dim=head_dim) + cal_inf_loss(s * y, x, head_dim=head_dim)
         )
     raise ValueError(f"provider must be one of {PROVIDERS}, got {provider!r}")
 
 
-def estimated_peak_bytes(provider: str, kind: str, mode: str, batch: int) -> Optional[int]:
-    """Peak loss memory (bytes) of the dense providers: live B x B fp32 matrices x 4 B^2; None otherwise."""
+def estimated_peak_bytes(
+    provider: str, kind: str, mode: str, batch: int, dtype: str = "fp32"
+) -> Optional[int]:
+    """Peak loss memory (bytes) of the dense providers: live B x B matrices x B^2 x element size; None
+    for the others. The reference computes its logits in fp32 whatever the input dtype; open_clip in
+    the input dtype."""
     if provider == "reference":
         return REFERENCE_BXB_MATRICES[(kind, mode)] * 4 * batch * batch
     if provider == "open_clip":
-        return OPEN_CLIP_BXB_MATRICES[mode] * 4 * batch * batch
+        return OPEN_CLIP_BXB_MATRICES[mode] * (2 if dtype == "bf16" else 4) * batch * batch
     return None

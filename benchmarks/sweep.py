@@ -119,7 +119,8 @@ def _run_subprocess(config: Dict[str, Any], timeout_s: float) -> Dict[str, Any]:
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
     row = _base_row(config)
-    estimate = estimated_peak_bytes(config["provider"], config["kind"], config["mode"], config["batch"])
+    estimate = estimated_peak_bytes(config["provider"], config["kind"], config["mode"], config["batch"],
+                                    config["dtype"])
     if proc.returncode in (-9, 137):  # SIGKILL: the kernel's OOM killer
         row.update(status="oom", oom_evidence="killed", needed_bytes=estimate,
                    reason="process killed (SIGKILL), most likely by the kernel's OOM killer")
@@ -135,7 +136,8 @@ def run_config(config: Dict[str, Any], *, in_process: bool, timeout_s: float) ->
         row = _base_row(config)
         row.update(status="skipped", reason=reason)
         return row
-    estimate = estimated_peak_bytes(config["provider"], config["kind"], config["mode"], config["batch"])
+    estimate = estimated_peak_bytes(config["provider"], config["kind"], config["mode"], config["batch"],
+                                    config["dtype"])
     limit = config.get("mem_limit_bytes")
     if estimate is not None and limit and estimate > limit:
         row = _base_row(config)
@@ -184,7 +186,8 @@ def _fmt(row: Dict[str, Any]) -> str:
     head = (f"{row['provider']:>9} {row['kind']:>7} {row['mode']:>16} B={row['batch']:<6} d={row['dim']:<4} "
             f"{row['dtype']:<4} {row['status']:>7}")
     if row["status"] == "ok":
-        return f"{head} {row['time_ms']:>10.2f} ms {row['peak_bytes'] / 2**20:>9.1f} MiB  load {row['loadavg'][0]:.2f}"
+        return (f"{head} {row['time_ms']:>10.2f} ms {row['peak_bytes'] / 2**20:>9.1f} MiB  "
+                f"load {row['loadavg'][0]:.2f}")
     if row["status"] == "oom" and row.get("needed_bytes"):
         return f"{head} needs {row['needed_bytes'] / GiB:.2f} GiB ({row.get('oom_evidence')})"
     return f"{head} {row.get('reason')}"

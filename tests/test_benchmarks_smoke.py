@@ -81,3 +81,32 @@ def test_plot_writes_png(quick_rows, tmp_path):
     assert printed, "no figure written"
     for path in map(pathlib.Path, printed):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _target_row(provider, kind, batch, time_ms, peak, status="ok", **extra):
+    return dict(provider=provider, kind=kind, batch=batch, time_ms=time_ms, peak_bytes=peak, status=status,
+                mode="forward+backward", dim=512, dtype="fp32", device="cpu", repeats=3, loadavg=[1.0, 1.0, 1.0],
+                **extra)
+
+
+def test_cpu_targets_pass_and_fail(tmp_path):
+    mib = 2**20
+    rows = [
+        _target_row("chunked", "smooth2", 32768, 60000.0, 700 * mib),
+        _target_row("reference", "smooth2", 32768, None, None, status="oom", needed_bytes=8 * 4 * 32768**2),
+        _target_row("chunked", "smooth2", 4096, 1000.0, 30 * mib),
+        _target_row("reference", "smooth2", 4096, 1000.0, 450 * mib),
+        _target_row("chunked", "hard", 4096, 1200.0, 20 * mib),
+        _target_row("reference", "hard", 4096, 1000.0, 320 * mib),
+    ]
+    data = tmp_path / "cpu.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.targets", "--cpu", str(data)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.count("PASS") == 6, proc.stdout + proc.stderr
+    rows[4]["time_ms"] = 1300.0  # chunked hard 1.3 x the reference
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.targets", "--cpu", str(data)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert [ln.split()[0] for ln in proc.stdout.splitlines() if ln[:4] in ("PASS", "FAIL")].count("FAIL") == 1
