@@ -1,7 +1,8 @@
 """Multi-rank data sharding: every step, the ranks' micro batches are disjoint and together are exactly the
 global batch a single process with micro batch x world size sees at that step (same seed), across epochs and
-after a resume."""
+after a resume. Also: CPU threads per local rank."""
 import itertools
+import os
 
 import pytest
 import torch
@@ -92,3 +93,18 @@ def test_epoch_is_set_on_the_dataset_before_its_batches():
     list(itertools.islice(iterate_steps(IndexDataset(12), collate, order, 0, 0), 4))
     torch.manual_seed(0)
     assert torch.equal(torch.rand(1), a)  # the order never draws from the global RNG
+
+
+def test_cpu_threads_are_shared_among_local_ranks(monkeypatch):
+    from fastclap.engine.distributed import cpu_threads_per_rank
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_SIZE", raising=False)
+    assert cpu_threads_per_rank() == cores
+    monkeypatch.setenv("LOCAL_SIZE", "2")
+    assert cpu_threads_per_rank() == max(1, cores // 2)
+    monkeypatch.setenv("LOCAL_SIZE", str(4 * cores))
+    assert cpu_threads_per_rank() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # an explicit setting (e.g. --bind_cores_to_rank) wins
+    assert cpu_threads_per_rank() == 3

@@ -48,7 +48,8 @@ def runs(tmp_path_factory):
     main(["--config", write_config(root / "one.json", _config(single, 0, BATCH))])
     paths = [write_config(root / f"two_z{st}.json", _config(root / f"two_z{st}", st, BATCH // WORLD)) for st in STAGES]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(WORLD), HF_HUB_OFFLINE="1",
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(WORLD), LOCAL_SIZE=str(WORLD),
+               HF_HUB_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([HERE] + env.get("PYTHONPATH", "").split(os.pathsep)))
     procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "dist_train_worker.py"), *paths],
                               env=dict(env, RANK=str(r), LOCAL_RANK=str(r)), stdout=subprocess.PIPE,
