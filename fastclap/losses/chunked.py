@@ -25,8 +25,9 @@ the O(B) statistics (lse_row, lse_col, R^k) and forms
     G = dL/dS = 1/(2B) [ P_row + P_col - 2 (1 - beta) I - beta sum_k w_k E^k (1/R^k_i + 1/R^k_j) ]
     dX = s G Y,   dY = s G^T X,   ds = sum_ij G_ij X_i . Y_j
 
-(using Q^k_ij + Q^k_ji = E^k_ij (1/R^k_i + 1/R^k_j)): 1 + K + 2 GEMMs. No B x B tensor is ever
-allocated: the largest temporaries are (block, B).
+(using Q^k_ij + Q^k_ji = E^k_ij (1/R^k_i + 1/R^k_j)): 1 + K + 2 GEMMs, with ds = sum_i X_i . (G Y)_i
+taken from the unscaled dX. No B x B tensor is ever allocated: at most two (block, B) temporaries are
+live, built in place, and G Y is written straight into dX.
 """
 from __future__ import annotations
 
@@ -35,12 +36,12 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-# Row block: about 2^21 logits (8 MiB fp32) per temporary, clamped to [16, 1024] rows.
-_TARGET_BLOCK_ELEMENTS = 1 << 21
+# Row block: about 2^20 logits (4 MiB fp32) per temporary, clamped to [16, 1024] rows.
+_TARGET_BLOCK_ELEMENTS = 1 << 20
 
 
 def default_block_rows(batch: int) -> int:
-    """Rows per block for batch size ``batch``: ~2M logits per temporary, between 16 and 1024."""
+    """Rows per block for batch size ``batch``: ~1M logits per temporary, between 16 and 1024."""
     return int(max(16, min(1024, _TARGET_BLOCK_ELEMENTS // max(batch, 1))))
 
 
@@ -65,18 +66,21 @@ class _ChunkedSmoothCLAP(torch.autograd.Function):
         col_num = torch.zeros(len(units), batch, device=dev)  # sum_i E^k_ij S_ij
         for i0 in range(0, batch, block):
             i1 = min(i0 + block, batch)
-            logits = s * (xf[i0:i1] @ yf.T)
+            logits = torch.mm(xf[i0:i1], yf.T).mul_(s)
             lse_row[i0:i1] = torch.logsumexp(logits, dim=1)
-            new_max = torch.maximum(col_max, logits.max(dim=0).values)
-            col_sum = col_sum * torch.exp(col_max - new_max) + torch.exp(logits - new_max).sum(dim=0)
+            new_max = torch.maximum(col_max, logits.amax(dim=0))
+            tmp = torch.sub(logits, new_max).exp_()
+            col_sum = col_sum * torch.exp(col_max - new_max) + tmp.sum(dim=0)
             col_max = new_max
             diag[i0:i1] = logits.diagonal(offset=i0)
             for k, (u, w, tau) in enumerate(zip(units, weights, temps)):
-                e = torch.exp((u[i0:i1] @ u.T - 1.0) / tau)
-                row_sums[k, i0:i1] = e.sum(dim=1)
-                es = e * logits
-                soft_rows = soft_rows + w * (es.sum(dim=1) / row_sums[k, i0:i1]).sum()
-                col_num[k] += es.sum(dim=0)
+                torch.mm(u[i0:i1], u.T, out=tmp)
+                tmp.sub_(1.0).mul_(1.0 / tau).exp_()
+                row_sums[k, i0:i1] = tmp.sum(dim=1)
+                tmp.mul_(logits)
+                soft_rows = soft_rows + w * (tmp.sum(dim=1) / row_sums[k, i0:i1]).sum()
+                col_num[k] += tmp.sum(dim=0)
+            del tmp, logits
         lse_col = col_max + torch.log(col_sum)
         hard = 2.0 * (1.0 - beta) * diag.sum() if units else 2.0 * diag.sum()
         soft = 0.0
@@ -100,28 +104,30 @@ class _ChunkedSmoothCLAP(torch.autograd.Function):
         coef = grad_out.float() / (2.0 * batch)
         diag_coef = 2.0 * (1.0 - beta) if units else 2.0
         inv_rows = 1.0 / row_sums if units else None
-        dx = torch.empty_like(xf) if need_x else None
+        dx = torch.empty_like(xf)  # unscaled G Y (also gives ds)
         dy = torch.zeros_like(yf) if need_y else None
-        ds = torch.zeros((), device=xf.device)
         for i0 in range(0, batch, block):
             i1 = min(i0 + block, batch)
-            dots = xf[i0:i1] @ yf.T
-            logits = s * dots
-            g = torch.exp(logits - lse_row[i0:i1, None]) + torch.exp(logits - lse_col[None, :])
+            g = torch.mm(xf[i0:i1], yf.T).mul_(s)
+            tmp = torch.sub(g, lse_col[None, :]).exp_()
+            g.sub_(lse_row[i0:i1, None]).exp_().add_(tmp)
             g.diagonal(offset=i0).sub_(diag_coef)
             for k, (u, w, tau) in enumerate(zip(units, weights, temps)):
-                e = torch.exp((u[i0:i1] @ u.T - 1.0) / tau)
-                g -= (beta * w) * e * (inv_rows[k, i0:i1, None] + inv_rows[k, None, :])
-            g *= coef
-            if need_s:
-                ds += (g * dots).sum()
-            if need_x:
-                dx[i0:i1] = s * (g @ yf)
+                torch.mm(u[i0:i1], u.T, out=tmp)
+                tmp.sub_(1.0).mul_(1.0 / tau).exp_()
+                g.addcmul_(tmp, inv_rows[k, i0:i1, None], value=-beta * w)
+                g.addcmul_(tmp, inv_rows[k, None, :], value=-beta * w)
+            del tmp
+            torch.mm(g, yf, out=dx[i0:i1])
             if need_y:
-                dy += s * (g.T @ xf[i0:i1])
-        grad_x = dx.to(x.dtype) if need_x else None
-        grad_y = dy.to(y.dtype) if need_y else None
-        grad_s = ds.to(scale.dtype).reshape(scale.shape) if need_s else None
+                dy.addmm_(g.T, xf[i0:i1])
+            del g
+        # ds = sum_ij G_ij X_i . Y_j = sum_i X_i . (G Y)_i: one dot with the unscaled dX, no dots block kept.
+        grad_s = None
+        if need_s:
+            grad_s = (coef * torch.dot(dx.reshape(-1), xf.reshape(-1))).to(scale.dtype).reshape(scale.shape)
+        grad_x = dx.mul_(coef * s).to(x.dtype) if need_x else None
+        grad_y = dy.mul_(coef * s).to(y.dtype) if need_y else None
         return (grad_x, grad_y, grad_s, None, None, None, None) + (None,) * len(units)
 
 

@@ -1,0 +1,114 @@
+"""Zero-shot evaluation of a trained CLAP / SmoothCLAP model (docs/loss_spec.md section 6).
+
+    python -m fastclap.evaluate --checkpoint RUN_DIR --dataset emodb|ravdess|manifest|sample --root DIR \
+        [--prepared DIR] [--split test] [--prompts TEMPLATE ...] [--label-space dataset|shared] [--shared-only] \
+        [--label-word CLASS=WORD ...] [--norm auto|run|dataset] [--batch-size 32] [--out DIR]
+    python -m fastclap.evaluate --checkpoint RUN_DIR --prepared PREPARED_DIR [...]
+
+RUN_DIR is a training run directory (its ``export/model.pt``, plain fp32 weights of any ZeRO stage) or the
+export file itself. The data are a folder written by ``python -m fastclap.data prepare``: ``--prepared DIR``
+uses one as it is; ``--dataset/--root`` prepare the corpus into ``--prepared`` (default ``OUT/prepared/NAME``)
+unless it is already there. Writes ``OUT/report.json``, ``OUT/summary.md`` and ``OUT/confusion.png``, prints
+the summary. Exit status 2 with ``error: ...`` on bad input (missing checkpoint, empty split, a label without
+a prompt word, ...).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional
+
+from fastclap.evaluation.prompts import DEFAULT_TEMPLATES, LABEL_SPACES, parse_label_words
+from fastclap.evaluation.runner import NORM_CHOICES
+
+DATASETS = ("emodb", "ravdess", "manifest", "sample")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m fastclap.evaluate",
+                                 description="Zero-shot classification and retrieval of a fastclap model.")
+    ap.add_argument("--checkpoint", required=True, help="training run directory (or its export/model.pt)")
+    ap.add_argument("--dataset", choices=DATASETS, default=None, help="corpus to prepare from --root")
+    ap.add_argument("--root", default=None, help="raw corpus folder for --dataset")
+    ap.add_argument("--manifest", default=None, help="manifest CSV for --dataset manifest")
+    ap.add_argument("--prepared", default=None,
+                    help="prepared folder (python -m fastclap.data prepare); with --dataset: where to prepare")
+    ap.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    ap.add_argument("--prompts", nargs="+", default=list(DEFAULT_TEMPLATES), metavar="TEMPLATE",
+                    help="prompt templates with {label}; several are averaged (default: %(default)s)")
+    ap.add_argument("--label-space", choices=LABEL_SPACES, default="dataset",
+                    help="dataset: the corpus' own label words; shared: the cross-corpus classes")
+    ap.add_argument("--shared-only", action="store_true", help="keep only clips of the shared classes")
+    ap.add_argument("--label-word", action="append", default=[], metavar="CLASS=WORD",
+                    help="prompt word of a class (default: the class name)")
+    ap.add_argument("--norm", choices=NORM_CHOICES, default="auto",
+                    help="LLD normalisation: the run's train statistics (run), the corpus' own (dataset), "
+                         "run if the run has them (auto)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--out", default=None, help="output folder (default RUN_DIR/eval/NAME_SPLIT)")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def _prepared_corpus(args, out: str):
+    from fastclap.data import load_prepared
+
+    if args.dataset is None:
+        if not args.prepared:
+            raise ValueError("give --prepared DIR, or --dataset NAME with --root DIR")
+        if not os.path.isdir(args.prepared):
+            raise FileNotFoundError(f"--prepared {args.prepared}: no such folder")
+        return load_prepared(args.prepared), os.path.basename(os.path.normpath(args.prepared))
+    target = args.prepared or os.path.join(out, "prepared", args.dataset)
+    if not os.path.isfile(os.path.join(target, "meta.json")):
+        if args.dataset != "sample" and not args.root:
+            raise ValueError(f"--dataset {args.dataset} needs --root (the corpus folder)")
+        if args.root and not os.path.isdir(args.root):
+            raise FileNotFoundError(f"--root {args.root}: no such folder")
+        from fastclap.data.cli import main as data_main
+
+        argv = ["prepare", "--corpus", args.dataset, "--out", target]
+        argv += ["--root", args.root] if args.root else []
+        argv += ["--manifest", args.manifest] if args.manifest else []
+        argv += ["--no-progress"] if args.no_progress else []
+        if data_main(argv) != 0:
+            raise ValueError(f"preparing --dataset {args.dataset} from {args.root} failed (see the error above)")
+    return load_prepared(target), args.dataset
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from fastclap.evaluation.report import markdown_summary, plot_confusion, write_json
+        from fastclap.evaluation.runner import evaluate_model, full_report, load_model, with_run_norm
+
+        label_words = parse_label_words(args.label_word)
+        model = load_model(args.checkpoint)
+        run_dir = args.checkpoint if os.path.isdir(args.checkpoint) else os.path.dirname(os.path.dirname(args.checkpoint))
+        name_hint = args.dataset or os.path.basename(os.path.normpath(args.prepared or "data"))
+        out = args.out or os.path.join(run_dir, "eval", f"{name_hint}_{args.split}")
+        prepared, name = _prepared_corpus(args, out)
+        prepared, norm = with_run_norm(prepared, args.checkpoint, args.norm)
+        result = evaluate_model(model, prepared, args.split, args.prompts, args.label_space, label_words,
+                                args.shared_only, args.batch_size, progress=not args.no_progress)
+        report = full_report(result, args.checkpoint, name, norm)
+        write_json(report, os.path.join(out, "report.json"))
+        summary = markdown_summary(report)
+        with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as f:
+            f.write(summary)
+        zs = report["zero_shot"]
+        plot_confusion(zs["confusion"], zs["classes"], os.path.join(out, "confusion.png"),
+                       f"{name} {args.split}: UAR {100 * zs['uar']:.1f}% (chance {100 * zs['chance_uar']:.1f}%)")
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary, end="")
+    print(f"wrote {out}/report.json, summary.md, confusion.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

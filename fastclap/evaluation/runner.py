@@ -1,0 +1,165 @@
+"""Run a zero-shot evaluation: load an exported model, embed a prepared split in batches, score it.
+
+Data come from the data pipeline (``fastclap.data.load_prepared`` / ``ClapDataset(mode="eval")`` /
+``collate_clap``); the model from the training engine's export (``fastclap.model.load_exported``), which holds
+plain fp32 weights whatever ZeRO stage trained it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import torch
+
+from .metrics import classification_metrics, retrieval_metrics, zero_shot_predict
+from .prompts import DEFAULT_TEMPLATES, ClassPrompts, map_label
+from .report import now_utc, versions
+
+log = logging.getLogger("fastclap.evaluate")
+NORM_CHOICES = ("auto", "run", "dataset")
+
+
+def load_model(checkpoint: str) -> torch.nn.Module:
+    """The exported model of a training run (``<run_dir>/export/model.pt``), eval mode, fp32, CPU.
+
+    Raises FileNotFoundError naming a missing run directory or export file; ValueError for a file that is not
+    a fastclap export.
+    """
+    if not os.path.exists(checkpoint):
+        raise FileNotFoundError(f"--checkpoint {checkpoint}: no such run directory or file")
+    from fastclap.model import load_exported
+
+    return load_exported(checkpoint)
+
+
+def run_norm_stats(checkpoint: str) -> Optional[str]:
+    """The LLD/functional normalisation file the run was trained with (``<run>/prepared/<name>/norm_stats.json``)
+    when the run used exactly one prepared corpus, else None."""
+    base = os.path.join(checkpoint if os.path.isdir(checkpoint) else os.path.dirname(os.path.dirname(checkpoint)),
+                        "prepared")
+    if not os.path.isdir(base):
+        return None
+    found = [os.path.join(base, d, "norm_stats.json") for d in sorted(os.listdir(base))
+             if os.path.isfile(os.path.join(base, d, "norm_stats.json"))]
+    return found[0] if len(found) == 1 else None
+
+
+def with_run_norm(prepared: Any, checkpoint: str, norm: str) -> tuple:
+    """The prepared corpus normalised as requested, and a description of the statistics used.
+
+    ``norm``: "run" (the training run's train-split statistics; error if the run has not exactly one prepared
+    corpus), "dataset" (the evaluated corpus' own train-split statistics), "auto" (run if available, else dataset).
+    """
+    if norm not in NORM_CHOICES:
+        raise ValueError(f"--norm must be one of {NORM_CHOICES}, got {norm!r}")
+    path = run_norm_stats(checkpoint) if norm != "dataset" else None
+    if path is None:
+        if norm == "run":
+            raise ValueError(f"--norm run: {checkpoint} has no single prepared/<corpus>/norm_stats.json")
+        return prepared, f"dataset ({os.path.join(str(prepared.out_dir), 'norm_stats.json')})"
+    from fastclap.data import NormStats
+
+    with open(path, encoding="utf-8") as f:
+        stats = json.load(f)
+    prepared = dataclasses.replace(prepared, lld_norm=NormStats.from_json(stats["lld"]),
+                                   functional_norm=NormStats.from_json(stats["functionals"]))
+    return prepared, f"run ({path})"
+
+
+def model_input(model: torch.nn.Module) -> str:
+    """"lld" or "waveform": what the model's audio tower reads."""
+    cfg = getattr(model, "cfg", None)
+    kind = getattr(getattr(cfg, "audio", None), "kind", "lld")
+    return "lld" if kind == "lld" else "waveform"
+
+
+@torch.no_grad()
+def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: int = 32,
+                progress: bool = True) -> Dict[str, Any]:
+    """Audio embeddings (N, D) fp32 of every clip of ``split`` (full clips), with labels, captions, speakers.
+
+    Raises ValueError for an empty split or a batch size < 1.
+    """
+    from torch.utils.data import DataLoader
+
+    from fastclap.data import ClapDataset, collate_clap
+
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    ds = ClapDataset(prepared, split, mode="eval", crop_seconds=None, input=model_input(model))
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_clap)
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc=f"embed {split}", unit="batch", leave=False)
+    feats: List[torch.Tensor] = []
+    out: Dict[str, Any] = {"labels": [], "captions": [], "speakers": []}
+    for batch in loader:
+        feats.append(model.encode_audio(batch).float().cpu())
+        out["labels"] += list(batch["labels"])
+        out["captions"] += list(batch["captions"])
+        out["speakers"] += list(batch["speakers"])
+    out["audio_features"] = torch.cat(feats)
+    return out
+
+
+@torch.no_grad()
+def encode_texts(model: torch.nn.Module, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    """(len(texts), D) fp32 L2-normalised text embeddings, in batches."""
+    parts = [model.encode_text(list(texts[i:i + batch_size])).float().cpu() for i in range(0, len(texts), batch_size)]
+    return torch.cat(parts)
+
+
+def evaluate_model(model: torch.nn.Module, prepared: Any, split: str = "test",
+                   templates: Sequence[str] = DEFAULT_TEMPLATES, label_space: str = "dataset",
+                   label_words: Optional[Mapping[str, str]] = None, shared_only: bool = False,
+                   batch_size: int = 32, ks: Sequence[int] = (1, 5, 10), progress: bool = True) -> Dict[str, Any]:
+    """Zero-shot classification and retrieval of one prepared split.
+
+    Classes: the labels of the split's clips, mapped into ``label_space`` ("dataset" or "shared", see
+    :mod:`fastclap.evaluation.prompts`), sorted. ``shared_only`` first drops the clips whose label has no shared
+    class (counted in ``dataset.dropped``). Returns dict ``zero_shot`` (see
+    :func:`~fastclap.evaluation.metrics.classification_metrics`), ``retrieval``, ``prompts``, ``dataset``.
+
+    Raises ValueError: empty split, a label without a prompt word / shared class, bad templates.
+    """
+    from fastclap.data import shared_label
+
+    emb = embed_split(model, prepared, split, batch_size, progress)
+    keep = list(range(len(emb["labels"])))
+    dropped = 0
+    if shared_only:
+        keep = [i for i in keep if shared_label(emb["labels"][i])]
+        dropped = len(emb["labels"]) - len(keep)
+        if not keep:
+            raise ValueError(f"split {split!r} of {prepared.out_dir} has no clip of a shared class")
+    audio = emb["audio_features"][keep]
+    labels = [map_label(emb["labels"][i], label_space) for i in keep]
+    captions = [emb["captions"][i] for i in keep]
+    prompts = ClassPrompts.build(sorted(set(labels)), templates, label_words)
+    class_emb = prompts.encode(lambda t: encode_texts(model, t))
+    pred = zero_shot_predict(audio, class_emb).tolist()
+    truth = [prompts.index(lab) for lab in labels]
+    texts = sorted(set(captions))
+    retrieval = retrieval_metrics(audio, captions, encode_texts(model, texts), texts, ks)
+    return {
+        "zero_shot": classification_metrics(truth, pred, prompts.classes),
+        "retrieval": retrieval,
+        "prompts": {"templates": list(prompts.templates), "classes": list(prompts.classes),
+                    "words": list(prompts.words), "label_space": label_space, "texts": prompts.texts()},
+        "dataset": {"prepared_dir": str(prepared.out_dir), "corpus": prepared.meta.get("corpus", ""),
+                    "split": split, "n_clips": len(keep), "dropped": dropped,
+                    "speakers": sorted({emb["speakers"][i] for i in keep})},
+    }
+
+
+def full_report(result: Dict[str, Any], checkpoint: str, name: str, norm: str) -> Dict[str, Any]:
+    """Add provenance to an :func:`evaluate_model` result: checkpoint, dataset name, normalisation, versions,
+    date (UTC)."""
+    report = {"checkpoint": os.path.abspath(checkpoint), "date": now_utc(), "versions": versions()}
+    report.update(result)
+    report["dataset"] = dict(result["dataset"], name=name, normalisation=norm)
+    return report

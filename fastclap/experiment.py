@@ -1,0 +1,288 @@
+"""SmoothCLAP vs CLAP on real corpora: short seeded training runs, validation-selected checkpoints, zero-shot
+test scores (the protocol of docs/loss_spec.md section 6).
+
+    python -m fastclap.experiment --data-root DATA --prepared-root PREP --work-dir WORK \
+        --out benchmarks/results/experiment [--steps 60] [--seeds 0 1 2]
+
+Settings (``DATA`` holds the raw ``emodb/`` and ``ravdess/`` folders; each setting's prepared folder is made in
+``PREP`` with ``python -m fastclap.data prepare`` unless it is already there):
+
+* ``ravdess->emodb`` / ``emodb->ravdess``: train and validate on one corpus (speaker-independent), test on the
+  other corpus' clips of the four shared classes (anger, happiness, sadness, neutral), prompted with the test
+  corpus' own label words (prepared folders ``ravdess_to_emodb`` / ``emodb_to_ravdess``);
+* ``emodb`` / ``ravdess``: speaker-independent train / valid / test splits of one corpus, all its classes.
+
+Losses: ``clap`` (beta = 0), ``smoothclap`` (beta = 0.1, gamma = 0.5, the defaults and the paper's ablation
+optimum) and ``smoothclap_paper`` (beta = 0.5, gamma = 0.1, the paper's main setting), Jing et al.,
+arXiv 2601.12591. Every (setting, loss, seed) trains the CPU model (openSMILE LLD convolutional encoder, frozen
+MiniLM text tower) with the DeepSpeed engine (``fastclap.train``), evaluates zero-shot UAR on the validation
+split every ``--eval-every`` steps, keeps the checkpoint with the best validation UAR (ties: lower validation
+loss, then the earlier step) and scores only that checkpoint on the test split. The test split is never used for
+any choice. Writes ``OUT/results.md`` (table, exact command), ``OUT/results.json`` (every run) and
+``OUT/uar.png``; per-run results are cached in ``WORK`` so an interrupted experiment resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+SETTINGS: Dict[str, Dict[str, Any]] = {
+    "ravdess->emodb": {"prepared": "ravdess_to_emodb", "corpus": "ravdess", "test_corpus": "emodb"},
+    "emodb->ravdess": {"prepared": "emodb_to_ravdess", "corpus": "emodb", "test_corpus": "ravdess"},
+    "emodb": {"prepared": "emodb", "corpus": "emodb", "test_corpus": None},
+    "ravdess": {"prepared": "ravdess", "corpus": "ravdess", "test_corpus": None},
+}
+LOSSES: Dict[str, Dict[str, Any]] = {
+    "clap": {"name": "clap", "soft_weight": 0.0, "gamma": 0.5},
+    "smoothclap": {"name": "smoothclap", "soft_weight": 0.1, "gamma": 0.5},
+    "smoothclap_paper": {"name": "smoothclap", "soft_weight": 0.5, "gamma": 0.1},
+}
+LOSS_LABELS = {"clap": "CLAP (β=0)", "smoothclap": "SmoothCLAP (β=0.1, γ=0.5)",
+               "smoothclap_paper": "SmoothCLAP (β=0.5, γ=0.1)"}
+
+
+def run_config(prepared_dir: str, corpus: str, loss: str, seed: int, run_dir: str, args) -> Dict[str, Any]:
+    """The DeepSpeed + fastclap config of one run (ZeRO stage 0, fp32, torch AdamW on the CPU)."""
+    every = args.eval_every
+    return {
+        "train_micro_batch_size_per_gpu": args.batch_size,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": 1.0,
+        "optimizer": {"type": "AdamW", "params": {"lr": args.lr, "betas": [0.9, 0.98], "eps": 1e-6,
+                                                  "weight_decay": 0.05, "torch_adam": True}},
+        "zero_optimization": {"stage": 0},
+        "fastclap": {
+            "data": {"corpora": [{"corpus": corpus, "prepared_dir": prepared_dir}], "input": "lld",
+                     "crop_seconds": 2.0, "repeats": args.repeats},
+            "model": {"audio": {"kind": "lld", "hidden": 128, "layers": 2, "kernel_size": 5},
+                      "text": {"path": "builtin:all-MiniLM-L6-v2", "trainable": False}, "embed_dim": 128},
+            "loss": dict(LOSSES[loss], backend="chunked"),
+            "schedule": {"steps": args.steps, "warmup_steps": max(1, args.steps // 10)},
+            "eval": {"every": every, "batch_size": 128},
+            "run": {"dir": run_dir, "seed": seed, "checkpoint_every": every, "keep_checkpoints": 0,
+                    "export": False, "tensorboard": False, "progress": False, "log_every": every},
+        },
+    }
+
+
+def ensure_prepared(setting: str, args) -> str:
+    """The prepared folder of a setting, made with the data pipeline's CLI if it is missing."""
+    s = SETTINGS[setting]
+    out = os.path.join(args.prepared_root, s["prepared"])
+    if os.path.isfile(os.path.join(out, "meta.json")):
+        return out
+    from fastclap.data.cli import main as data_main
+
+    argv = ["prepare", "--corpus", s["corpus"], "--root", os.path.join(args.data_root, s["corpus"]), "--out", out,
+            "--no-progress"]
+    if s["test_corpus"]:
+        argv += ["--test-corpus", s["test_corpus"], "--test-root", os.path.join(args.data_root, s["test_corpus"])]
+    if args.cache_dir:
+        argv += ["--cache-dir", args.cache_dir]
+    if data_main(argv) != 0:
+        raise ValueError(f"preparing {setting} into {out} failed")
+    return out
+
+
+def select_step(metrics_path: str) -> Dict[str, Any]:
+    """The evaluation record with the best validation UAR (ties: lower validation loss, then earlier step)."""
+    evals = []
+    with open(metrics_path, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            if "eval/uar" in rec:
+                evals.append(rec)
+    if not evals:
+        raise ValueError(f"{metrics_path}: no validation evaluation was logged")
+    return min(evals, key=lambda r: (-r["eval/uar"], r["eval/loss"], r["step"]))
+
+
+def load_checkpoint_model(run_dir: str, step: int):
+    """The CLAP model of a ZeRO stage 0 fp32 checkpoint (``checkpoints/step_N/mp_rank_00_model_states.pt``)."""
+    import torch
+
+    from fastclap.config import ModelConfig, from_dict
+    from fastclap.engine.checkpoint import checkpoint_dir, tag_for
+    from fastclap.model import CLAPModel
+
+    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+        cfg = json.load(f)
+    path = os.path.join(checkpoint_dir(run_dir), tag_for(step), "mp_rank_00_model_states.pt")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: checkpoint of step {step} not found")
+    model = CLAPModel(from_dict(ModelConfig, cfg["fastclap"]["model"], "model"))
+    state = torch.load(path, map_location="cpu", weights_only=False)["module"]
+    model.load_state_dict(state, strict=True)
+    return model.float().eval()
+
+
+def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
+    """Train, select on validation, evaluate on test; the result dict (cached as ``WORK/.../result.json``)."""
+    import torch
+
+    from fastclap.data import load_prepared
+    from fastclap.evaluation.runner import evaluate_model
+
+    run_dir = os.path.join(args.work_dir, setting.replace("->", "_to_"), loss, f"seed{seed}")
+    done = os.path.join(run_dir, "result.json")
+    if os.path.isfile(done):
+        with open(done, encoding="utf-8") as f:
+            return json.load(f)
+    if os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)  # an interrupted run starts over
+    os.makedirs(run_dir)
+    prepared_dir = ensure_prepared(setting, args)
+    cfg_path = os.path.join(run_dir, "train_config.json")
+    with open(cfg_path, "w", encoding="utf-8") as f:
+        json.dump(run_config(prepared_dir, SETTINGS[setting]["corpus"], loss, seed, run_dir, args), f, indent=1)
+    t0 = time.perf_counter()
+    from fastclap.train import main as train_main
+
+    train_main(["--config", cfg_path])
+    t_train = time.perf_counter() - t0
+    best = select_step(os.path.join(run_dir, "metrics.jsonl"))
+    model = load_checkpoint_model(run_dir, int(best["step"]))
+    torch.manual_seed(0)
+    result = evaluate_model(model, load_prepared(prepared_dir), "test", progress=False)
+    out = {"setting": setting, "loss": loss, "loss_config": LOSSES[loss], "seed": seed, "steps": args.steps,
+           "selected_step": int(best["step"]), "valid_uar": best["eval/uar"], "valid_loss": best["eval/loss"],
+           "test_uar": result["zero_shot"]["uar"], "test_war": result["zero_shot"]["war"],
+           "chance_uar": result["zero_shot"]["chance_uar"], "zero_shot": result["zero_shot"],
+           "retrieval": result["retrieval"], "prompts": result["prompts"], "dataset": result["dataset"],
+           "train_s": round(t_train, 1), "total_s": round(time.perf_counter() - t0, 1)}
+    shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)  # ~90 MB each (frozen MiniLM)
+    with open(done + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=1)
+    os.replace(done + ".tmp", done)
+    return out
+
+
+def mean_sd(xs: List[float]) -> tuple:
+    """Mean and sample standard deviation (ddof = 1; 0 for a single value)."""
+    a = np.asarray(xs, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+def summarise(runs: List[Dict[str, Any]], settings: List[str], losses: List[str]) -> List[Dict[str, Any]]:
+    """One row per (setting, loss): mean +- sd over seeds of test UAR / WAR and validation UAR."""
+    rows = []
+    for s in settings:
+        for l in losses:
+            rs = [r for r in runs if r["setting"] == s and r["loss"] == l]
+            if not rs:
+                continue
+            rows.append({"setting": s, "loss": l, "seeds": [r["seed"] for r in rs],
+                         "test_uar": mean_sd([r["test_uar"] for r in rs]),
+                         "test_war": mean_sd([r["test_war"] for r in rs]),
+                         "valid_uar": mean_sd([r["valid_uar"] for r in rs]),
+                         "chance_uar": rs[0]["chance_uar"], "classes": rs[0]["zero_shot"]["classes"],
+                         "n_test": rs[0]["zero_shot"]["n"]})
+    return rows
+
+
+def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: str, args) -> str:
+    f = lambda ms: f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}"  # noqa: E731
+    lines = [
+        "# SmoothCLAP vs CLAP: zero-shot emotion recognition on EmoDB and RAVDESS", "",
+        "Command (from the repository root):", "", "```bash", command, "```", "",
+        f"Each cell: mean ± sd (sample sd) over seeds {list(args.seeds)}, in %. Training: {args.steps} steps of "
+        f"{args.batch_size} (audio crop, caption) pairs, LLD convolutional encoder + frozen MiniLM text tower, "
+        "DeepSpeed ZeRO 0 on a 2-core CPU; the checkpoint with the best validation UAR (evaluated every "
+        f"{args.eval_every} steps) is scored on the test split. Prompt: 'this person is feeling {{label}}.' with the "
+        "test corpus' own label words. Cross-corpus rows test on the four shared classes of the other corpus.",
+        "", "| setting | loss | test UAR | test WAR | chance UAR | valid UAR | test clips |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['setting']} | {LOSS_LABELS[r['loss']]} | {f(r['test_uar'])} | {f(r['test_war'])} | "
+                     f"{100 * r['chance_uar']:.1f} | {f(r['valid_uar'])} | {r['n_test']} |")
+    run_min = sum(r["total_s"] for r in runs) / 60
+    lines += ["", f"{len(runs)} runs, {run_min:.1f} min of run time in all (training, selection and test scoring; "
+              "measured when each run was made, on a CPU shared with other jobs). Per-run results (selected step, "
+              "per-class recall, confusion matrices, retrieval recall@k): `results.json`."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: List[Dict[str, Any]], settings: List[str], losses: List[str], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(losses)
+    for j, l in enumerate(losses):
+        xs, ms, sds = [], [], []
+        for i, s in enumerate(settings):
+            r = next((r for r in rows if r["setting"] == s and r["loss"] == l), None)
+            if r:
+                xs.append(i + (j - (len(losses) - 1) / 2) * width)
+                ms.append(100 * r["test_uar"][0])
+                sds.append(100 * r["test_uar"][1])
+        ax.bar(xs, ms, width, yerr=sds, capsize=3, label=LOSS_LABELS[l])
+    for i, s in enumerate(settings):
+        r = next((r for r in rows if r["setting"] == s), None)
+        if r:
+            ax.hlines(100 * r["chance_uar"], i - 0.45, i + 0.45, colors="k", linestyles="dashed",
+                      label="chance" if i == 0 else None)
+    ax.set_xticks(range(len(settings)), settings)
+    ax.set_ylabel("zero-shot test UAR (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fastclap.experiment", description=__doc__.split("\n")[0])
+    ap.add_argument("--data-root", default="../shared/data", help="folder with the raw emodb/ and ravdess/ corpora")
+    ap.add_argument("--prepared-root", required=True, help="prepared folders (made here when missing)")
+    ap.add_argument("--cache-dir", default=None, help="openSMILE feature cache for preparing")
+    ap.add_argument("--work-dir", required=True, help="run directories and cached per-run results")
+    ap.add_argument("--out", default="benchmarks/results/experiment")
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--losses", nargs="+", default=list(LOSSES), choices=list(LOSSES))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--eval-every", type=int, default=15)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    args = ap.parse_args(argv)
+    command = "python -m fastclap.experiment " + " ".join(shlex.quote(a) for a in (argv if argv is not None
+                                                                                   else sys.argv[1:]))
+    t0 = time.perf_counter()
+    runs = []
+    for s in args.settings:
+        for seed in args.seeds:
+            for l in args.losses:
+                r = one_run(s, l, seed, args)
+                runs.append(r)
+                print(f"experiment: {s} {l} seed {seed}: test UAR {100 * r['test_uar']:.1f} WAR "
+                      f"{100 * r['test_war']:.1f} (valid UAR {100 * r['valid_uar']:.1f} at step "
+                      f"{r['selected_step']}), {r['total_s']:.0f}s", flush=True)
+    wall = time.perf_counter() - t0
+    rows = summarise(runs, args.settings, args.losses)
+    os.makedirs(args.out, exist_ok=True)
+    from fastclap.evaluation.report import now_utc, versions, write_json
+
+    write_json({"command": command, "date": now_utc(), "versions": versions(), "wall_s": wall,
+                "args": vars(args), "summary": rows, "runs": runs}, os.path.join(args.out, "results.json"))
+    md = markdown(rows, runs, command, args)
+    with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
+        f.write(md)
+    plot(rows, args.settings, args.losses, os.path.join(args.out, "uar.png"))
+    print(md, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

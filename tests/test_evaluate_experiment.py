@@ -1,0 +1,36 @@
+"""Experiment bookkeeping: validation-only checkpoint selection and the mean +- sd summary."""
+import json
+import statistics
+
+import pytest
+
+from fastclap.experiment import LOSSES, mean_sd, select_step, summarise
+
+
+def test_select_step_uses_validation_uar_then_loss_then_earlier_step(tmp_path):
+    recs = [{"step": 10, "loss": 3.0}, {"step": 10, "eval/uar": 0.4, "eval/loss": 2.0},
+            {"step": 20, "eval/uar": 0.5, "eval/loss": 2.5}, {"step": 30, "eval/uar": 0.5, "eval/loss": 2.1},
+            {"step": 40, "eval/uar": 0.5, "eval/loss": 2.1}, {"step": 40, "loss": 1.0}]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    assert select_step(str(path))["step"] == 30
+    path.write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
+    with pytest.raises(ValueError, match="no validation evaluation"):
+        select_step(str(path))
+
+
+def test_mean_sd_is_sample_sd():
+    m, sd = mean_sd([0.2, 0.4, 0.9])
+    assert m == pytest.approx(0.5) and sd == pytest.approx(statistics.stdev([0.2, 0.4, 0.9]))
+    assert mean_sd([0.3]) == (pytest.approx(0.3), 0.0)
+
+
+def test_summarise_groups_runs_by_setting_and_loss():
+    zs = {"classes": ["a", "b"], "n": 4}
+    runs = [{"setting": "emodb", "loss": l, "seed": s, "test_uar": u, "test_war": u, "valid_uar": u,
+             "chance_uar": 0.5, "zero_shot": zs} for l, s, u in
+            [("clap", 0, 0.5), ("clap", 1, 0.7), ("smoothclap", 0, 0.6)]]
+    rows = summarise(runs, ["emodb", "ravdess"], list(LOSSES))
+    assert [(r["setting"], r["loss"], r["seeds"]) for r in rows] == [("emodb", "clap", [0, 1]),
+                                                                    ("emodb", "smoothclap", [0])]
+    assert rows[0]["test_uar"][0] == pytest.approx(0.6) and rows[1]["test_uar"] == (pytest.approx(0.6), 0.0)

@@ -1,0 +1,100 @@
+"""Checkpoint round trip: train a tiny model for 2 steps with the engine (ZeRO 2), load its export, evaluate
+with the CLI, and check the report against an independent recomputation; bad input gives clear errors."""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fastclap.data")
+pytest.importorskip("fastclap.model")
+pytest.importorskip("opensmile")
+
+from data_helpers import prepared_sample  # noqa: E402
+from fastclap.evaluate import main as evaluate_main  # noqa: E402
+from fastclap.evaluation.runner import evaluate_model, load_model  # noqa: E402
+from fastclap.train import main as train_main  # noqa: E402
+from test_train_helpers import tiny_config, write_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(run_dir, prepared corpus) of a 2-step ZeRO-2 run on the embedded sample."""
+    prep = prepared_sample()[0]
+    tmp = tmp_path_factory.mktemp("run")
+    run_dir = tmp / "run"
+    cfg = tiny_config(run_dir, stage=2, steps=2, micro=32,
+                      data={"corpora": [{"corpus": "sample", "prepared_dir": str(prep.out_dir)}],
+                            "crop_seconds": 1.0, "repeats": 1})
+    train_main(["--config", write_config(tmp / "c.json", cfg)])
+    return str(run_dir), prep
+
+
+def _uar_war_by_hand(model, prep, split, template):
+    """Independent recomputation: embed clip by clip, prompt by prompt, recall per class with loops."""
+    idx = prep.split_indices(split)
+    labels = [prep.rows[i].emotion for i in idx]
+    classes = sorted(set(labels))
+    with torch.no_grad():
+        text = torch.cat([model.encode_text([template.format(label=c)]) for c in classes])
+        audio = []
+        for i in idx:
+            lld = torch.from_numpy(np.asarray(prep.lld_frames(int(i)), dtype=np.float32))[None]
+            audio.append(model.encode_audio({"lld": lld, "lld_mask": torch.ones(lld.shape[:2], dtype=torch.long)}))
+    pred = [classes[int(torch.argmax(a @ text.T))] for a in audio]
+    recalls = [np.mean([p == c for p, t in zip(pred, labels) if t == c]) for c in classes]
+    return float(np.mean(recalls)), float(np.mean([p == t for p, t in zip(pred, labels)])), classes
+
+
+def test_cli_round_trip_matches_independent_computation(trained, tmp_path, capsys):
+    run_dir, prep = trained
+    out = tmp_path / "eval"
+    rc = evaluate_main(["--checkpoint", run_dir, "--prepared", str(prep.out_dir), "--split", "test",
+                        "--out", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert {"zero_shot", "retrieval", "prompts", "dataset", "versions", "date", "checkpoint"} <= set(report)
+    assert report["dataset"]["normalisation"].startswith("run")
+    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG" and "| UAR |" in (out / "summary.md").read_text()
+    uar, war, classes = _uar_war_by_hand(load_model(run_dir), prep, "test", "this person is feeling {label}.")
+    zs = report["zero_shot"]
+    assert zs["classes"] == classes and zs["chance_uar"] == pytest.approx(1 / len(classes))
+    assert zs["uar"] == pytest.approx(uar) and zs["war"] == pytest.approx(war)
+    r = report["retrieval"]
+    assert r["n_audio"] == zs["n"] and all(0.0 <= v <= 1.0 for d in ("audio_to_text", "text_to_audio")
+                                           for v in r[d].values())
+
+
+def test_template_ensemble_and_shared_label_space(trained):
+    run_dir, prep = trained
+    model = load_model(run_dir)
+    res = evaluate_model(model, prep, "test", templates=["{label}", "a {label} voice"], label_space="shared",
+                         shared_only=True, progress=False)
+    assert res["prompts"]["classes"] == sorted(res["prompts"]["classes"])
+    assert set(res["prompts"]["classes"]) <= {"anger", "happiness", "sadness", "neutral"}
+    assert res["dataset"]["dropped"] == sum(prep.rows[i].emotion in ("calm", "fearful")
+                                            for i in prep.split_indices("test"))
+
+
+def test_bad_inputs_name_the_problem(trained, tmp_path, capsys):
+    run_dir, prep = trained
+    rc = evaluate_main(["--checkpoint", str(tmp_path / "nope"), "--prepared", str(prep.out_dir)])
+    assert rc == 2 and "nope: no such run directory" in capsys.readouterr().err
+    os.makedirs(tmp_path / "empty_run")
+    rc = evaluate_main(["--checkpoint", str(tmp_path / "empty_run"), "--prepared", str(prep.out_dir)])
+    assert rc == 2 and "no exported model" in capsys.readouterr().err
+    rc = evaluate_main(["--checkpoint", run_dir, "--prepared", str(tmp_path / "missing_data")])
+    assert rc == 2 and "missing_data: no such folder" in capsys.readouterr().err
+    # a test label without a prompt word: 'calm' has no shared class
+    rc = evaluate_main(["--checkpoint", run_dir, "--prepared", str(prep.out_dir), "--label-space", "shared",
+                        "--out", str(tmp_path / "o")])
+    assert rc == 2 and "'calm' has no shared" in capsys.readouterr().err
+    rc = evaluate_main(["--checkpoint", run_dir, "--prepared", str(prep.out_dir), "--label-word", "boredom=bored",
+                        "--out", str(tmp_path / "o")])
+    assert rc == 2 and "['boredom']" in capsys.readouterr().err
+    # an empty split
+    rows = [dataclasses.replace(r, split="train") for r in prep.rows]
+    with pytest.raises(ValueError, match="'test' .* is empty"):
+        evaluate_model(load_model(run_dir), dataclasses.replace(prep, rows=rows), "test", progress=False)
