@@ -41,16 +41,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("multirank")
-    single = root / "one_rank"
-    main(["--config", write_config(root / "one.json", _config(single, 0, BATCH))])
-    paths = [write_config(root / f"two_z{st}.json", _config(root / f"two_z{st}", st, BATCH // WORLD)) for st in STAGES]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(WORLD), LOCAL_SIZE=str(WORLD),
-               HF_HUB_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join([HERE] + env.get("PYTHONPATH", "").split(os.pathsep)))
+def _launch(paths, env):
     procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "dist_train_worker.py"), *paths],
                               env=dict(env, RANK=str(r), LOCAL_RANK=str(r)), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for r in range(WORLD)]
@@ -60,6 +51,24 @@ def runs(tmp_path_factory):
         for p in procs:
             if p.poll() is None:
                 p.kill()
+                p.wait()
+    return procs, logs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multirank")
+    single = root / "one_rank"
+    main(["--config", write_config(root / "one.json", _config(single, 0, BATCH))])
+    paths = [write_config(root / f"two_z{st}.json", _config(root / f"two_z{st}", st, BATCH // WORLD)) for st in STAGES]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(WORLD_SIZE=str(WORLD), LOCAL_SIZE=str(WORLD), HF_HUB_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([HERE] + env.get("PYTHONPATH", "").split(os.pathsep)))
+    for attempt in range(2):  # a second try only when another process took the free port before rank 0 bound it
+        procs, logs = _launch(paths, dict(env, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())))
+        if attempt == 0 and any("address already in use" in log.lower() for log in logs):
+            continue
+        break
     for r, (p, log) in enumerate(zip(procs, logs)):
         assert p.returncode == 0, f"rank {r} failed:\n{log[-4000:]}"
     return single, {st: root / f"two_z{st}" for st in STAGES}
