@@ -15,7 +15,9 @@ section strictly: an unknown key or a value of the wrong type raises ``ValueErro
 from the few the engine depends on (see :func:`check_deepspeed_section`).
 
 The contrastive batch of one step is ``train_micro_batch_size_per_gpu x world_size`` pairs (features are
-all-gathered across ranks); gradient accumulation adds steps, not negatives.
+all-gathered across ranks); gradient accumulation adds steps, not negatives. A config may give
+``train_batch_size`` instead (with ``gradient_accumulation_steps`` 1 it *is* the contrastive batch, and DeepSpeed
+derives the micro batch per rank), so the same file runs on any number of ranks that divides it.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import json
 import os
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
 
 MINILM = "builtin:all-MiniLM-L6-v2"
 
@@ -398,10 +400,27 @@ def validate(cfg: FastClapConfig) -> FastClapConfig:
     return cfg
 
 
-def check_deepspeed_section(ds: Dict[str, Any], on_cuda: bool) -> None:
-    """Check the DeepSpeed keys the engine relies on. Raises ``ValueError`` naming the key."""
-    _check(isinstance(ds.get("train_micro_batch_size_per_gpu"), int) and ds["train_micro_batch_size_per_gpu"] >= 1,
-           "train_micro_batch_size_per_gpu", "required: the per-rank contrastive batch (an integer >= 1)")
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def check_deepspeed_section(ds: Dict[str, Any], on_cuda: bool, world_size: int = 1) -> None:
+    """Check the DeepSpeed keys the engine relies on. Raises ``ValueError`` naming the key.
+
+    The batch is given per rank (``train_micro_batch_size_per_gpu``) or for the whole world
+    (``train_batch_size`` = micro x gradient_accumulation_steps x world_size, DeepSpeed's own rule); the
+    latter keeps the contrastive batch of a config fixed whatever the number of ranks, so it must divide.
+    """
+    micro, total = ds.get("train_micro_batch_size_per_gpu"), ds.get("train_batch_size")
+    if micro is None and total is not None:
+        gas = ds.get("gradient_accumulation_steps", 1)
+        _check(_positive_int(total), "train_batch_size", f"must be an integer >= 1, got {total!r}")
+        _check(_positive_int(gas), "gradient_accumulation_steps", f"must be an integer >= 1, got {gas!r}")
+        _check(total % (gas * world_size) == 0, "train_batch_size",
+               f"{total} is not divisible by gradient_accumulation_steps x world size = {gas} x {world_size}")
+    else:
+        _check(_positive_int(micro), "train_micro_batch_size_per_gpu",
+               "required (or train_batch_size): the per-rank contrastive batch (an integer >= 1)")
     opt = ds.get("optimizer")
     _check(isinstance(opt, dict) and isinstance(opt.get("params", {}).get("lr"), (int, float)),
            "optimizer", 'required, e.g. {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": true}}')
@@ -416,17 +435,23 @@ def check_deepspeed_section(ds: Dict[str, Any], on_cuda: bool) -> None:
                "must be true on CPU (DeepSpeed's own Adam would JIT-build a C++ op)")
 
 
-def load_config(path: str) -> Tuple[Dict[str, Any], FastClapConfig]:
-    """Read a config file; return (DeepSpeed dict without the fastclap section, validated FastClapConfig).
+def load_config(path: str, overrides: Sequence[str] = ()) -> Tuple[Dict[str, Any], FastClapConfig]:
+    """Read a config file, apply ``overrides`` (see :func:`fastclap.engine.overrides.apply_overrides`); return (DeepSpeed dict without
+    the fastclap section, validated FastClapConfig).
 
     Raises:
-        ValueError: unreadable JSON, a missing ``fastclap`` section, an unknown key or a wrong type (named).
+        ValueError: unreadable JSON, a bad override, a missing ``fastclap`` section, an unknown key or a wrong
+            type (named).
     """
     with open(path) as f:
         try:
             raw = json.load(f)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if isinstance(raw, dict):
+        from .engine.overrides import apply_overrides
+
+        raw = apply_overrides(raw, overrides)
     if not isinstance(raw, dict) or not isinstance(raw.get("fastclap"), dict):
         raise ValueError(f"{path}: missing the 'fastclap' section")
     return split_config(raw)

@@ -3,11 +3,16 @@
     deepspeed fastclap/train.py --config configs/large_batch.json      # any number of ranks / GPUs
     python fastclap/train.py --config configs/quickstart.json           # one process, CPU or GPU
     python fastclap/train.py --config configs/quickstart.json --resume  # continue from the last checkpoint
+    deepspeed --num_gpus 2 fastclap/train.py --config configs/large_batch.json \
+        --set zero_optimization.stage=3 --set fastclap.schedule.steps=3     # override any key of the file
 
 One step: a contrastive batch of (audio crop, caption) pairs -> audio and text embeddings (gathered over
 ranks) -> SmoothCLAP loss with soft targets from the paralinguistic functionals and the caption embeddings ->
 DeepSpeed backward/step -> clamp the temperature. The config file is a DeepSpeed JSON with a "fastclap"
-section (fastclap/config.py documents every field).
+section (fastclap/config.py documents every field). ``--set KEY=VALUE`` (repeatable) overrides one key of
+the file before it is checked: KEY is a dotted path from the top (``train_micro_batch_size_per_gpu``,
+``fastclap.loss.soft_weight``, ``fastclap.data.corpora.0.prepared_dir``), VALUE is JSON or else a string.
+On a CPU-only machine ``deepspeed --num_gpus N`` starts N ranks on the CPU (see fastclap/engine/distributed.py).
 """
 import os
 import sys
@@ -17,6 +22,10 @@ if __name__ == "__main__":
     # must not shadow third-party packages. Import the installed package instead.
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
         sys.path.pop(0)
+    # OpenMP threads that find no work sleep instead of spinning; read once, when torch loads OpenMP. On a CPU
+    # shared with other processes (or ranks) spinning threads steal the cores the others wait for: the blockwise
+    # loss, hundreds of short parallel regions per step, ran 4x slower. Set OMP_WAIT_POLICY=ACTIVE to spin.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
@@ -46,6 +55,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Train a SmoothCLAP / CLAP model with DeepSpeed.")
     p.add_argument("--config", required=True, help="DeepSpeed JSON with a 'fastclap' section")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="override a config key (dotted path, JSON value), e.g. --set zero_optimization.stage=3")
     p.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
     return p.parse_args(argv)
 
@@ -103,9 +114,9 @@ def evaluate(engine, dataset, collate, cfg, loss_fn) -> Dict[str, float]:
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
-    ds_cfg, cfg = load_config(args.config)
+    ds_cfg, cfg = load_config(args.config, args.overrides)
     rank, world, device = init_distributed()
-    check_deepspeed_section(ds_cfg, on_cuda=device.type == "cuda")
+    check_deepspeed_section(ds_cfg, on_cuda=device.type == "cuda", world_size=world)
     run_dir = resolve_path(cfg.run.dir)
     os.makedirs(run_dir, exist_ok=True)
     torch.manual_seed(cfg.run.seed)

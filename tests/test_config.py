@@ -64,6 +64,8 @@ def test_load_config_file(tmp_path):
     ({"train_micro_batch_size_per_gpu": 0}, "train_micro_batch_size_per_gpu"),
     ({"zero_optimization": {"stage": 4}}, "zero_optimization.stage"),
     ({"scheduler": {"type": "WarmupLR"}}, "scheduler"),
+    ({"train_micro_batch_size_per_gpu": None}, "train_micro_batch_size_per_gpu"),
+    ({"train_micro_batch_size_per_gpu": None, "train_batch_size": 0}, "train_batch_size"),
 ])
 def test_deepspeed_section_checks(change, key):
     ds = dict(DS, **change)
@@ -72,6 +74,17 @@ def test_deepspeed_section_checks(change, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         check_deepspeed_section(ds, on_cuda=False)
     check_deepspeed_section(DS, on_cuda=False)
+
+
+def test_global_train_batch_size_divides_by_world():
+    ds = {k: v for k, v in DS.items() if k != "train_micro_batch_size_per_gpu"}
+    ds["train_batch_size"] = 12
+    for world in (1, 2, 3, 4):
+        check_deepspeed_section(ds, on_cuda=False, world_size=world)
+    with pytest.raises(ValueError, match=r"train_batch_size: 12 is not divisible .* 1 x 5"):
+        check_deepspeed_section(ds, on_cuda=False, world_size=5)
+    with pytest.raises(ValueError, match=r"train_batch_size: 12 is not divisible .* 4 x 2"):
+        check_deepspeed_section(dict(ds, gradient_accumulation_steps=4), on_cuda=False, world_size=2)
 
 
 def test_shipped_configs_validate():
@@ -87,4 +100,4 @@ def test_shipped_configs_validate():
     _, paper = load_config(os.path.join(root, "paper_wav2vec2_bert.json"))
     assert (paper.loss.gamma, paper.loss.soft_weight) == (0.1, 0.5)  # the paper's main setting
     ds, big = load_config(os.path.join(root, "large_batch.json"))
-    assert ds["train_micro_batch_size_per_gpu"] >= 8192 and big.loss.backend == "auto"
+    assert ds["train_batch_size"] >= 8192 and big.loss.backend == "auto"  # the global batch, any world size

@@ -37,3 +37,15 @@ def test_script_does_not_shadow_packages(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, TRAIN_PY], capture_output=True, text=True, timeout=120,
                          cwd=str(tmp_path))
     assert out.returncode == 0 and "OK" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def test_script_sets_passive_openmp_wait_unless_given(tmp_path):
+    code = ("import os, runpy, sys; sys.argv = [sys.argv[1], '--help']\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('POLICY', os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        run_env = dict(env, OMP_WAIT_POLICY=given) if given else env
+        out = subprocess.run([sys.executable, "-c", code, TRAIN_PY], capture_output=True, text=True, timeout=120,
+                             cwd=str(tmp_path), env=run_env)
+        assert f"POLICY {expected}" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]

@@ -4,7 +4,8 @@
 RANK / WORLD_SIZE / LOCAL_RANK / MASTER_* and we use them. On CPU the accelerator is forced to "cpu" and
 DeepSpeed's shared-memory collective op, which would be JIT-compiled at start-up, is switched off (gloo is
 used instead); set ``FASTCLAP_DS_SHM_COMM=1`` to let DeepSpeed build and use it for multi-process CPU runs.
-Features are gathered across ranks by the loss itself (``SmoothCLAPLoss(local_loss=True, gather_with_grad=True)``).
+Several ranks on one CPU share its cores: each takes ``cores / LOCAL_SIZE`` intra-op threads
+(:func:`cpu_threads_per_rank`). Features are gathered across ranks by the loss itself (``SmoothCLAPLoss(local_loss=True, gather_with_grad=True)``).
 """
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ def setup_environment() -> None:
         os.environ.setdefault("LOCAL_RANK", "0")
 
 
+def cpu_threads_per_rank() -> int:
+    """Intra-op threads for this rank on a CPU: ``OMP_NUM_THREADS`` when set (e.g. by the launcher's
+    ``--bind_cores_to_rank``), else the cores this process may use divided among the ranks of this machine
+    (``LOCAL_SIZE``, set by the deepspeed launcher), at least 1. PyTorch's default, all cores in every rank,
+    oversubscribes the CPU N-fold with N ranks."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_SIZE", "1") or 1)))
+
+
 def init_distributed() -> Tuple[int, int, torch.device]:
     """Initialise torch.distributed through DeepSpeed (once per process). Returns (rank, world_size, device)."""
     setup_environment()
@@ -54,6 +66,8 @@ def init_distributed() -> Tuple[int, int, torch.device]:
     device = torch.device("cpu") if on_cpu else torch.device(acc.device_name(), local_rank)
     if not on_cpu:
         acc.set_device(local_rank)
+    elif dist.get_world_size() > 1:
+        torch.set_num_threads(cpu_threads_per_rank())
     return dist.get_rank(), dist.get_world_size(), device
 
 
