@@ -55,3 +55,14 @@ def grad_atol(reference_grad, scale_times_feature):
     """Absolute tolerance for an fp32 gradient: 1e-5 of its largest entry, plus four fp32 roundings of the
     largest single term s * |feature| (the exact gradient is 0 at B = 1, where only rounding is left)."""
     return 1e-5 * reference_grad.abs().max().item() + 4 * FP32_EPS * abs(scale_times_feature)
+
+
+def loss_and_grads(fn, x, y, scale, sources, weights, temps, beta, grad_output=1.0, **kw):
+    """Run a backend-contract loss on fresh leaf copies of x, y and a scalar logit_scale, backpropagate
+    ``grad_output`` and return (loss, dX, dY, d logit_scale)."""
+    x = x.detach().clone().requires_grad_(True)
+    y = y.detach().clone().requires_grad_(True)
+    s = torch.tensor(scale, device=x.device, requires_grad=True)
+    loss = fn(x, y, s, sources, weights, temps, beta, **kw)
+    (loss * grad_output).backward()
+    return loss.detach(), x.grad, y.grad, s.grad

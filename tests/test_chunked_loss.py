@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastclap.losses.chunked import chunked_smooth_clap_loss
 from fastclap.losses.reference import reference_smooth_clap_loss
-from helpers import grad_atol, random_inputs
+from helpers import grad_atol, loss_and_grads, random_inputs
 
 BATCHES = (1, 2, 7, 64, 131, 257)  # 257: just above a 256-row block (block_rows=256 below)
 DIMS = (3, 64, 100)
@@ -29,15 +29,6 @@ def _cases():
     for n, (b, d) in enumerate(itertools.product(BATCHES, DIMS)):
         cases.append((b, d, NUM_SOURCES[n % 4], SCALES[(n // 2) % 3], BETAS[(n + n // 3) % 3]))
     return cases
-
-
-def _run(fn, x, y, scale, sources, weights, temps, beta, grad_out=1.0):
-    x = x.clone().requires_grad_(True)
-    y = y.clone().requires_grad_(True)
-    s = torch.tensor(scale, requires_grad=True)
-    loss = fn(x, y, s, sources, weights, temps, beta)
-    (loss * grad_out).backward()
-    return loss.detach(), x.grad, y.grad, s.grad
 
 
 def _weights(k):
@@ -59,25 +50,25 @@ def _assert_close(got, want, scale_feat):
 def test_chunked_matches_reference_fp32(batch, dim, k, scale, beta):
     x, y, sources = random_inputs(batch, dim, k, seed=1000 * batch + dim + k)
     weights, temps = _weights(k)
-    want = _run(reference_smooth_clap_loss, x, y, scale, sources, weights, temps, beta)
+    want = loss_and_grads(reference_smooth_clap_loss, x, y, scale, sources, weights, temps, beta)
     chunked = lambda *a: chunked_smooth_clap_loss(*a, block_rows=256 if batch > 64 else 3)
-    got = _run(chunked, x, y, scale, sources, weights, temps, beta)
+    got = loss_and_grads(chunked, x, y, scale, sources, weights, temps, beta)
     _assert_close(got, want, scale * max(x.abs().max().item(), y.abs().max().item()))
 
 
 def test_chunked_grad_output_not_one():
     x, y, sources = random_inputs(37, 16, 2, seed=7)
     weights, temps = (0.3, 0.7), (0.07, 0.2)
-    want = _run(reference_smooth_clap_loss, x, y, 14.3, sources, weights, temps, 0.5, grad_out=-2.75)
-    got = _run(lambda *a: chunked_smooth_clap_loss(*a, block_rows=5), x, y, 14.3, sources, weights, temps, 0.5,
-               grad_out=-2.75)
+    want = loss_and_grads(reference_smooth_clap_loss, x, y, 14.3, sources, weights, temps, 0.5, grad_output=-2.75)
+    got = loss_and_grads(lambda *a: chunked_smooth_clap_loss(*a, block_rows=5), x, y, 14.3, sources, weights, temps, 0.5,
+               grad_output=-2.75)
     _assert_close(got, want, 14.3 * 2.75)
 
 
 def test_chunked_does_not_backpropagate_into_sources():
     x, y, sources = random_inputs(9, 8, 2, seed=3)
     sources = tuple(u.clone().requires_grad_(True) for u in sources)
-    _run(chunked_smooth_clap_loss, x, y, 14.3, sources, (0.5, 0.5), (0.07, 0.07), 0.5)
+    loss_and_grads(chunked_smooth_clap_loss, x, y, 14.3, sources, (0.5, 0.5), (0.07, 0.07), 0.5)
     assert all(u.grad is None for u in sources)
 
 

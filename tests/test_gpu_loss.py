@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from fastclap.losses.reference import reference_smooth_clap_loss
-from helpers import random_inputs
+from helpers import loss_and_grads, random_inputs
 
 pytestmark = [
     pytest.mark.gpu,
@@ -40,15 +40,6 @@ def _triton():
     return triton_smooth_clap_loss
 
 
-def _run(fn, x, y, scale, sources, weights, temps, beta, grad_output=1.0, **kw):
-    x = x.detach().clone().requires_grad_(True)
-    y = y.detach().clone().requires_grad_(True)
-    s = torch.tensor(scale, device=x.device, requires_grad=True)
-    loss = fn(x, y, s, sources, weights, temps, beta, **kw)
-    (loss * grad_output).backward()
-    return loss.detach(), x.grad, y.grad, s.grad
-
-
 def _inputs(batch, dim, k, seed, dtype=torch.float32):
     x, y, sources = random_inputs(batch, dim, k, seed=seed, dtype=dtype)
     return x.cuda(), y.cuda(), tuple(u.cuda() for u in sources)
@@ -61,8 +52,8 @@ def _inputs(batch, dim, k, seed, dtype=torch.float32):
 def test_fp32_ieee_matches_reference(batch, dim, k, scale, beta, grad_output):
     x, y, sources = _inputs(batch, dim, k, seed=batch + dim)
     weights, temps = (tuple([1.0 / k] * k), tuple([0.07] * k)) if k else ((), ())
-    got = _run(_triton(), x, y, scale, sources, weights, temps, beta, grad_output)
-    want = _run(reference_smooth_clap_loss, x, y, scale, sources, weights, temps, beta, grad_output)
+    got = loss_and_grads(_triton(), x, y, scale, sources, weights, temps, beta, grad_output)
+    want = loss_and_grads(reference_smooth_clap_loss, x, y, scale, sources, weights, temps, beta, grad_output)
     torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-6)
     floor = 1e-6 * scale / batch
     for a, b in zip(got[1:3], want[1:3]):
@@ -74,8 +65,8 @@ def test_tf32_within_its_error_bound():
     scale = 14.3
     x, y, sources = _inputs(1000, 512, 2, seed=4)
     args = (scale, sources, (0.5, 0.5), (0.07, 0.07), 0.1)
-    got = _run(_triton(), x, y, *args, allow_tf32=True)
-    want = _run(reference_smooth_clap_loss, x, y, *args)
+    got = loss_and_grads(_triton(), x, y, *args, allow_tf32=True)
+    want = loss_and_grads(reference_smooth_clap_loss, x, y, *args)
     torch.testing.assert_close(got[0], want[0], rtol=0, atol=2 * scale * 2**-9)
     for a, b in zip(got[1:], want[1:]):
         torch.testing.assert_close(a, b, rtol=0, atol=scale * 2**-8 * b.abs().max().item())
@@ -85,9 +76,9 @@ def test_tf32_within_its_error_bound():
 def test_bf16_error_within_twice_bf16_reference(batch, dim, k, scale, beta):
     x, y, sources = _inputs(batch, dim, k, seed=batch, dtype=torch.bfloat16)
     weights, temps = tuple([1.0 / k] * k), tuple([0.07] * k)
-    got = _run(_triton(), x, y, scale, sources, weights, temps, beta)
-    ref32 = _run(reference_smooth_clap_loss, x.float(), y.float(), scale, sources, weights, temps, beta)
-    ref16 = _run(lambda *a: reference_smooth_clap_loss(*a, compute_dtype=torch.bfloat16),
+    got = loss_and_grads(_triton(), x, y, scale, sources, weights, temps, beta)
+    ref32 = loss_and_grads(reference_smooth_clap_loss, x.float(), y.float(), scale, sources, weights, temps, beta)
+    ref16 = loss_and_grads(lambda *a: reference_smooth_clap_loss(*a, compute_dtype=torch.bfloat16),
                  x, y, scale, sources, weights, temps, beta)
     for name, g, r32, r16 in zip(("loss", "dX", "dY", "dscale"), got, ref32, ref16):
         err = (g.float() - r32.float()).abs().max().item()
@@ -122,8 +113,8 @@ def test_large_batch_against_chunked_or_reference():
         other, batch = reference_smooth_clap_loss, 4096
     x, y, sources = _inputs(batch, 256, 2, seed=9)
     args = (14.3, sources, (0.7, 0.3), (0.07, 0.1), 0.1)
-    got = _run(_triton(), x, y, *args)
-    want = _run(other, x, y, *args)
+    got = loss_and_grads(_triton(), x, y, *args)
+    want = loss_and_grads(other, x, y, *args)
     torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-6)
     for a, b in zip(got[1:3], want[1:3]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())

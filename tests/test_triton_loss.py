@@ -28,7 +28,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastclap.losses.reference import reference_smooth_clap_loss
 from fastclap.losses.smooth_clap import smooth_clap_loss
-from helpers import random_inputs
+from helpers import loss_and_grads, random_inputs
 
 if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("needs CUDA or TRITON_INTERPRET=1 (tests/conftest.py sets it)", allow_module_level=True)
@@ -56,15 +56,6 @@ def _source_params(k):
     return weights, temps
 
 
-def _loss_and_grads(fn, x, y, scale, sources, weights, temps, beta, grad_output=1.0, **kw):
-    x = x.detach().clone().requires_grad_(True)
-    y = y.detach().clone().requires_grad_(True)
-    s = torch.tensor(scale, device=x.device, requires_grad=True)
-    loss = fn(x, y, s, sources, weights, temps, beta, **kw)
-    (loss * grad_output).backward()
-    return loss.detach(), x.grad, y.grad, s.grad
-
-
 def _check_fp32(got, want, scale):
     (l1, gx1, gy1, gs1), (l2, gx2, gy2, gs2) = got, want
     floor = 1e-6 * scale / gx2.shape[0]
@@ -80,8 +71,8 @@ def test_fp32_matches_reference(batch, dim, k, scale, beta):
     x, y, sources = random_inputs(batch, dim, k, seed=1000 + batch * 7 + dim + k)
     x, y, sources = x.to(DEVICE), y.to(DEVICE), tuple(u.to(DEVICE) for u in sources)
     weights, temps = _source_params(k)
-    got = _loss_and_grads(triton_smooth_clap_loss, x, y, scale, sources, weights, temps, beta)
-    want = _loss_and_grads(reference_smooth_clap_loss, x, y, scale, sources, weights, temps, beta)
+    got = loss_and_grads(triton_smooth_clap_loss, x, y, scale, sources, weights, temps, beta)
+    want = loss_and_grads(reference_smooth_clap_loss, x, y, scale, sources, weights, temps, beta)
     _check_fp32(got, want, scale)
 
 
@@ -89,8 +80,8 @@ def test_fp32_matches_reference(batch, dim, k, scale, beta):
 def test_grad_output_is_applied(grad_output):
     x, y, sources = random_inputs(70, 33, 2, seed=5)
     weights, temps = (0.5, 0.5), (0.07, 0.2)
-    got = _loss_and_grads(triton_smooth_clap_loss, x, y, 14.3, sources, weights, temps, 0.5, grad_output)
-    want = _loss_and_grads(reference_smooth_clap_loss, x, y, 14.3, sources, weights, temps, 0.5, grad_output)
+    got = loss_and_grads(triton_smooth_clap_loss, x, y, 14.3, sources, weights, temps, 0.5, grad_output)
+    want = loss_and_grads(reference_smooth_clap_loss, x, y, 14.3, sources, weights, temps, 0.5, grad_output)
     _check_fp32(got, want, 14.3)
 
 
@@ -105,9 +96,9 @@ def test_bf16_error_within_twice_bf16_reference(batch, dim, k, scale, beta, dtyp
     For fp16 the floor is 2^-11 (its ulp) instead of 2^-8."""
     x, y, sources = random_inputs(batch, dim, k, seed=77 + batch, dtype=dtype)
     weights, temps = _source_params(k)
-    got = _loss_and_grads(triton_smooth_clap_loss, x, y, scale, sources, weights, temps, beta)
-    ref32 = _loss_and_grads(reference_smooth_clap_loss, x.float(), y.float(), scale, sources, weights, temps, beta)
-    ref16 = _loss_and_grads(
+    got = loss_and_grads(triton_smooth_clap_loss, x, y, scale, sources, weights, temps, beta)
+    ref32 = loss_and_grads(reference_smooth_clap_loss, x.float(), y.float(), scale, sources, weights, temps, beta)
+    ref16 = loss_and_grads(
         lambda *a: reference_smooth_clap_loss(*a, compute_dtype=dtype),
         x, y, scale, sources, weights, temps, beta,
     )
@@ -190,10 +181,10 @@ def test_anchor_ranges_sum_to_the_global_loss(parts):
     batch = 70
     x, y, sources = random_inputs(batch, 40, 2, seed=21)
     args = (14.3, sources, (0.4, 0.6), (0.07, 0.2), 0.3)
-    want = _loss_and_grads(reference_smooth_clap_loss, x, y, *args)
+    want = loss_and_grads(reference_smooth_clap_loss, x, y, *args)
     total = None
     for rows, cols in parts:
-        part = _loss_and_grads(triton_smooth_clap_loss, x, y, *args,
+        part = loss_and_grads(triton_smooth_clap_loss, x, y, *args,
                                row_range=rows, col_range=cols, normaliser=2 * batch)
         total = part if total is None else tuple(a + b for a, b in zip(total, part))
     _check_fp32(total, want, 14.3)

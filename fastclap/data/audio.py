@@ -127,17 +127,21 @@ def decode_audio(
     return y, {"sample_rate": sr, "channels": channels, "frames": frames, "duration_s": duration}
 
 
-def load_audio(path: str | os.PathLike, **kwargs) -> Tuple[np.ndarray, dict]:
-    """Read a file and :func:`decode_audio` it. A missing file raises BadAudioError naming the path."""
-    path = os.fspath(path)
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The file's bytes; a missing or unreadable file raises BadAudioError naming the path."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            return fh.read()
     except FileNotFoundError:
         raise BadAudioError(f"{path}: file not found") from None
     except OSError as exc:
         raise BadAudioError(f"{path}: cannot read ({exc.strerror})") from None
-    return decode_audio(data, path, **kwargs)
+
+
+def load_audio(path: str | os.PathLike, **kwargs) -> Tuple[np.ndarray, dict]:
+    """Read a file and :func:`decode_audio` it. A missing file raises BadAudioError naming the path."""
+    path = os.fspath(path)
+    return decode_audio(read_bytes(path), path, **kwargs)
 
 
 def crop_or_pad(x: np.ndarray, length: int, rng: Optional[np.random.Generator]) -> Tuple[np.ndarray, int]:

@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .audio import TARGET_SR, BadAudioError, decode_audio, sha256_bytes
+from .audio import TARGET_SR, BadAudioError, decode_audio, read_bytes, sha256_bytes
 
 N_FUNCTIONALS = 88
 N_LLD = 25
@@ -103,13 +103,7 @@ def process_file(
 
     Raises BadAudioError naming ``path`` for a missing, unreadable or degenerate file.
     """
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise BadAudioError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise BadAudioError(f"{path}: cannot read ({exc.strerror})") from None
+    data = read_bytes(path)
     digest = sha256_bytes(data)
     entry = None
     if cache_dir is not None:
