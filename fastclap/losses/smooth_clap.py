@@ -186,7 +186,8 @@ def smooth_clap_loss(
         soft_weight: beta in [0, 1], the weight of the soft targets.
         source_weights: w_k >= 0 per source, summing to 1 (the paper's (1 - gamma, gamma)).
         source_temperatures: tau_k > 0 per source.
-        backend: "auto" | "triton" | "chunked" | "reference".
+        backend: "auto" | "triton" | "chunked" | "reference". "auto" is "triton" for CUDA tensors with at
+            most 3 sources, else "chunked".
         local_loss, gather_with_grad, rank, world_size: open_clip's multi-rank options. With
             ``world_size > 1`` the features and sources are all-gathered into the global batch; see
             :mod:`fastclap.losses.distributed` for the semantics and the logit_scale / gradient convention.
@@ -205,6 +206,8 @@ def smooth_clap_loss(
         soft_weight, source_weights, source_temperatures,
     )
     name = resolve_backend(backend, audio_features.device)
+    if backend == "auto" and name == "triton" and soft_target_features is not None and len(soft_target_features) > 3:
+        name = "chunked"  # the fused kernels take at most 3 sources (fastclap.losses.triton_loss.MAX_SOURCES)
     if soft_target_features is None or float(soft_weight) == 0.0:
         sources: Tuple[torch.Tensor, ...] = ()
         weights: Tuple[float, ...] = ()
