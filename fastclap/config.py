@@ -236,6 +236,8 @@ class RunConfig:
         tensorboard: write TensorBoard events to ``<dir>/tensorboard``.
         progress: show a tqdm progress bar (rank 0).
         pause_after_checkpoint: seconds to sleep after each checkpoint (test hook for crash/resume tests).
+        overwrite: a run started without ``--resume`` in a ``dir`` that already holds a checkpoint deletes that
+            run's checkpoints, export, metrics and TensorBoard events (true) or stops with an error (false).
     """
 
     dir: str = "runs/default"
@@ -248,6 +250,7 @@ class RunConfig:
     tensorboard: bool = True
     progress: bool = True
     pause_after_checkpoint: float = 0.0
+    overwrite: bool = False
 
 
 @dataclass

@@ -119,6 +119,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     check_deepspeed_section(ds_cfg, on_cuda=device.type == "cuda", world_size=world)
     run_dir = resolve_path(cfg.run.dir)
     os.makedirs(run_dir, exist_ok=True)
+    if not args.resume:
+        checkpoint.start_fresh(run_dir, cfg.run.overwrite, rank)
     torch.manual_seed(cfg.run.seed)
     np.random.seed(cfg.run.seed)
 

@@ -98,3 +98,32 @@ def test_exported_model_encodes(tmp_path):
     torch.testing.assert_close(t.norm(dim=1), torch.ones(3))
     with open(tmp_path / "run" / "config.json") as f:
         assert json.load(f)["fastclap"]["run"]["export"] is True
+
+
+def test_fresh_start_in_a_run_with_checkpoints_is_refused_unless_overwrite(tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = tiny_config(run_dir, stage=0, steps=2, run={"export": False})
+    main(["--config", write_config(tmp_path / "a.json", cfg)])
+    first = read_metrics(run_dir)
+    assert read_latest(str(run_dir)) == "step_00000002"
+
+    with pytest.raises(FileExistsError, match=r"already holds a run \(checkpoint step_00000002\).*--resume"):
+        main(["--config", write_config(tmp_path / "b.json", cfg)])
+    assert read_metrics(run_dir) == first  # nothing of the first run was touched
+    assert read_latest(str(run_dir)) == "step_00000002"
+
+    cfg3 = tiny_config(run_dir, stage=0, steps=3, run={"export": False, "overwrite": True})
+    main(["--config", write_config(tmp_path / "c.json", cfg3)])
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3]  # the new run's curve alone
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["latest", "step_00000003"]
+
+
+def test_fresh_start_clears_metrics_of_a_run_killed_before_its_first_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with open(run_dir / "metrics.jsonl", "w") as f:
+        for step in (1, 2, 3, 4, 5):
+            f.write(json.dumps({"step": step, "loss": 99.0}) + "\n")
+    main(["--config", write_config(tmp_path / "a.json", tiny_config(run_dir, stage=0, steps=2))])
+    recs = read_metrics(run_dir)
+    assert [r["step"] for r in recs] == [1, 2] and all(r["loss"] != 99.0 for r in recs)

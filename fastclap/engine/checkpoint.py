@@ -56,6 +56,34 @@ def read_latest(run_dir: str) -> Optional[str]:
     return tag or None
 
 
+def start_fresh(run_dir: str, overwrite: bool, rank: int) -> None:
+    """Make ``run_dir`` ready for a run that starts at step 0 (every rank calls this; rank 0 writes).
+
+    A run directory that holds a complete checkpoint holds work: a fresh start there is refused unless
+    ``overwrite`` is set, so a forgotten ``--resume`` never replaces a run's checkpoints with a new run's. With
+    ``overwrite`` the previous run's checkpoints, export, metrics and TensorBoard events are deleted first.
+    Without a checkpoint (a run killed before its first one) nothing could be resumed, and its metrics and
+    events are cleared so they do not mix with the new run's curve.
+
+    Raises:
+        FileExistsError: ``run_dir`` has a checkpoint and ``overwrite`` is false; the message names the
+            directory, the step and the two ways on (``--resume``, ``fastclap.run.overwrite``).
+    """
+    tag = read_latest(run_dir)
+    barrier()  # every rank has looked before rank 0 deletes anything
+    if tag is not None and not overwrite:
+        raise FileExistsError(
+            f"run directory {run_dir} already holds a run (checkpoint {tag}): pass --resume to continue it, "
+            f"choose another fastclap.run.dir, or set fastclap.run.overwrite=true to delete it and start over")
+    if rank == 0:
+        for sub in ("checkpoints", "export", "tensorboard"):
+            shutil.rmtree(os.path.join(run_dir, sub), ignore_errors=True)
+        metrics = os.path.join(run_dir, "metrics.jsonl")
+        if os.path.exists(metrics):
+            os.remove(metrics)
+    barrier()
+
+
 def save(engine: Any, run_dir: str, step: int, client_state: Dict[str, Any], keep: int, rank: int) -> str:
     """Save a checkpoint for ``step`` on every rank, then atomically point "latest" at it (rank 0)."""
     ckpt = checkpoint_dir(run_dir)
