@@ -150,7 +150,7 @@ def chunked_smooth_clap_loss(
         sources: K detached soft-target sources (B, d_k); rows must have non-zero norm. K = 0 -> hard CLAP.
         weights, temps: per-source w_k (sum 1) and tau_k > 0.
         beta: soft_weight in [0, 1].
-        block_rows: rows per block (default: ~2M logits per temporary, see ``default_block_rows``).
+        block_rows: rows per block (default: ~1M logits per temporary, see ``default_block_rows``).
 
     Returns:
         0-d fp32 loss (nats). Memory O(B (d + d_k) + block_rows * B).

@@ -1,4 +1,4 @@
-"""One-directional ("anchor -> candidates") SmoothCLAP cross-entropy over a stripe of the logits.
+"""This rank's anchors of the global SmoothCLAP loss: the two stripes of the logits it owns.
 
 Used by the distributed ``local_loss`` mode (spec Sec. 3): a rank owns M = B_local anchors, which are
 rows ``offset .. offset + M`` of the global batch, and scores them against all N = B candidates:
@@ -14,6 +14,15 @@ and E_ij = exp((cos_ij - 1) / tau_k) in (0, 1] needs no separate max pass.
 
 Gradient, with P the row softmax of S and G_ij = g (P_ij - y_ij):
     dA = s G C,   dC = s G^T A,   ds = sum_ij G_ij A_i . C_j
+
+The blockwise version evaluates both stripes of a rank in one pass over row blocks of its M anchors:
+audio anchors X_own against all texts Y (S^a2t) and text anchors Y_own against all audios X (S^t2a).
+The soft-target tile is the same for both, because a pair's sources are shared by its audio and its text:
+W_ij = beta sum_k w_k E^k_ij / R^k_i with R^k_i = sum_j E^k_ij. It is built once per block and used by
+both stripes, and the soft term is sum_ij W_ij S_ij, a dot product of two tiles. GEMMs per block of
+rows: forward 2 + K (S^a2t, S^t2a, the K source tiles); backward 6 + K (the two S tiles, the K source tiles,
+then G^a2t Y, G^a2t^T X_own, G^t2a X, G^t2a^T Y_own). ds = sum_i A_i . (G C)_i comes from the unscaled
+anchor gradient, so no dot-product tile is kept. Temporaries: four (block, N) tiles, built in place.
 """
 from __future__ import annotations
 
@@ -41,75 +50,107 @@ def reference_directional_loss_sum(anchors, candidates, scale, anchor_sources, c
     return -(target * torch.log_softmax(logits, dim=1)).sum()
 
 
-class _ChunkedDirectional(torch.autograd.Function):
+def _soft_tile(ua, uc, i0, i1, weights, temps, beta, row_sums, fill_row_sums, out, tmp):
+    """out <- W[i0:i1] = beta sum_k w_k E^k / R^k for anchor rows i0..i1 (K GEMMs, in place).
+
+    ``fill_row_sums``: compute R^k_i = sum_j E^k_ij into ``row_sums[k, i0:i1]`` (forward); else read it."""
+    out.zero_()
+    for k, (w, tau) in enumerate(zip(weights, temps)):
+        torch.mm(ua[k][i0:i1], uc[k].T, out=tmp)
+        tmp.sub_(1.0).mul_(1.0 / tau).exp_()
+        if fill_row_sums:
+            row_sums[k, i0:i1] = tmp.sum(dim=1)
+        out.addcmul_(tmp, row_sums[k, i0:i1, None].reciprocal(), value=beta * w)
+    return out
+
+
+class _ChunkedLocalPair(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, anchors, candidates, scale, beta, weights, temps, offset, block, num_sources, *sources):
-        a, c, s = anchors.float(), candidates.float(), scale.float()
+    def forward(ctx, x, y, all_x, all_y, scale, beta, weights, temps, offset, block, num_sources, *sources):
+        xo, yo, xa, ya, s = x.float(), y.float(), all_x.float(), all_y.float(), scale.float()
         ua = [_unit(u) for u in sources[:num_sources]]
         uc = [_unit(u) for u in sources[num_sources:]]
-        m = a.shape[0]
-        lse = torch.empty(m, device=a.device)
-        row_sums = torch.empty(num_sources, m, device=a.device)
-        total = torch.zeros((), device=a.device)
+        m, dev = xo.shape[0], xo.device
         hard = 1.0 - beta if num_sources else 1.0
+        lse = torch.empty(2, m, device=dev)  # row log-sum-exp of the a2t stripe and of the t2a stripe
+        row_sums = torch.empty(num_sources, m, device=dev)  # R^k
+        total = torch.zeros((), device=dev)
         for i0 in range(0, m, block):
             i1 = min(i0 + block, m)
-            logits = s * (a[i0:i1] @ c.T)
-            lse[i0:i1] = torch.logsumexp(logits, dim=1)
-            total = total + lse[i0:i1].sum() - hard * logits.diagonal(offset=offset + i0).sum()
-            for k, (w, tau) in enumerate(zip(weights, temps)):
-                e = torch.exp((ua[k][i0:i1] @ uc[k].T - 1.0) / tau)
-                row_sums[k, i0:i1] = e.sum(dim=1)
-                total = total - beta * w * ((e * logits).sum(dim=1) / row_sums[k, i0:i1]).sum()
-        ctx.save_for_backward(anchors, candidates, scale, lse, row_sums, *ua, *uc)
+            la = torch.mm(xo[i0:i1], ya.T).mul_(s)
+            lt = torch.mm(yo[i0:i1], xa.T).mul_(s)
+            lse[0, i0:i1] = torch.logsumexp(la, dim=1)
+            lse[1, i0:i1] = torch.logsumexp(lt, dim=1)
+            positives = la.diagonal(offset=offset + i0).sum() + lt.diagonal(offset=offset + i0).sum()
+            total = total + lse[:, i0:i1].sum() - hard * positives
+            if num_sources:
+                soft = _soft_tile(ua, uc, i0, i1, weights, temps, beta, row_sums, True,
+                                  torch.empty_like(la), torch.empty_like(la))
+                total = total - torch.dot(soft.view(-1), la.view(-1)) - torch.dot(soft.view(-1), lt.view(-1))
+                del soft
+            del la, lt
+        ctx.save_for_backward(x, y, all_x, all_y, scale, lse, row_sums, *ua, *uc)
         ctx.args = (beta, weights, temps, offset, block, num_sources)
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        anchors, candidates, scale, lse, row_sums, *units = ctx.saved_tensors
+        x, y, all_x, all_y, scale, lse, row_sums, *units = ctx.saved_tensors
         beta, weights, temps, offset, block, num_sources = ctx.args
         ua, uc = units[:num_sources], units[num_sources:]
-        a, c, s = anchors.float(), candidates.float(), scale.float()
+        xo, yo, xa, ya, s = x.float(), y.float(), all_x.float(), all_y.float(), scale.float()
         g_out = grad_out.float()
         hard = 1.0 - beta if num_sources else 1.0
-        da = torch.empty_like(a)
-        dc = torch.zeros_like(c)
-        ds = torch.zeros((), device=a.device)
-        for i0 in range(0, a.shape[0], block):
-            i1 = min(i0 + block, a.shape[0])
-            dots = a[i0:i1] @ c.T
-            g = torch.exp(s * dots - lse[i0:i1, None])
-            g.diagonal(offset=offset + i0).sub_(hard)
-            for k, (w, tau) in enumerate(zip(weights, temps)):
-                e = torch.exp((ua[k][i0:i1] @ uc[k].T - 1.0) / tau)
-                g -= (beta * w) * e / row_sums[k, i0:i1, None]
-            g *= g_out
-            ds += (g * dots).sum()
-            da[i0:i1] = s * (g @ c)
-            dc += s * (g.T @ a[i0:i1])
-        return (da.to(anchors.dtype), dc.to(candidates.dtype), ds.reshape(scale.shape).to(scale.dtype),
+        m = xo.shape[0]
+        dx, dy = torch.empty_like(xo), torch.empty_like(yo)  # unscaled G C of each stripe (also give ds)
+        dall_x, dall_y = torch.zeros_like(xa), torch.zeros_like(ya)
+        for i0 in range(0, m, block):
+            i1 = min(i0 + block, m)
+            soft = tmp = None
+            if num_sources:
+                soft = torch.empty((i1 - i0, xa.shape[0]), device=xo.device)
+                tmp = torch.empty_like(soft)
+                _soft_tile(ua, uc, i0, i1, weights, temps, beta, row_sums, False, soft, tmp)
+                del tmp
+            # G = P - y (then scaled by grad_out): the hard target on the global diagonal, the soft tile W.
+            for anchors, cands, lse_k, d_anchor, d_cands in ((xo, ya, 0, dx, dall_y), (yo, xa, 1, dy, dall_x)):
+                g = torch.mm(anchors[i0:i1], cands.T).mul_(s).sub_(lse[lse_k, i0:i1, None]).exp_()
+                g.diagonal(offset=offset + i0).sub_(hard)
+                if soft is not None:
+                    g.sub_(soft)
+                g.mul_(g_out)
+                torch.mm(g, cands, out=d_anchor[i0:i1])
+                d_cands.addmm_(g.T, anchors[i0:i1])
+                del g
+            del soft
+        # ds = sum_ij G_ij A_i . C_j = sum_i A_i . (G C)_i over both stripes, from the unscaled anchor gradients.
+        ds = torch.dot(dx.view(-1), xo.reshape(-1)) + torch.dot(dy.view(-1), yo.reshape(-1))
+        return (dx.mul_(s).to(x.dtype), dy.mul_(s).to(y.dtype), dall_x.mul_(s).to(all_x.dtype),
+                dall_y.mul_(s).to(all_y.dtype), ds.reshape(scale.shape).to(scale.dtype),
                 None, None, None, None, None, None) + (None,) * (2 * num_sources)
 
 
-def chunked_directional_loss_sum(anchors, candidates, scale, anchor_sources: Sequence[torch.Tensor],
-                                 candidate_sources: Sequence[torch.Tensor], weights, temps, beta, offset,
-                                 block_rows=None):
-    """Blockwise version: memory O((M + N) d + block * N); never materialises the M x N stripe.
+def chunked_local_loss_sum(x, y, all_x, all_y, scale, sources: Sequence[torch.Tensor],
+                           all_sources: Sequence[torch.Tensor], weights, temps, beta, offset, block_rows=None):
+    """This rank's anchors of the global loss, blockwise: memory O((M + N) d + block * N), no M x N stripe.
 
     Args:
-        anchors: (M, d) fp32/bf16, rows ``offset .. offset + M`` of the global batch (gradient flows).
-        candidates: (N, d) same dtype (gradient flows).
-        scale: 0-d logit_scale (gradient flows).
-        anchor_sources / candidate_sources: K detached (M, d_k) / (N, d_k) soft-target sources.
-        weights, temps, beta: as in :func:`fastclap.smooth_clap_loss`.
-        offset: global row index of anchor 0 (its positive is candidate ``offset``).
+        x, y: this rank's audio_features / text_features (M, d), fp32 or bf16, rows ``offset .. offset + M``
+            of the global batch (gradient flows).
+        all_x, all_y: the gathered global audio_features / text_features (N, d), same dtype (gradient flows).
+        scale: 0-d logit_scale, already exponentiated (gradient flows).
+        sources / all_sources: K detached soft-target sources, this rank's rows (M, d_k) and the global
+            batch's (N, d_k); rows must have non-zero norm.
+        weights, temps, beta: w_k, tau_k and soft_weight, as in :func:`fastclap.smooth_clap_loss`.
+        offset: global row index of this rank's first pair (its positive is candidate ``offset``).
+        block_rows: anchor rows per block (default :func:`fastclap.losses.chunked.default_block_rows` of N).
     Returns:
-        0-d fp32: the SUM over the M anchors of the cross-entropy (divide by the global anchor count).
+        0-d fp32: the SUM over the M audio anchors (against all_y) and the M text anchors (against all_x)
+        of their cross-entropies; divide by 2 M for this rank's mean.
     """
-    block = int(block_rows) if block_rows else default_block_rows(candidates.shape[0])
+    block = int(block_rows) if block_rows else default_block_rows(all_x.shape[0])
     if beta == 0.0:
-        anchor_sources, candidate_sources, weights, temps = (), (), (), ()
-    return _ChunkedDirectional.apply(anchors, candidates, scale, float(beta), tuple(weights), tuple(temps),
-                                     int(offset), block, len(anchor_sources),
-                                     *[u.detach() for u in anchor_sources], *[u.detach() for u in candidate_sources])
+        sources, all_sources, weights, temps = (), (), (), ()
+    return _ChunkedLocalPair.apply(x, y, all_x, all_y, scale, float(beta), tuple(weights), tuple(temps),
+                                   int(offset), block, len(sources),
+                                   *[u.detach() for u in sources], *[u.detach() for u in all_sources])

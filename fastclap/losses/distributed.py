@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import torch
 import torch.distributed as dist
 
-from .directional import chunked_directional_loss_sum, reference_directional_loss_sum
+from .directional import chunked_local_loss_sum, reference_directional_loss_sum
 
 
 class _GatherRows(torch.autograd.Function):
@@ -70,14 +70,6 @@ def check_equal_local_batches(local_batch: int, world_size: int, device: torch.d
         raise ValueError(f"audio_features: every rank must hold the same local batch size, got {values}")
 
 
-def _directional_fn(backend: str) -> Callable[..., torch.Tensor]:
-    if backend == "reference":
-        return reference_directional_loss_sum
-    if backend == "chunked":
-        return chunked_directional_loss_sum
-    raise ValueError(f"no directional implementation for backend {backend!r}")
-
-
 def distributed_smooth_clap_loss(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -111,7 +103,11 @@ def distributed_smooth_clap_loss(
         own = (offset, offset + local_batch)
         return triton_smooth_clap_loss(all_x, all_y, scale, all_sources, weights, temps, beta,
                                        row_range=own, col_range=own, normaliser=2.0 * local_batch)
-    directional = _directional_fn(backend)
-    a2t = directional(x, all_y, scale, sources, all_sources, weights, temps, beta, offset)
-    t2a = directional(y, all_x, scale, sources, all_sources, weights, temps, beta, offset)
+    if backend == "chunked":  # both stripes in one pass, sharing the soft-target tiles
+        total = chunked_local_loss_sum(x, y, all_x, all_y, scale, sources, all_sources, weights, temps, beta, offset)
+        return total / (2.0 * local_batch)
+    if backend != "reference":
+        raise ValueError(f"backend: no local_loss implementation for {backend!r}")
+    a2t = reference_directional_loss_sum(x, all_y, scale, sources, all_sources, weights, temps, beta, offset)
+    t2a = reference_directional_loss_sum(y, all_x, scale, sources, all_sources, weights, temps, beta, offset)
     return (a2t + t2a) / (2.0 * local_batch)
