@@ -196,22 +196,26 @@ def _corpus_labels(root: Path, name: str) -> List[Dict[str, str]]:
     return _decode_csv(labels.read_bytes(), str(labels))
 
 
+def _read_shared_corpus(root: str | os.PathLike, corpus: str, language: str) -> List[ManifestRow]:
+    """A shared corpus' ``labels.csv`` -> manifest rows: speakers prefixed ``<corpus>_``, corpus and language set."""
+    root = Path(root)
+    out = []
+    for rec in _corpus_labels(root, corpus):
+        rec = dict(rec)
+        rec["speaker"] = f"{corpus}_" + rec["speaker"].strip()
+        rec["corpus"], rec["language"] = corpus, language
+        rec.pop("sha256", None)
+        out.append(rec)
+    return rows_from_records(out, root, str(root / "labels.csv"))
+
+
 def read_emodb(root: str | os.PathLike) -> List[ManifestRow]:
     """EmoDB ``labels.csv`` (Burkhardt et al., Interspeech 2005) -> manifest rows (German, 16 kHz mono).
 
     Emotion words are EmoDB's: anger, happiness, sadness, neutral (and boredom, disgust, fear if present).
     Speakers become ``emodb_<id>``. Columns other than the manifest's are kept as ``extra``.
     """
-    root = Path(root)
-    recs = _corpus_labels(root, "emodb")
-    out = []
-    for rec in recs:
-        rec = dict(rec)
-        rec["speaker"] = "emodb_" + rec["speaker"].strip()
-        rec["corpus"], rec["language"] = "emodb", "de"
-        rec.pop("sha256", None)
-        out.append(rec)
-    return rows_from_records(out, root, str(root / "labels.csv"))
+    return _read_shared_corpus(root, "emodb", "de")
 
 
 def read_ravdess(root: str | os.PathLike) -> List[ManifestRow]:
@@ -220,13 +224,4 @@ def read_ravdess(root: str | os.PathLike) -> List[ManifestRow]:
     Emotion words are RAVDESS': neutral, calm, happy, sad, angry, fearful, disgust, surprised.
     Speakers become ``ravdess_<actor>``. 3 files are stereo (``channels`` = 2): they are mixed down on load.
     """
-    root = Path(root)
-    recs = _corpus_labels(root, "ravdess")
-    out = []
-    for rec in recs:
-        rec = dict(rec)
-        rec["speaker"] = "ravdess_" + rec["speaker"].strip()
-        rec["corpus"], rec["language"] = "ravdess", "en"
-        rec.pop("sha256", None)
-        out.append(rec)
-    return rows_from_records(out, root, str(root / "labels.csv"))
+    return _read_shared_corpus(root, "ravdess", "en")
