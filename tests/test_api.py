@@ -55,6 +55,10 @@ def test_auto_backend_is_chunked_on_cpu():
 
     assert resolve_backend("auto", torch.device("cpu")) == "chunked"
     assert resolve_backend("auto", torch.device("cuda", 0)) == "triton"
+    # the fused kernels take at most 3 sources; more go to the blockwise backend
+    assert resolve_backend("auto", torch.device("cuda", 0), num_sources=3) == "triton"
+    assert resolve_backend("auto", torch.device("cuda", 0), num_sources=4) == "chunked"
+    assert resolve_backend("auto", torch.device("cpu"), num_sources=4) == "chunked"
 
 
 def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):

@@ -28,8 +28,7 @@ def test_local_pair_matches_dense_directional(shape, k, beta, scale):
 
     x, y, ax, ay = _leaves(all_x[own], all_y[own], all_x, all_y)
     s = torch.tensor(scale, requires_grad=True)
-    got = chunked_local_loss_sum(x, y, ax, ay, s, sources, all_sources, weights, temps, beta, offset,
-                                 block_rows=block)
+    got = chunked_local_loss_sum(x, y, ax, ay, s, all_sources, weights, temps, beta, offset, block_rows=block)
     (got * grad_output).backward()
 
     rx, ry, rax, ray = _leaves(all_x[own], all_y[own], all_x, all_y)
@@ -49,8 +48,7 @@ def test_local_pair_bf16_returns_input_dtype_gradients():
     all_x, all_y, all_sources = random_inputs(12, 8, 2, seed=3, dtype=torch.bfloat16)
     x, y, ax, ay = _leaves(all_x[4:8], all_y[4:8], all_x, all_y)
     s = torch.tensor(10.0, requires_grad=True)
-    loss = chunked_local_loss_sum(x, y, ax, ay, s, tuple(u[4:8] for u in all_sources), all_sources,
-                                  (0.5, 0.5), (0.07, 0.07), 0.4, 4, block_rows=3)
+    loss = chunked_local_loss_sum(x, y, ax, ay, s, all_sources, (0.5, 0.5), (0.07, 0.07), 0.4, 4, block_rows=3)
     loss.backward()
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert all(t.grad.dtype == torch.bfloat16 for t in (x, y, ax, ay)) and s.grad.dtype == torch.float32

@@ -34,7 +34,8 @@ from __future__ import annotations
 from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
+
+from .reference import unit_rows
 
 # Row block: about 2^20 logits (4 MiB fp32) per temporary, clamped to [16, 1024] rows.
 _TARGET_BLOCK_ELEMENTS = 1 << 20
@@ -45,17 +46,13 @@ def default_block_rows(batch: int) -> int:
     return int(max(16, min(1024, _TARGET_BLOCK_ELEMENTS // max(batch, 1))))
 
 
-def _unit_rows(u: torch.Tensor) -> torch.Tensor:
-    return F.normalize(u.detach().float(), dim=-1)
-
-
 class _ChunkedSmoothCLAP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, scale, beta, weights, temps, block, *sources):
         xf, yf = x.float(), y.float()
         s = scale.float()
         batch = xf.shape[0]
-        units = [_unit_rows(u) for u in sources]
+        units = [unit_rows(u) for u in sources]
         dev = xf.device
         lse_row = torch.empty(batch, device=dev)
         col_max = torch.full((batch,), float("-inf"), device=dev)

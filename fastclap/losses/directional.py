@@ -29,13 +29,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .chunked import default_block_rows
-
-
-def _unit(u: torch.Tensor) -> torch.Tensor:
-    return F.normalize(u.detach().float(), dim=-1)
+from .reference import unit_rows
 
 
 def reference_directional_loss_sum(anchors, candidates, scale, anchor_sources, candidate_sources,
@@ -46,7 +42,7 @@ def reference_directional_loss_sum(anchors, candidates, scale, anchor_sources, c
     target = torch.zeros_like(logits)
     target[rows, rows + offset] = 1.0 - beta if anchor_sources else 1.0
     for ua, uc, w, tau in zip(anchor_sources, candidate_sources, weights, temps):
-        target = target + beta * w * torch.softmax(_unit(ua) @ _unit(uc).T / tau, dim=1)
+        target = target + beta * w * torch.softmax(unit_rows(ua) @ unit_rows(uc).T / tau, dim=1)
     return -(target * torch.log_softmax(logits, dim=1)).sum()
 
 
@@ -64,17 +60,27 @@ def _soft_tile(ua, uc, i0, i1, weights, temps, beta, row_sums, fill_row_sums, ou
     return out
 
 
+def _tile_buffers(num_sources, rows, cols, device):
+    """The soft tile W and the scratch tile E^k, (rows, cols) fp32 each, allocated once per pass (None, None
+    without sources); each block uses their first i1 - i0 rows."""
+    if not num_sources:
+        return None, None
+    return torch.empty(rows, cols, device=device), torch.empty(rows, cols, device=device)
+
+
 class _ChunkedLocalPair(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, y, all_x, all_y, scale, beta, weights, temps, offset, block, num_sources, *sources):
+    def forward(ctx, x, y, all_x, all_y, scale, beta, weights, temps, offset, block, *all_sources):
         xo, yo, xa, ya, s = x.float(), y.float(), all_x.float(), all_y.float(), scale.float()
-        ua = [_unit(u) for u in sources[:num_sources]]
-        uc = [_unit(u) for u in sources[num_sources:]]
+        uc = [unit_rows(u) for u in all_sources]
         m, dev = xo.shape[0], xo.device
+        ua = [u[offset:offset + m] for u in uc]  # an anchor's source row is its pair's row of the global batch
+        num_sources = len(uc)
         hard = 1.0 - beta if num_sources else 1.0
         lse = torch.empty(2, m, device=dev)  # row log-sum-exp of the a2t stripe and of the t2a stripe
         row_sums = torch.empty(num_sources, m, device=dev)  # R^k
         total = torch.zeros((), device=dev)
+        soft_buf, tmp_buf = _tile_buffers(num_sources, min(block, m), xa.shape[0], dev)
         for i0 in range(0, m, block):
             i1 = min(i0 + block, m)
             la = torch.mm(xo[i0:i1], ya.T).mul_(s)
@@ -85,33 +91,31 @@ class _ChunkedLocalPair(torch.autograd.Function):
             total = total + lse[:, i0:i1].sum() - hard * positives
             if num_sources:
                 soft = _soft_tile(ua, uc, i0, i1, weights, temps, beta, row_sums, True,
-                                  torch.empty_like(la), torch.empty_like(la))
+                                  soft_buf[:i1 - i0], tmp_buf[:i1 - i0])
                 total = total - torch.dot(soft.view(-1), la.view(-1)) - torch.dot(soft.view(-1), lt.view(-1))
-                del soft
             del la, lt
-        ctx.save_for_backward(x, y, all_x, all_y, scale, lse, row_sums, *ua, *uc)
-        ctx.args = (beta, weights, temps, offset, block, num_sources)
+        ctx.save_for_backward(x, y, all_x, all_y, scale, lse, row_sums, *uc)
+        ctx.args = (beta, weights, temps, offset, block)
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, y, all_x, all_y, scale, lse, row_sums, *units = ctx.saved_tensors
-        beta, weights, temps, offset, block, num_sources = ctx.args
-        ua, uc = units[:num_sources], units[num_sources:]
+        x, y, all_x, all_y, scale, lse, row_sums, *uc = ctx.saved_tensors
+        beta, weights, temps, offset, block = ctx.args
         xo, yo, xa, ya, s = x.float(), y.float(), all_x.float(), all_y.float(), scale.float()
         g_out = grad_out.float()
+        m, num_sources = xo.shape[0], len(uc)
+        ua = [u[offset:offset + m] for u in uc]
         hard = 1.0 - beta if num_sources else 1.0
-        m = xo.shape[0]
         dx, dy = torch.empty_like(xo), torch.empty_like(yo)  # unscaled G C of each stripe (also give ds)
         dall_x, dall_y = torch.zeros_like(xa), torch.zeros_like(ya)
+        soft_buf, tmp_buf = _tile_buffers(num_sources, min(block, m), xa.shape[0], xo.device)
         for i0 in range(0, m, block):
             i1 = min(i0 + block, m)
-            soft = tmp = None
+            soft = None
             if num_sources:
-                soft = torch.empty((i1 - i0, xa.shape[0]), device=xo.device)
-                tmp = torch.empty_like(soft)
-                _soft_tile(ua, uc, i0, i1, weights, temps, beta, row_sums, False, soft, tmp)
-                del tmp
+                soft = _soft_tile(ua, uc, i0, i1, weights, temps, beta, row_sums, False,
+                                  soft_buf[:i1 - i0], tmp_buf[:i1 - i0])
             # G = P - y (then scaled by grad_out): the hard target on the global diagonal, the soft tile W.
             for anchors, cands, lse_k, d_anchor, d_cands in ((xo, ya, 0, dx, dall_y), (yo, xa, 1, dy, dall_x)):
                 g = torch.mm(anchors[i0:i1], cands.T).mul_(s).sub_(lse[lse_k, i0:i1, None]).exp_()
@@ -122,16 +126,15 @@ class _ChunkedLocalPair(torch.autograd.Function):
                 torch.mm(g, cands, out=d_anchor[i0:i1])
                 d_cands.addmm_(g.T, anchors[i0:i1])
                 del g
-            del soft
         # ds = sum_ij G_ij A_i . C_j = sum_i A_i . (G C)_i over both stripes, from the unscaled anchor gradients.
         ds = torch.dot(dx.view(-1), xo.reshape(-1)) + torch.dot(dy.view(-1), yo.reshape(-1))
         return (dx.mul_(s).to(x.dtype), dy.mul_(s).to(y.dtype), dall_x.mul_(s).to(all_x.dtype),
                 dall_y.mul_(s).to(all_y.dtype), ds.reshape(scale.shape).to(scale.dtype),
-                None, None, None, None, None, None) + (None,) * (2 * num_sources)
+                None, None, None, None, None) + (None,) * num_sources
 
 
-def chunked_local_loss_sum(x, y, all_x, all_y, scale, sources: Sequence[torch.Tensor],
-                           all_sources: Sequence[torch.Tensor], weights, temps, beta, offset, block_rows=None):
+def chunked_local_loss_sum(x, y, all_x, all_y, scale, all_sources: Sequence[torch.Tensor], weights, temps, beta,
+                           offset, block_rows=None):
     """This rank's anchors of the global loss, blockwise: memory O((M + N) d + block * N), no M x N stripe.
 
     Args:
@@ -139,8 +142,8 @@ def chunked_local_loss_sum(x, y, all_x, all_y, scale, sources: Sequence[torch.Te
             of the global batch (gradient flows).
         all_x, all_y: the gathered global audio_features / text_features (N, d), same dtype (gradient flows).
         scale: 0-d logit_scale, already exponentiated (gradient flows).
-        sources / all_sources: K detached soft-target sources, this rank's rows (M, d_k) and the global
-            batch's (N, d_k); rows must have non-zero norm.
+        all_sources: K detached soft-target sources of the global batch (N, d_k), rows of non-zero norm; this
+            rank's anchors use rows ``offset .. offset + M`` of each.
         weights, temps, beta: w_k, tau_k and soft_weight, as in :func:`fastclap.smooth_clap_loss`.
         offset: global row index of this rank's first pair (its positive is candidate ``offset``).
         block_rows: anchor rows per block (default :func:`fastclap.losses.chunked.default_block_rows` of N).
@@ -150,7 +153,6 @@ def chunked_local_loss_sum(x, y, all_x, all_y, scale, sources: Sequence[torch.Te
     """
     block = int(block_rows) if block_rows else default_block_rows(all_x.shape[0])
     if beta == 0.0:
-        sources, all_sources, weights, temps = (), (), (), ()
+        all_sources, weights, temps = (), (), ()
     return _ChunkedLocalPair.apply(x, y, all_x, all_y, scale, float(beta), tuple(weights), tuple(temps),
-                                   int(offset), block, len(sources),
-                                   *[u.detach() for u in sources], *[u.detach() for u in all_sources])
+                                   int(offset), block, *[u.detach() for u in all_sources])

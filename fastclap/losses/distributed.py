@@ -104,7 +104,7 @@ def distributed_smooth_clap_loss(
         return triton_smooth_clap_loss(all_x, all_y, scale, all_sources, weights, temps, beta,
                                        row_range=own, col_range=own, normaliser=2.0 * local_batch)
     if backend == "chunked":  # both stripes in one pass, sharing the soft-target tiles
-        total = chunked_local_loss_sum(x, y, all_x, all_y, scale, sources, all_sources, weights, temps, beta, offset)
+        total = chunked_local_loss_sum(x, y, all_x, all_y, scale, all_sources, weights, temps, beta, offset)
         return total / (2.0 * local_batch)
     if backend != "reference":
         raise ValueError(f"backend: no local_loss implementation for {backend!r}")

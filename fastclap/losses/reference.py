@@ -26,6 +26,12 @@ import torch
 import torch.nn.functional as F
 
 
+def unit_rows(u: torch.Tensor) -> torch.Tensor:
+    """Detached fp32 copy of a soft-target source (B, d_k) with rows scaled to unit L2 norm: the soft targets
+    use cosine similarity, cos(U)_ij = (unit_rows(U) unit_rows(U)^T)_ij."""
+    return F.normalize(u.detach().float(), dim=-1)
+
+
 def soft_targets(
     sources: Sequence[torch.Tensor],
     source_weights: Sequence[float],
@@ -40,7 +46,7 @@ def soft_targets(
     batch = sources[0].shape[0]
     q = torch.zeros(batch, batch, dtype=torch.float32, device=sources[0].device)
     for u, w, tau in zip(sources, source_weights, source_temperatures):
-        u = F.normalize(u.detach().float(), dim=-1)
+        u = unit_rows(u)
         q = q + w * torch.softmax(u @ u.T / tau, dim=-1)
     eye = torch.eye(batch, dtype=torch.float32, device=q.device)
     return (1.0 - soft_weight) * eye + soft_weight * q

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -42,8 +42,10 @@ def _backend_fn(name: str) -> Callable[..., torch.Tensor]:
     raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Map ``"auto"`` to a concrete backend for tensors on ``device``; check the others can run there.
+def resolve_backend(backend: str, device: torch.device, num_sources: int = 0) -> str:
+    """Map ``"auto"`` to a concrete backend for tensors on ``device`` and ``num_sources`` soft-target
+    sources: triton on CUDA while the fused kernels take that many sources (at most
+    ``fastclap.losses.triton_loss.MAX_SOURCES``), else chunked. Check the other backends can run there.
 
     Raises:
         ValueError: unknown backend, or ``"triton"`` on a CPU tensor without ``TRITON_INTERPRET=1``.
@@ -51,7 +53,11 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        return "triton" if device.type == "cuda" else "chunked"
+        if device.type != "cuda":
+            return "chunked"
+        from .triton_loss import MAX_SOURCES
+
+        return "triton" if num_sources <= MAX_SOURCES else "chunked"
     if backend == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError(
             "backend='triton' needs CUDA tensors, or TRITON_INTERPRET=1 set before fastclap.kernels is "
@@ -60,9 +66,27 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def _check_finite(name: str, t: torch.Tensor) -> None:
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or Inf values")
+class _ValueChecks:
+    """Checks of tensor values (NaN / Inf, zero-norm rows), read back together: one device-to-host copy, so
+    one GPU synchronisation per loss call instead of one per check."""
+
+    def __init__(self) -> None:
+        self._pending: List[Tuple[torch.Tensor, Callable[[], str]]] = []
+
+    def add(self, failed: torch.Tensor, message: Callable[[], str]) -> None:
+        """``failed``: 0-d bool tensor, True when the check fails; ``message()`` builds the error text then."""
+        self._pending.append((failed, message))
+
+    def finite(self, name: str, t: torch.Tensor) -> None:
+        self.add(~torch.isfinite(t).all(), lambda: f"{name} contains NaN or Inf values")
+
+    def raise_first_failure(self, device: torch.device) -> None:
+        if not self._pending:
+            return
+        failed = torch.stack([f.to(device) for f, _ in self._pending]).tolist()
+        for bad, (_, message) in zip(failed, self._pending):
+            if bad:
+                raise ValueError(message())
 
 
 def validate_inputs(
@@ -75,7 +99,11 @@ def validate_inputs(
     source_weights: Sequence[float],
     source_temperatures: Sequence[float],
 ) -> None:
-    """Raise ``ValueError`` naming the offending argument for any input the loss cannot honour."""
+    """Raise ``ValueError`` naming the offending argument for any input the loss cannot honour.
+
+    Structural checks (types, shapes, dtypes, devices, hyper-parameters) come first; the checks of tensor
+    values follow, read back in one device-to-host copy."""
+    values = _ValueChecks()
     for name, t in (("audio_features", audio_features), ("text_features", text_features)):
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -98,15 +126,15 @@ def validate_inputs(
         raise ValueError("audio_features has batch size B = 0; the contrastive loss needs B >= 1")
     if audio_features.shape[1] == 0:
         raise ValueError("audio_features has feature size d = 0")
-    _check_finite("audio_features", audio_features)
-    _check_finite("text_features", text_features)
+    values.finite("audio_features", audio_features)
+    values.finite("text_features", text_features)
     if not isinstance(logit_scale, torch.Tensor) or logit_scale.numel() != 1:
         raise ValueError("logit_scale must be a one-element tensor (exp of the learned log-scale)")
-    _check_finite("logit_scale", logit_scale)
+    values.finite("logit_scale", logit_scale)
     if logit_bias is not None:
         if not isinstance(logit_bias, torch.Tensor) or logit_bias.numel() != 1:
             raise ValueError("logit_bias must be None or a one-element tensor")
-        _check_finite("logit_bias", logit_bias)
+        values.finite("logit_bias", logit_bias)
     if not (isinstance(soft_weight, (int, float)) and 0.0 <= float(soft_weight) <= 1.0):
         raise ValueError(f"soft_weight (beta) must be a number in [0, 1], got {soft_weight!r}")
     if len(source_weights) != len(source_temperatures):
@@ -122,34 +150,35 @@ def validate_inputs(
             raise ValueError(f"source_temperatures[{i}] must be a finite number > 0, got {tau!r}")
     if len(source_weights) and abs(sum(float(w) for w in source_weights) - 1.0) > _WEIGHT_SUM_TOL:
         raise ValueError(f"source_weights must sum to 1, got {tuple(source_weights)} (sum {sum(source_weights)})")
-    if soft_target_features is None:
-        return
-    if isinstance(soft_target_features, torch.Tensor):
-        raise ValueError("soft_target_features must be a sequence of (B, d_k) tensors, not a single tensor")
-    if len(soft_target_features) != len(source_weights):
-        raise ValueError(
-            f"soft_target_features has {len(soft_target_features)} sources but source_weights has "
-            f"{len(source_weights)} entries"
-        )
-    batch = audio_features.shape[0]
-    for i, u in enumerate(soft_target_features):
-        name = f"soft_target_features[{i}]"
-        if not isinstance(u, torch.Tensor) or u.dim() != 2:
-            raise ValueError(f"{name} must be a 2-D tensor (B, d_k)")
-        if u.shape[0] != batch:
-            raise ValueError(f"{name} has {u.shape[0]} rows, expected B = {batch} (one per pair)")
-        if u.shape[1] == 0:
-            raise ValueError(f"{name} has feature size d_k = 0")
-        if u.dtype not in _FLOAT_DTYPES:
-            raise ValueError(f"{name} must be a floating tensor, got {u.dtype}")
-        if u.device != audio_features.device:
-            raise ValueError(f"{name} is on {u.device}, the features on {audio_features.device}")
-        _check_finite(name, u)
-        zero_rows = torch.nonzero(u.float().norm(dim=1) == 0).flatten()
-        if zero_rows.numel():
+    if soft_target_features is not None:
+        if isinstance(soft_target_features, torch.Tensor):
+            raise ValueError("soft_target_features must be a sequence of (B, d_k) tensors, not a single tensor")
+        if len(soft_target_features) != len(source_weights):
             raise ValueError(
-                f"{name} row {int(zero_rows[0])} has zero norm: its cosine similarity (soft target) is undefined"
+                f"soft_target_features has {len(soft_target_features)} sources but source_weights has "
+                f"{len(source_weights)} entries"
             )
+        for i, u in enumerate(soft_target_features):
+            _check_source(f"soft_target_features[{i}]", u, audio_features, values)
+    values.raise_first_failure(audio_features.device)
+
+
+def _check_source(name: str, u: torch.Tensor, audio_features: torch.Tensor, values: _ValueChecks) -> None:
+    """Structural checks of one soft-target source (raised now) and its value checks (queued on ``values``)."""
+    if not isinstance(u, torch.Tensor) or u.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D tensor (B, d_k)")
+    if u.shape[0] != audio_features.shape[0]:
+        raise ValueError(f"{name} has {u.shape[0]} rows, expected B = {audio_features.shape[0]} (one per pair)")
+    if u.shape[1] == 0:
+        raise ValueError(f"{name} has feature size d_k = 0")
+    if u.dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"{name} must be a floating tensor, got {u.dtype}")
+    if u.device != audio_features.device:
+        raise ValueError(f"{name} is on {u.device}, the features on {audio_features.device}")
+    values.finite(name, u)
+    zero = u.float().norm(dim=1) == 0
+    values.add(zero.any(), lambda: f"{name} row {int(torch.nonzero(zero).flatten()[0])} has zero norm: its cosine "
+                                   "similarity (soft target) is undefined")
 
 
 def smooth_clap_loss(
@@ -205,9 +234,6 @@ def smooth_clap_loss(
         audio_features, text_features, logit_scale, soft_target_features, logit_bias,
         soft_weight, source_weights, source_temperatures,
     )
-    name = resolve_backend(backend, audio_features.device)
-    if backend == "auto" and name == "triton" and soft_target_features is not None and len(soft_target_features) > 3:
-        name = "chunked"  # the fused kernels take at most 3 sources (fastclap.losses.triton_loss.MAX_SOURCES)
     if soft_target_features is None or float(soft_weight) == 0.0:
         sources: Tuple[torch.Tensor, ...] = ()
         weights: Tuple[float, ...] = ()
@@ -216,7 +242,8 @@ def smooth_clap_loss(
         sources = tuple(u.detach() for u in soft_target_features)
         weights = tuple(float(w) for w in source_weights)
         temps = tuple(float(t) for t in source_temperatures)
-    scale = logit_scale.reshape(()).to(logit_scale.device)
+    name = resolve_backend(backend, audio_features.device, len(sources))
+    scale = logit_scale.reshape(())
     beta = float(soft_weight) if sources else 0.0
     if world_size > 1:
         from .distributed import distributed_smooth_clap_loss

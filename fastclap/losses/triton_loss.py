@@ -15,10 +15,11 @@ import os
 from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 import triton
 
 from fastclap.kernels.smooth_clap import smooth_clap_bwd_kernel, smooth_clap_fwd_kernel
+
+from .reference import unit_rows
 
 MAX_SOURCES = 3
 
@@ -194,7 +195,7 @@ def triton_smooth_clap_loss(
     if beta == 0.0 or not sources:
         sources, weights, temps, beta = (), (), (), 0.0   # hard CLAP: the source GEMMs are compiled out
     with torch.no_grad():
-        normed = tuple(F.normalize(u.detach().float(), dim=-1).contiguous() for u in sources)
+        normed = tuple(unit_rows(u) for u in sources)
     return _SmoothCLAPTriton.apply(
         x.contiguous(), y.contiguous(), scale.reshape(()), normed, tuple(weights), tuple(temps), beta,
         bool(allow_tf32), tuple(ranges), normaliser,
