@@ -109,22 +109,28 @@ def decode_audio(
         raise BadAudioError(f"{name}: no audio frames (empty file)")
     if not (MIN_SR <= sr <= MAX_SR):
         raise BadAudioError(f"{name}: unexpected sample rate {sr} Hz (supported {MIN_SR}-{MAX_SR} Hz)")
-    if expected_sr is not None and sr != expected_sr:
-        raise BadAudioError(f"{name}: unexpected sample rate {sr} Hz (manifest says {expected_sr} Hz)")
-    if expected_channels is not None and channels != expected_channels:
-        raise BadAudioError(f"{name}: {channels} channel(s) but the manifest says {expected_channels}")
+    check_expected(name, sr, channels, expected_sr, expected_channels)
     duration = x.shape[0] / sr
     if duration < MIN_SECONDS:
         raise BadAudioError(f"{name}: too short ({duration:.3f} s; at least {MIN_SECONDS} s needed)")
     if not np.isfinite(x).all():
         raise BadAudioError(f"{name}: non-finite samples (NaN or inf)")
     mono = to_mono(x)
-    if check_silence and float(np.abs(mono).max()) < SILENCE_PEAK:
-        peak = float(np.abs(mono).max())
+    peak = float(np.abs(mono).max())
+    if check_silence and peak < SILENCE_PEAK:
         db = -np.inf if peak == 0 else 20 * np.log10(peak)
         raise BadAudioError(f"{name}: silent audio (peak {db:.1f} dBFS)")
     y = resample(mono, sr, target_sr)
     return y, {"sample_rate": sr, "channels": channels, "frames": frames, "duration_s": duration}
+
+
+def check_expected(name: str, sr: int, channels: int, expected_sr: Optional[int],
+                   expected_channels: Optional[int]) -> None:
+    """Raise BadAudioError naming ``name`` when the file's rate or channel count differs from the manifest's."""
+    if expected_sr is not None and sr != expected_sr:
+        raise BadAudioError(f"{name}: unexpected sample rate {sr} Hz (manifest says {expected_sr} Hz)")
+    if expected_channels is not None and channels != expected_channels:
+        raise BadAudioError(f"{name}: {channels} channel(s) but the manifest says {expected_channels}")
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:

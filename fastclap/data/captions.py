@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -42,7 +42,6 @@ CAPTION_VARIABLES: Dict[str, tuple] = {
     "jitter": ("jitterLocal_sma3nz_amean",),
     "shimmer": ("shimmerLocaldB_sma3nz_amean",),
 }
-_LEVELED = {"pitch": "pitch", "pitch_variation": "pitch variation", "jitter": "jitter", "shimmer": "shimmer"}
 _INTENSITY = {"high": "is loud", "low": "is almost silent", "normal": "loudness is just about right"}
 _DURATION = {"high": "is long", "low": "is short", "normal": "is of average length"}
 

@@ -26,15 +26,14 @@ def read_corpus(corpus: str, root: Optional[str], manifest: Optional[str] = None
     reads ``manifest`` (default ``root/manifest.csv``). Raises ValueError for an unknown corpus or missing root."""
     if corpus == "sample":
         root = root or str(SAMPLE_DIR)
-        return read_manifest(manifest or Path(root) / "manifest.csv", root), root
     if not root:
         raise ValueError(f"--root is required for --corpus {corpus}")
+    if corpus in ("sample", "manifest"):
+        return read_manifest(manifest or Path(root) / "manifest.csv", root), root
     if corpus == "emodb":
         return read_emodb(root), root
     if corpus == "ravdess":
         return read_ravdess(root), root
-    if corpus == "manifest":
-        return read_manifest(manifest or Path(root) / "manifest.csv", root), root
     raise ValueError(f"unknown corpus {corpus!r}; expected one of {CORPORA}")
 
 
@@ -46,8 +45,6 @@ def _prepare(args) -> int:
     name = args.corpus
     if args.test_corpus:
         test_rows, test_root = read_corpus(args.test_corpus, args.test_root, args.test_manifest)
-        for r in rows + test_rows:
-            r.split = ""
         rows = cross_corpus_split(rows, test_rows, seed=args.seed)
         name = f"{args.corpus}->{args.test_corpus} (cross-corpus; test root {test_root})"
     _, summary = prepare(rows, args.out, corpus=name, root=root, cache_dir=args.cache_dir,

@@ -22,11 +22,11 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .audio import TARGET_SR, BadAudioError, decode_audio, read_bytes, sha256_bytes
+from .audio import TARGET_SR, BadAudioError, check_expected, decode_audio, read_bytes, sha256_bytes
 
 N_FUNCTIONALS = 88
 N_LLD = 25
@@ -108,16 +108,10 @@ def process_file(
     entry = None
     if cache_dir is not None:
         entry = Path(cache_dir) / digest[:2] / f"{digest}.{feature_key()}.npz"
-        if entry.is_file():
-            try:
-                with np.load(entry) as z:
-                    info = json.loads(str(z["info"]))
-                    _check_expected(path, info, expected_sr, expected_channels)
-                    return FileFeatures(digest, z["waveform"], z["functionals"], z["lld"], info, cached=True)
-            except (OSError, ValueError, KeyError) as exc:
-                if isinstance(exc, BadAudioError):
-                    raise
-                # an unreadable cache entry (interrupted write) is recomputed, not trusted
+        cached = _read_cache_entry(entry, digest) if entry.is_file() else None
+        if cached is not None:
+            check_expected(path, cached.info["sample_rate"], cached.info["channels"], expected_sr, expected_channels)
+            return cached
     wave, info = decode_audio(data, path, expected_sr=expected_sr, expected_channels=expected_channels)
     func, lld = extract_signal(wave, path)
     if entry is not None:
@@ -128,19 +122,23 @@ def process_file(
     return FileFeatures(digest, wave, func, lld, info)
 
 
-def _check_expected(path, info, expected_sr, expected_channels):
-    if expected_sr is not None and info["sample_rate"] != expected_sr:
-        raise BadAudioError(f"{path}: unexpected sample rate {info['sample_rate']} Hz (manifest says {expected_sr} Hz)")
-    if expected_channels is not None and info["channels"] != expected_channels:
-        raise BadAudioError(f"{path}: {info['channels']} channel(s) but the manifest says {expected_channels}")
-
-
-def _safe_process(args) -> Tuple[int, Optional[FileFeatures], Optional[str]]:
-    idx, path, cache_dir, sr, ch = args
+def _read_cache_entry(entry: Path, digest: str) -> Optional[FileFeatures]:
+    """A cached file's features, or None when the entry cannot be read (an interrupted write): recomputed, not
+    trusted."""
     try:
-        return idx, process_file(path, cache_dir, sr, ch), None
+        with np.load(entry) as z:
+            info = json.loads(str(z["info"]))
+            return FileFeatures(digest, z["waveform"], z["functionals"], z["lld"], info, cached=True)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _safe_process(args) -> Tuple[Optional[FileFeatures], Optional[str]]:
+    path, cache_dir, sr, ch = args
+    try:
+        return process_file(path, cache_dir, sr, ch), None
     except BadAudioError as exc:
-        return idx, None, str(exc)
+        return None, str(exc)
 
 
 def extract_many(
@@ -156,21 +154,17 @@ def extract_many(
     """
     from tqdm.auto import tqdm
 
-    args = [(i, p, None if cache_dir is None else os.fspath(cache_dir), sr, ch) for i, (p, sr, ch) in enumerate(jobs)]
-    results: List[Tuple[Optional[FileFeatures], Optional[str]]] = [(None, "not processed")] * len(args)
-    bar = tqdm(total=len(args), desc="eGeMAPSv02", unit="file", disable=not progress)
-    if workers <= 1 or len(args) < 4:
-        for a in args:
-            i, feats, err = _safe_process(a)
-            results[i] = (feats, err)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for i, feats, err in pool.map(_safe_process, args, chunksize=4):
-                results[i] = (feats, err)
-                bar.update()
-    bar.close()
-    return results
+    args = [(p, None if cache_dir is None else os.fspath(cache_dir), sr, ch) for p, sr, ch in jobs]
+    with tqdm(total=len(args), desc="eGeMAPSv02", unit="file", disable=not progress) as bar:
+        if workers <= 1 or len(args) < 4:
+            return [_tick(bar, _safe_process(a)) for a in args]
+        with ProcessPoolExecutor(max_workers=workers) as pool:  # map keeps job order
+            return [_tick(bar, r) for r in pool.map(_safe_process, args, chunksize=4)]
+
+
+def _tick(bar, result):
+    bar.update()
+    return result
 
 
 @dataclass

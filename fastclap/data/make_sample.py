@@ -15,14 +15,13 @@ FLAC. ``manifest.csv`` lists them in the manifest format with the source file an
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import numpy as np
 
-from .audio import TARGET_SR, load_audio, sha256_bytes
-from .manifest import MANIFEST_COLUMNS, read_emodb, read_ravdess
+from .audio import TARGET_SR, decode_audio, read_bytes, sha256_bytes
+from .manifest import ManifestRow, read_emodb, read_ravdess, write_manifest
 
 RAVDESS_ACTORS = ("ravdess_01", "ravdess_02", "ravdess_03", "ravdess_04")
 EMODB_SPEAKERS = ("emodb_03", "emodb_08", "emodb_10", "emodb_16")
@@ -84,24 +83,19 @@ def make_sample(emodb_root: str, ravdess_root: str, out_dir: str) -> str:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     picked = _pick_ravdess(read_ravdess(ravdess_root)) + _pick_emodb(read_emodb(emodb_root))
-    records: List[Dict[str, str]] = []
+    rows: List[ManifestRow] = []
     total = 0
     for r in picked:
-        y, info = load_audio(r.path)
+        data = read_bytes(r.path)
+        y, _ = decode_audio(data, r.path)
         name = f"{r.corpus}_{Path(r.rel_path).stem}.flac"
         pcm = np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
         sf.write(out / name, pcm, TARGET_SR, format="FLAC", subtype="PCM_16")
         total += (out / name).stat().st_size
-        rec = {c: "" for c in MANIFEST_COLUMNS}
-        rec.update(path=name, corpus=r.corpus, speaker=r.speaker, language=r.language, gender=r.gender,
-                   emotion=r.emotion, sample_rate=str(TARGET_SR), channels="1")
-        rec["source_path"] = f"{r.corpus}/{r.rel_path}"
-        rec["source_sha256"] = sha256_bytes(Path(r.path).read_bytes())
-        records.append(rec)
-    with open(out / "manifest.csv", "w", encoding="utf-8", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(records[0]))
-        w.writeheader()
-        w.writerows(records)
+        rows.append(ManifestRow(path=name, rel_path=name, speaker=r.speaker, corpus=r.corpus, language=r.language,
+                                gender=r.gender, emotion=r.emotion, sample_rate=TARGET_SR, channels=1,
+                                extra={"source_path": f"{r.corpus}/{r.rel_path}", "source_sha256": sha256_bytes(data)}))
+    write_manifest(rows, out / "manifest.csv")
     n_rav = sum(r.corpus == "ravdess" for r in picked)
     (out / "README.md").write_text(README.format(n=len(picked), n_rav=n_rav, n_emo=len(picked) - n_rav,
                                                  n_spk=len({r.speaker for r in picked})), encoding="utf-8")

@@ -35,7 +35,6 @@ MANIFEST_COLUMNS = (
 )
 REQUIRED_COLUMNS = ("path", "speaker")
 SPLITS = ("train", "valid", "test")
-GENDERS = ("male", "female")
 
 # Cross-corpus label map: each corpus' own emotion word -> the shared class name. The four shared classes are
 # the ones both EmoDB and RAVDESS hold; RAVDESS' calm, fearful, disgust and surprised have no EmoDB counterpart.

@@ -28,9 +28,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .audio import TARGET_SR
 from .captions import CaptionBins, caption_columns, join_caption, phrases_for
-from .features import NormStats, extract_many, feature_key, functional_names, lld_names
-from .manifest import SPLITS, ManifestRow, read_manifest, shared_label, write_manifest
+from .features import LLD_HOP_S, NormStats, extract_many, feature_key, functional_names, lld_names
+from .manifest import SPLITS, ManifestRow, read_manifest, write_manifest
 from .splits import assign_splits
 
 log = logging.getLogger("fastclap.data")
@@ -215,7 +216,7 @@ def prepare(
     ])
     meta = {
         "format": 1, "corpus": corpus, "root": str(root), "seed": seed, "feature_key": feature_key(),
-        "sample_rate": 16000, "lld_hop_s": 0.01, "functional_names": fnames, "lld_names": lld_names(),
+        "sample_rate": TARGET_SR, "lld_hop_s": LLD_HOP_S, "functional_names": fnames, "lld_names": lld_names(),
         "skipped": skipped, "duplicate_content": [d.strip() for d in dup_notes], "n_rows": len(keep), "on_bad_audio": on_bad_audio,
         "splits": {s: int(sum(r.split == s for r in keep)) for s in SPLITS}, "time_s": round(elapsed, 2),
     }
@@ -257,7 +258,3 @@ def load_prepared(out_dir: str | os.PathLike) -> PreparedCorpus:
         raise ValueError(f"load_prepared: {out} is inconsistent (arrays do not match the {n} manifest rows)")
     return prep
 
-
-def rows_shared_label(rows: Sequence[ManifestRow]) -> List[Optional[str]]:
-    """The shared class of each row's emotion word (None outside anger/happiness/sadness/neutral)."""
-    return [shared_label(r.emotion) for r in rows]

@@ -52,7 +52,7 @@ def _ensure_prepared(c: CorpusConfig, out: str, rank: int) -> Any:
     def _try() -> Any:
         try:
             return load_prepared(out)
-        except (FileNotFoundError, OSError):
+        except OSError:  # FileNotFoundError included
             return None
 
     prepared = _try()
@@ -93,10 +93,8 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
         common = dict(crop_seconds=d.crop_seconds, input=d.input, seed=seed + i)
         trains.append(ClapDataset(prepared, d.train_split, mode="train", phrase_sampling=d.phrase_sampling,
                                   repeats=d.repeats, **common))
-        try:
+        if prepared.split_indices(d.eval_split).size:  # a corpus without that split gives no evaluation data
             evals.append(ClapDataset(prepared, d.eval_split, mode="eval", phrase_sampling=False, **common))
-        except (KeyError, ValueError):
-            pass  # a corpus without that split contributes no evaluation data
     train = trains[0] if len(trains) == 1 else EpochConcat(trains)
     evals = [e for e in evals if len(e) > 0]
     ev = None if not evals else (evals[0] if len(evals) == 1 else EpochConcat(evals))
@@ -104,8 +102,8 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
 
 
 def copy_prepared_artifacts(prepared_dirs: List[str], run_dir: str) -> None:
-    """Copy the small fitted files of each prepared corpus (caption bins, normalisation statistics: its
-    top-level JSON / CSV files other than the manifest) into ``<run_dir>/prepared/<name>/``."""
+    """Copy the small files of each prepared corpus (its top-level JSON and CSV files: caption bins,
+    normalisation statistics, meta, and the manifest with splits and captions) into ``<run_dir>/prepared/<name>/``."""
     for src in prepared_dirs:
         dst = os.path.join(run_dir, "prepared", os.path.basename(os.path.normpath(src)))
         os.makedirs(dst, exist_ok=True)

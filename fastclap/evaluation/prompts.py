@@ -46,12 +46,12 @@ def map_label(label: str, label_space: str) -> str:
     if label_space == "dataset":
         return label
     if label_space == "shared":
-        from fastclap.data import LABEL_MAP
+        from fastclap.data import SHARED_CLASSES, shared_label
 
-        cls = LABEL_MAP.get(label.strip().lower())
+        cls = shared_label(label)
         if cls is None:
             raise ValueError(f"label {label!r} has no shared cross-corpus class (the shared classes: "
-                             f"{sorted(set(LABEL_MAP.values()))}); evaluate it with label_space='dataset' or "
+                             f"{sorted(SHARED_CLASSES)}); evaluate it with label_space='dataset' or "
                              "restrict the classes")
         return cls
     raise ValueError(f"label_space must be one of {LABEL_SPACES}, got {label_space!r}")

@@ -31,7 +31,7 @@ live, built in place, and G Y is written straight into dX.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 
