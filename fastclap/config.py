@@ -282,6 +282,11 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+# JSON scalar types of the config fields: the Python types a value may have, and how an error names them
+_SCALARS = {bool: ((bool,), "true/false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
+            str: ((str,), "a string")}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -300,34 +305,23 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value not in args:
             raise ValueError(f"{key}: must be one of {list(args)}, got {value!r}")
         return value
-    if origin in (list, List):
+    if origin is list:
         if not isinstance(value, list):
             raise ValueError(f"{key}: expected a list, got {type(value).__name__}")
         return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin in (tuple, Tuple):
+    if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ValueError(f"{key}: expected a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin in (dict, Dict):
+    if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"{key}: expected an object, got {type(value).__name__}")
         return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{key}: expected a string, got {value!r}")
-        return value
+    if tp in _SCALARS:
+        accepted, what = _SCALARS[tp]
+        if not isinstance(value, accepted) or (isinstance(value, bool) and tp is not bool):  # JSON true is no number
+            raise ValueError(f"{key}: expected {what}, got {value!r}")
+        return float(value) if tp is float else value
     raise TypeError(f"{key}: unsupported config type {_type_name(tp)}")  # a bug in this module
 
 
@@ -397,6 +391,12 @@ def validate(cfg: FastClapConfig) -> FastClapConfig:
     _check(0.0 <= s.min_lr_ratio <= 1.0, "fastclap.schedule.min_lr_ratio", "must be in [0, 1]")
     _check(e.every >= 0 and e.batch_size >= 1 and e.max_batches >= 0, "fastclap.eval", "every/max_batches >= 0, "
            "batch_size >= 1")
+    from fastclap.evaluation.prompts import check_templates
+
+    try:
+        check_templates([e.prompt])
+    except ValueError as exc:
+        raise ValueError(f"fastclap.eval.prompt: {exc}") from None
     _check(r.log_every >= 1, "fastclap.run.log_every", "must be >= 1")
     _check(r.checkpoint_every >= 0, "fastclap.run.checkpoint_every", "must be >= 0")
     _check(r.keep_checkpoints >= 0, "fastclap.run.keep_checkpoints", "must be >= 0")

@@ -28,6 +28,7 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import itertools
 import json
 import time
 from typing import Any, Dict, List, Optional
@@ -45,8 +46,9 @@ from fastclap.config import check_deepspeed_section, load_config, resolve_path, 
 from fastclap.engine import checkpoint
 from fastclap.engine.data import build_corpora, copy_prepared_artifacts, fit_lld_stats, iterate_steps, StepBatches
 from fastclap.engine.distributed import init_distributed, mean_over_ranks
-from fastclap.engine.metrics import LossTimer, MetricsWriter
+from fastclap.engine.metrics import LossTimer, MetricsWriter, sync_device
 from fastclap.engine.setup import build_engine, clamp_logit_scale
+from fastclap.evaluation.metrics import classification_metrics, zero_shot_predict
 from fastclap.model import CLAPModel, save_exported
 from fastclap.model.export import full_fp32_state_dict
 
@@ -94,9 +96,7 @@ def evaluate(engine, dataset, collate, cfg, loss_fn) -> Dict[str, float]:
     loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False, collate_fn=collate,
                         generator=torch.Generator())
     losses, audio, labels = [], [], []
-    for i, batch in enumerate(loader):
-        if cfg.eval.max_batches and i >= cfg.eval.max_batches:
-            break
+    for batch in itertools.islice(loader, cfg.eval.max_batches or None):
         out = engine(batch)
         x, y, sources = loss_inputs(out, batch, cfg)
         losses.append(float(loss_fn(x, y, out["logit_scale"], soft_target_features=sources)))
@@ -104,12 +104,11 @@ def evaluate(engine, dataset, collate, cfg, loss_fn) -> Dict[str, float]:
         labels += list(batch["labels"])
     classes = sorted(set(labels))
     prompts = engine.module.encode_text([cfg.eval.prompt.format(label=c) for c in classes]).float()
-    pred = (torch.cat(audio) @ prompts.T).argmax(1).tolist()
-    truth = [classes.index(l) for l in labels]
-    recalls = [np.mean([p == c for p, t in zip(pred, truth) if t == c]) for c in range(len(classes))]
+    scores = classification_metrics([classes.index(l) for l in labels],
+                                    zero_shot_predict(torch.cat(audio), prompts).tolist(), classes)
     engine.train()
-    return {"eval/loss": float(np.mean(losses)), "eval/uar": float(np.mean(recalls)),
-            "eval/war": float(np.mean([p == t for p, t in zip(pred, truth)])), "eval/chance": 1.0 / len(classes)}
+    return {"eval/loss": float(np.mean(losses)), "eval/uar": scores["uar"], "eval/war": scores["war"],
+            "eval/chance": scores["chance_uar"]}
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -151,12 +150,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         from tqdm import tqdm
 
         bar = tqdm(total=steps, initial=start, unit="step", dynamic_ncols=True)
-    timer, history, last_ckpt, t_run = LossTimer(), [], start, time.perf_counter()
+    timer, history, t_run = LossTimer(), [], time.perf_counter()
     engine.train()
     step = start
-    for step0, epoch, batch in iterate_steps(data.train, data.collate, order, start, cfg.data.num_workers):
-        if step0 >= steps:
-            break
+    batches = iterate_steps(data.train, data.collate, order, start, cfg.data.num_workers)  # endless
+    for step0, epoch, batch in itertools.islice(batches, max(0, steps - start)):
         t0 = time.perf_counter()
         out = engine(batch)
         x, y, sources = loss_inputs(out, batch, cfg)
@@ -169,8 +167,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         lr = engine.get_lr()[0]  # the lr this step uses (the scheduler advances inside engine.step)
         engine.step()
         clamp_logit_scale(engine, cfg.model.logit_scale_max)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync_device(device)
         step_s = time.perf_counter() - t0
         step = step0 + 1
         rec = {"step": step, "epoch": epoch, "loss": mean_over_ranks(loss.detach()), "lr": lr,
@@ -186,13 +183,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             metrics.write({"step": step, **evaluate(engine, data.eval, data.collate, cfg, eval_loss_fn)})
         if step == steps or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
             checkpoint.save(engine, run_dir, step, {"epoch": epoch}, cfg.run.keep_checkpoints, rank)
-            last_ckpt = step
             if cfg.run.pause_after_checkpoint:
                 time.sleep(cfg.run.pause_after_checkpoint)
+    batches.close()  # stops the data loader's workers now
     if bar is not None:
         bar.close()
-    if last_ckpt < step:  # pragma: no cover - the loop always saves at the last step
-        checkpoint.save(engine, run_dir, step, {"epoch": 0}, cfg.run.keep_checkpoints, rank)
     if cfg.run.export:
         state = full_fp32_state_dict(engine.module)
         if rank == 0:

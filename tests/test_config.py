@@ -37,6 +37,9 @@ def test_paper_setting_reachable_and_roundtrip():
     ({"model": {"audio": {"kind": "hf"}}}, "fastclap.model.audio.path"),
     ({"model": {"audio": {"kernel_size": 4}}}, "fastclap.model.audio.kernel_size"),
     ({"schedule": {"steps": 5, "warmup_steps": 6}}, "fastclap.schedule.warmup_steps"),
+    ({"loss": {"soft_weight": True}}, "fastclap.loss.soft_weight: expected a number"),
+    ({"run": {"dir": 3}}, "fastclap.run.dir: expected a string"),
+    ({"eval": {"prompt": "this person is feeling {lable}."}}, "fastclap.eval.prompt: prompt template"),
 ])
 def test_bad_config_names_the_key(section, message):
     with pytest.raises(ValueError) as err:

@@ -1,7 +1,6 @@
 """CLAP model: towers, masked pooling, heads, frozen-text cache, param groups, exported weights."""
 import math
 
-import pytest
 import torch
 
 from fastclap.config import AudioTowerConfig, ModelConfig, TextTowerConfig, from_dict

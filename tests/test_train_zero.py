@@ -54,3 +54,54 @@ def test_bf16_zero2_trains(tmp_path):
     assert len(recs) == 2 and all(math.isfinite(r["loss"]) for r in recs)
     model = load_exported(str(tmp_path / "run"))
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize("stage,bf16", [(0, False), (1, False), (2, True), (3, False), (3, True)])
+def test_clamp_logit_scale_reaches_master_and_module(tmp_path, stage, bf16):
+    """After the clamp, the fp32 master copy (which the optimizer steps) and the module's value are both at
+    most log(logit_scale_max); a value below the limit is left alone."""
+    from deepspeed.utils import safe_get_full_fp32_param, safe_set_full_fp32_param
+
+    from fastclap.config import load_config
+    from fastclap.engine.distributed import init_distributed
+    from fastclap.engine.setup import build_engine, clamp_logit_scale
+    from fastclap.model import CLAPModel
+
+    ds_cfg, cfg = load_config(write_config(tmp_path / "c.json", tiny_config(tmp_path / "run", stage=stage, bf16=bf16)))
+    init_distributed()
+    engine, _ = build_engine(CLAPModel(cfg.model), ds_cfg, cfg)
+    p = engine.module.logit_scale
+    limit = math.log(cfg.model.logit_scale_max)
+
+    def values():
+        master = safe_get_full_fp32_param(p)
+        if hasattr(p, "ds_id"):
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters([p]):
+                module = float(p.data)
+        else:
+            module = float(p.data)
+        return (None if master is None else float(master)), module
+
+    def put(v):
+        if safe_get_full_fp32_param(p) is not None:
+            safe_set_full_fp32_param(p, torch.tensor(v))
+        if hasattr(p, "ds_id"):
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
+                p.data.fill_(v)
+        else:
+            p.data.fill_(v)
+
+    put(limit + 0.5)
+    assert all(v is None or v > limit for v in values())  # the setter reached both copies
+    clamp_logit_scale(engine, cfg.model.logit_scale_max)
+    master, module = values()
+    assert stage == 0 or master is not None
+    assert (master is None or master <= limit + 1e-6) and module <= limit + 1e-2  # bf16 module: its rounding
+    put(limit - 0.25)
+    before = values()
+    clamp_logit_scale(engine, cfg.model.logit_scale_max)
+    assert values() == before

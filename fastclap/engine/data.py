@@ -20,8 +20,9 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ..config import CorpusConfig, FastClapConfig, resolve_path
+from ..data.dataset import collate_clap
 from .distributed import barrier
-from .synthetic import SyntheticClapDataset, collate_synthetic
+from .synthetic import SyntheticClapDataset
 
 
 class EpochConcat(ConcatDataset):
@@ -75,7 +76,6 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
     cache_dir = resolve_path(cfg.run.cache_dir) or os.path.join(run_dir, "cache")
     trains: List[Dataset] = []
     evals: List[Dataset] = []
-    collate: Callable = collate_synthetic
     dirs: List[str] = []
     for i, c in enumerate(d.corpora):
         if c.corpus == "synthetic":
@@ -84,9 +84,8 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
             evals.append(SyntheticClapDataset(c.synthetic_clips, d.eval_split, "eval", d.crop_seconds, d.input,
                                               1, seed + i))
             continue
-        from fastclap.data import ClapDataset, collate_clap
+        from fastclap.data import ClapDataset
 
-        collate = collate_clap
         out = _prepared_dir(c, cache_dir)
         prepared = _ensure_prepared(c, out, rank)
         dirs.append(out)
@@ -98,7 +97,7 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
     train = trains[0] if len(trains) == 1 else EpochConcat(trains)
     evals = [e for e in evals if len(e) > 0]
     ev = None if not evals else (evals[0] if len(evals) == 1 else EpochConcat(evals))
-    return Corpora(train, ev, collate, dirs)
+    return Corpora(train, ev, collate_clap, dirs)
 
 
 def copy_prepared_artifacts(prepared_dirs: List[str], run_dir: str) -> None:

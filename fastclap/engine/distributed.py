@@ -1,4 +1,5 @@
-"""Process-group set-up for DeepSpeed on CPU and GPU, and feature gathering across ranks.
+"""Process-group set-up for DeepSpeed on CPU and GPU, and the cross-rank helpers of the trainer (``mean_over_ranks``,
+``barrier``).
 
 ``python fastclap/train.py`` (no launcher) runs as a world of one; ``deepspeed fastclap/train.py`` sets
 RANK / WORLD_SIZE / LOCAL_RANK / MASTER_* and we use them. On CPU the accelerator is forced to "cpu" and

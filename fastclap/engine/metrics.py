@@ -49,7 +49,8 @@ class MetricsWriter:
             self.tb.close()
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -89,22 +90,22 @@ class LossTimer:
         return _BackwardMark.apply(x, self) if x.requires_grad else x
 
     def start(self, device: torch.device) -> None:
-        _sync(device)
+        sync_device(device)
         self._t0 = time.perf_counter()
 
     def stop_forward(self, loss: torch.Tensor) -> None:
-        _sync(loss.device)
+        sync_device(loss.device)
         self.forward_s = time.perf_counter() - self._t0
         if loss.requires_grad:
             loss.register_hook(self._on_backward_start)
 
     def _on_backward_start(self, grad: torch.Tensor) -> torch.Tensor:
-        _sync(grad.device)
+        sync_device(grad.device)
         self._bw_start = time.perf_counter()
         return grad
 
     def mark_end(self, device: torch.device) -> None:
-        _sync(device)
+        sync_device(device)
         self._bw_end = time.perf_counter()
 
     @property

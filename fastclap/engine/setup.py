@@ -45,14 +45,15 @@ def clamp_logit_scale(engine: Any, max_value: float) -> None:
 
     p = engine.module.logit_scale
     limit = math.log(max_value)
-    if hasattr(p, "ds_id") or hasattr(p, "_hp_mapping"):
-        hp = safe_get_full_fp32_param(p)
-        if hp is not None and float(hp) > limit:
-            safe_set_full_fp32_param(p, hp.clamp(max=limit))
-        if hasattr(p, "ds_id"):
-            import deepspeed
-
-            with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
-                p.data.clamp_(max=limit)
+    hp = safe_get_full_fp32_param(p)  # the master copy (every rank gets the full value); None without one
+    if hp is not None and float(hp) > limit:
+        safe_set_full_fp32_param(p, hp.clamp(max=limit))
+    if hasattr(p, "ds_id"):  # ZeRO-3: the module holds a partition, gathered (two more collectives) only if needed
+        if max(float(hp), float(hp.to(p.dtype))) <= limit:
             return
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
+            p.data.clamp_(max=limit)
+        return
     p.data.clamp_(max=limit)

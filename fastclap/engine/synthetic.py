@@ -1,4 +1,5 @@
-"""A synthetic corpus with the item format of ``fastclap.data.ClapDataset`` (tests and smoke runs).
+"""A synthetic corpus with the item format of ``fastclap.data.ClapDataset`` (tests and smoke runs); batches
+are stacked by ``fastclap.data.collate_clap`` like a real corpus'.
 
 Each clip has a label among four emotions; its LLD frames (or waveform) and its 88 "functionals" carry a
 label-dependent pattern plus noise, and its caption is templated from the label, so a CLAP model can learn
@@ -11,6 +12,8 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from fastclap.data.manifest import shared_label
 
 LABELS = ("angry", "happy", "neutral", "sad")
 FRAME_RATE = 100  # LLD frames per second (10 ms hop)
@@ -51,8 +54,9 @@ class SyntheticClapDataset(Dataset):
     def __getitem__(self, index: int) -> Dict[str, Any]:
         clip = self.clips[index % len(self.clips)]
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        item = {"caption": clip["caption"], "label": clip["label"], "speaker": clip["speaker"],
-                "paraling": torch.from_numpy(clip["paraling"]), "index": index % len(self.clips)}
+        item = {"caption": clip["caption"], "label": clip["label"], "shared_label": shared_label(clip["label"]),
+                "speaker": clip["speaker"], "paraling": torch.from_numpy(clip["paraling"]),
+                "index": index % len(self.clips)}
         if self.input == "lld":
             n = min(len(clip["lld"]), int(self.crop_seconds * FRAME_RATE))
             start = int(rng.integers(0, len(clip["lld"]) - n + 1)) if self.mode == "train" else 0
@@ -62,24 +66,6 @@ class SyntheticClapDataset(Dataset):
             t = np.arange(n) / SAMPLE_RATE
             wav = 0.3 * np.sin(2 * np.pi * clip["freq"] * t) + 0.05 * rng.normal(size=n)
             item["waveform"] = torch.from_numpy(wav.astype(np.float32))
+        item["length"] = n
         return item
 
-
-def collate_synthetic(items: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Pads to the longest item: the batch format of ``fastclap.data.collate_clap``."""
-    key = "lld" if "lld" in items[0] else "waveform"
-    n = max(it[key].shape[0] for it in items)
-    shape = (len(items), n) + tuple(items[0][key].shape[1:])
-    x = torch.zeros(shape)
-    mask = torch.zeros(len(items), n, dtype=torch.long)
-    for i, it in enumerate(items):
-        x[i, : it[key].shape[0]] = it[key]
-        mask[i, : it[key].shape[0]] = 1
-    out = {"captions": [it["caption"] for it in items], "labels": [it["label"] for it in items],
-           "paraling": torch.stack([it["paraling"] for it in items]),
-           "indices": torch.tensor([it["index"] for it in items], dtype=torch.long)}
-    if key == "lld":
-        out.update(lld=x, lld_mask=mask)
-    else:
-        out.update(waveforms=x, attention_mask=mask)
-    return out

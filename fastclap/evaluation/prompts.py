@@ -19,7 +19,9 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-DEFAULT_TEMPLATES: Tuple[str, ...] = ("this person is feeling {label}.",)
+from fastclap.config import EvalConfig
+
+DEFAULT_TEMPLATES: Tuple[str, ...] = (EvalConfig.prompt,)  # the trainer's validation prompt
 LABEL_SPACES = ("dataset", "shared")
 
 

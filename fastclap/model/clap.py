@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import torch
 from torch import nn
@@ -10,9 +10,6 @@ from torch import nn
 from ..config import ModelConfig
 from .heads import ProjectionHead
 from .towers import HFTextEncoder, build_audio_tower
-
-_NO_DECAY_TYPES = (nn.LayerNorm,)
-
 
 class CLAPModel(nn.Module):
     """Contrastive language-audio model (ParaCLAP architecture, Jing et al., Interspeech 2024).
@@ -82,7 +79,8 @@ class CLAPModel(nn.Module):
     def param_groups(self, lr: float, weight_decay: float) -> List[Dict[str, Any]]:
         """Optimizer param groups: one per (tower or heads, decay or not) with its own lr.
 
-        Biases, LayerNorm weights and ``logit_scale`` get no weight decay. Frozen parameters are left out.
+        1-D parameters (biases, norm weights) and ``logit_scale`` get no weight decay. Frozen parameters are
+        left out.
         """
         c = self.cfg
         parts = (
@@ -93,12 +91,9 @@ class CLAPModel(nn.Module):
         groups: List[Dict[str, Any]] = []
         for name, module, group_lr in parts:
             decay, no_decay = [], []
-            for mod in module.modules():
-                for pname, p in mod.named_parameters(recurse=False):
-                    if not p.requires_grad:
-                        continue
-                    (no_decay if (pname == "bias" or isinstance(mod, _NO_DECAY_TYPES) or p.dim() < 2)
-                     else decay).append(p)
+            for p in module.parameters():
+                if p.requires_grad:
+                    (no_decay if p.dim() < 2 else decay).append(p)
             for params, wd, suffix in ((decay, weight_decay, ""), (no_decay, 0.0, "_no_decay")):
                 if params:
                     groups.append({"params": params, "lr": lr if group_lr is None else group_lr,

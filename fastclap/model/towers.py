@@ -130,7 +130,7 @@ def _resolve_text_path(path: Optional[str]) -> Optional[str]:
 class HFTextEncoder(nn.Module):
     """Hugging Face text encoder with mean pooling over real tokens; caches pooled outputs when frozen.
 
-    ``forward(captions: list[str]) -> (B, H)`` float. With ``frozen=True`` the parameters never get gradients and
+    ``forward(captions: list[str]) -> (B, H)``. With ``cfg.trainable`` false the parameters never get gradients and
     each distinct caption is encoded once: the pooled vector is kept in a dict keyed by the caption string
     (ParaCLAP captions are templated, so the set is small). The cache lives in memory only.
     """
