@@ -159,8 +159,7 @@ def _run_once(fn, params, mode: str, meter: _Meter) -> tuple:
         start = _now(meter)
         loss = fn()
         if mode == "forward+backward":
-            grads = torch.autograd.grad(loss, params)
-            del grads
+            torch.autograd.grad(loss, params)
         else:
             loss.item()  # forces completion, like a training step reading the loss
         ms = _elapsed_ms(start, meter)
@@ -202,6 +201,18 @@ def _failed_alloc_bytes(exc: BaseException) -> Optional[int]:
     return None
 
 
+def base_row(config: Dict[str, Any]) -> Dict[str, Any]:
+    """A result row before measuring: the configuration, the environment (``torch_threads``: the configured
+    ``threads`` when given, as the measuring process applies them) and empty result fields, status "ok"."""
+    row: Dict[str, Any] = dict(config)
+    row.update(environment(config["device"]))
+    if config.get("threads"):
+        row["torch_threads"] = int(config["threads"])
+    row.update(k=2 if config["kind"] == "smooth2" else 0, status="ok", reason=None, time_ms=None, times_ms=[],
+               peak_bytes=None, needed_bytes=None)
+    return row
+
+
 def measure(config: Dict[str, Any]) -> Dict[str, Any]:
     """Measure one configuration and return its result row (never raises for oom / skip / errors).
 
@@ -213,10 +224,7 @@ def measure(config: Dict[str, Any]) -> Dict[str, Any]:
     device = config["device"]
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
-    row: Dict[str, Any] = dict(config)
-    row.update(environment(device))
-    row["k"] = 2 if config["kind"] == "smooth2" else 0
-    row.update(status="ok", reason=None, time_ms=None, times_ms=[], peak_bytes=None, needed_bytes=None)
+    row = base_row(config)
     reason = skip_reason(config["provider"], config["kind"], device, config["dim"])
     if reason:
         row.update(status="skipped", reason=reason)

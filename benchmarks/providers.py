@@ -36,8 +36,9 @@ SOFT_WEIGHT = 0.1
 LOGIT_SCALE = 1.0 / 0.07  # open_clip's initial exp(logit_scale)
 
 # Live B x B fp32 matrices at the dense providers' memory peak, per loss kind and mode: the peak RSS delta
-# divided by 4 B^2, measured on the CPU at B = 2048 and 4096 (hard: 5.2 / 2.0 / 5.2, smooth2: 7.5 / 2.0 / 7.5,
-# open_clip: 4.7 / 2.0 / 4.7 for forward / backward / forward+backward), rounded up. The (B, d) terms are
+# divided by 4 B^2, measured on the CPU at B = 2048 and 4096 in benchmarks/results/cpu_2026-11-23.jsonl (hard:
+# 5.0-5.1 / 2.0 / 5.0, smooth2: 7.2-7.3 / 2.0 / 7.2-7.3, open_clip: 4.25-4.5 / 2.0 / 4.25-4.5 for forward /
+# backward / forward+backward), rounded up with a margin. The (B, d) terms are
 # left out. "backward" is measured above the state after the forward (saved tensors excluded), as the
 # sweep does.
 REFERENCE_BXB_MATRICES: Dict[Tuple[str, str], int] = {

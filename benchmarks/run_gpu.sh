@@ -19,8 +19,7 @@ echo "== GPU tests =="
 "$PY" -m pytest -q -m gpu tests/
 tests_rc=$?
 
-device=$("$PY" -c "import re, torch; print(re.sub(r'[^a-z0-9]+', '-', torch.cuda.get_device_name().lower()).strip('-'))")
-out="benchmarks/results/gpu_${device}_$(date -u +%Y-%m-%d).jsonl"
+out=$("$PY" -c "from benchmarks.sweep import default_output; print(default_output('cuda'))")
 echo "== GPU sweep -> $out =="
 "$PY" -m benchmarks.sweep --preset gpu --out "$out" "$@"
 

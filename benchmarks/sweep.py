@@ -19,7 +19,6 @@ import csv
 import datetime
 import itertools
 import json
-import os
 import pathlib
 import re
 import subprocess
@@ -98,13 +97,10 @@ def _override(configs, batches, dims, dtypes) -> List[Dict[str, Any]]:
 
 
 def _base_row(config: Dict[str, Any]) -> Dict[str, Any]:
-    from benchmarks.measure import environment
+    """The row of a configuration the sweep records without measuring it (skipped, estimated oom, failed)."""
+    from benchmarks.measure import base_row
 
-    row = dict(config)
-    row.update(environment(config["device"]))
-    row.update(k=2 if config["kind"] == "smooth2" else 0, reason=None, time_ms=None, times_ms=[],
-               peak_bytes=None, needed_bytes=None, repeats=0)
-    return row
+    return dict(base_row(config), repeats=0)
 
 
 def _run_subprocess(config: Dict[str, Any], timeout_s: float) -> Dict[str, Any]:

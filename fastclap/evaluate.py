@@ -60,7 +60,7 @@ def _prepared_corpus(args, out: str):
             raise ValueError("give --prepared DIR, or --dataset NAME with --root DIR")
         if not os.path.isdir(args.prepared):
             raise FileNotFoundError(f"--prepared {args.prepared}: no such folder")
-        return load_prepared(args.prepared), os.path.basename(os.path.normpath(args.prepared))
+        return load_prepared(args.prepared)
     target = args.prepared or os.path.join(out, "prepared", args.dataset)
     if not os.path.isfile(os.path.join(target, "meta.json")):
         if args.dataset != "sample" and not args.root:
@@ -75,7 +75,7 @@ def _prepared_corpus(args, out: str):
         argv += ["--no-progress"] if args.no_progress else []
         if data_main(argv) != 0:
             raise ValueError(f"preparing --dataset {args.dataset} from {args.root} failed (see the error above)")
-    return load_prepared(target), args.dataset
+    return load_prepared(target)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -83,14 +83,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         from fastclap.evaluation.report import markdown_summary, plot_confusion, write_json
-        from fastclap.evaluation.runner import evaluate_model, full_report, load_model, with_run_norm
+        from fastclap.evaluation.runner import evaluate_model, full_report, load_model, run_dir_of, with_run_norm
 
         label_words = parse_label_words(args.label_word)
         model = load_model(args.checkpoint)
-        run_dir = args.checkpoint if os.path.isdir(args.checkpoint) else os.path.dirname(os.path.dirname(args.checkpoint))
-        name_hint = args.dataset or os.path.basename(os.path.normpath(args.prepared or "data"))
-        out = args.out or os.path.join(run_dir, "eval", f"{name_hint}_{args.split}")
-        prepared, name = _prepared_corpus(args, out)
+        name = args.dataset or os.path.basename(os.path.normpath(args.prepared or "data"))
+        out = args.out or os.path.join(run_dir_of(args.checkpoint), "eval", f"{name}_{args.split}")
+        prepared = _prepared_corpus(args, out)
         prepared, norm = with_run_norm(prepared, args.checkpoint, args.norm)
         result = evaluate_model(model, prepared, args.split, args.prompts, args.label_space, label_words,
                                 args.shared_only, args.batch_size, progress=not args.no_progress)

@@ -109,26 +109,22 @@ def load_checkpoint_model(run_dir: str, step: int):
     """The CLAP model of a ZeRO stage 0 fp32 checkpoint (``checkpoints/step_N/mp_rank_00_model_states.pt``)."""
     import torch
 
-    from fastclap.config import ModelConfig, from_dict
     from fastclap.engine.checkpoint import checkpoint_dir, tag_for
-    from fastclap.model import CLAPModel
+    from fastclap.model.export import model_from_state
 
     with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
     path = os.path.join(checkpoint_dir(run_dir), tag_for(step), "mp_rank_00_model_states.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: checkpoint of step {step} not found")
-    model = CLAPModel(from_dict(ModelConfig, cfg["fastclap"]["model"], "model"))
     state = torch.load(path, map_location="cpu", weights_only=False)["module"]
-    model.load_state_dict(state, strict=True)
-    return model.float().eval()
+    return model_from_state(cfg["fastclap"]["model"], state)
 
 
 def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
     """Train, select on validation, evaluate on test; the result dict (cached as ``WORK/.../result.json``)."""
-    import torch
-
     from fastclap.data import load_prepared
+    from fastclap.evaluation.report import write_json
     from fastclap.evaluation.runner import evaluate_model
 
     run_dir = os.path.join(args.work_dir, setting.replace("->", "_to_"), loss, f"seed{seed}")
@@ -150,7 +146,6 @@ def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
     t_train = time.perf_counter() - t0
     best = select_step(os.path.join(run_dir, "metrics.jsonl"))
     model = load_checkpoint_model(run_dir, int(best["step"]))
-    torch.manual_seed(0)
     result = evaluate_model(model, load_prepared(prepared_dir), "test", progress=False)
     out = {"setting": setting, "loss": loss, "loss_config": LOSSES[loss], "seed": seed, "steps": args.steps,
            "selected_step": int(best["step"]), "valid_uar": best["eval/uar"], "valid_loss": best["eval/loss"],
@@ -159,9 +154,7 @@ def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
            "retrieval": result["retrieval"], "prompts": result["prompts"], "dataset": result["dataset"],
            "train_s": round(t_train, 1), "total_s": round(time.perf_counter() - t0, 1)}
     shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)  # ~90 MB each (frozen MiniLM)
-    with open(done + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=1)
-    os.replace(done + ".tmp", done)
+    write_json(out, done)
     return out
 
 
@@ -189,14 +182,16 @@ def summarise(runs: List[Dict[str, Any]], settings: List[str], losses: List[str]
 
 
 def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: str, args) -> str:
+    from fastclap.evaluation.prompts import DEFAULT_TEMPLATES
+
     f = lambda ms: f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}"  # noqa: E731
     lines = [
         "# SmoothCLAP vs CLAP: zero-shot emotion recognition on EmoDB and RAVDESS", "",
         "Command (from the repository root):", "", "```bash", command, "```", "",
         f"Each cell: mean ± sd (sample sd) over seeds {list(args.seeds)}, in %. Training: {args.steps} steps of "
         f"{args.batch_size} (audio crop, caption) pairs, LLD convolutional encoder + frozen MiniLM text tower, "
-        "DeepSpeed ZeRO 0 on a 2-core CPU; the checkpoint with the best validation UAR (evaluated every "
-        f"{args.eval_every} steps) is scored on the test split. Prompt: 'this person is feeling {{label}}.' with the "
+        f"DeepSpeed ZeRO 0 on a {os.cpu_count()}-core CPU; the checkpoint with the best validation UAR (evaluated "
+        f"every {args.eval_every} steps) is scored on the test split. Prompt: '{DEFAULT_TEMPLATES[0]}' with the "
         "test corpus' own label words. Cross-corpus rows test on the four shared classes of the other corpus.",
         "", "| setting | loss | test UAR | test WAR | chance UAR | valid UAR | test clips |",
         "|---|---|---|---|---|---|---|",

@@ -24,7 +24,7 @@ if __name__ == "__main__":
         sys.path.pop(0)
     # OpenMP threads that find no work sleep instead of spinning; read once, when torch loads OpenMP. On a CPU
     # shared with other processes (or ranks) spinning threads steal the cores the others wait for: the blockwise
-    # loss, hundreds of short parallel regions per step, ran 4x slower. Set OMP_WAIT_POLICY=ACTIVE to spin.
+    # loss runs hundreds of short parallel regions per step. Set OMP_WAIT_POLICY=ACTIVE to spin.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse

@@ -35,11 +35,15 @@ def load_model(checkpoint: str) -> torch.nn.Module:
     return load_exported(checkpoint)
 
 
+def run_dir_of(checkpoint: str) -> str:
+    """The run directory of ``--checkpoint``: the directory itself, or the run holding ``export/model.pt``."""
+    return checkpoint if os.path.isdir(checkpoint) else os.path.dirname(os.path.dirname(checkpoint))
+
+
 def run_norm_stats(checkpoint: str) -> Optional[str]:
     """The LLD/functional normalisation file the run was trained with (``<run>/prepared/<name>/norm_stats.json``)
     when the run used exactly one prepared corpus, else None."""
-    base = os.path.join(checkpoint if os.path.isdir(checkpoint) else os.path.dirname(os.path.dirname(checkpoint)),
-                        "prepared")
+    base = os.path.join(run_dir_of(checkpoint), "prepared")
     if not os.path.isdir(base):
         return None
     found = [os.path.join(base, d, "norm_stats.json") for d in sorted(os.listdir(base))

@@ -74,7 +74,12 @@ def load_exported(run_dir: str, map_location: str = "cpu") -> CLAPModel:
     blob: Dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} file")
-    cfg = from_dict(ModelConfig, blob["model_config"], "model_config")
-    model = CLAPModel(cfg)
-    model.load_state_dict(blob["state_dict"], strict=True)
-    return model.float().to(map_location).eval()
+    return model_from_state(blob["model_config"], blob["state_dict"]).to(map_location)
+
+
+def model_from_state(model_config: Dict[str, Any], state_dict: Dict[str, torch.Tensor]) -> CLAPModel:
+    """A CLAPModel built from the ``fastclap.model`` config section (a dict, as in a run's ``config.json``)
+    holding ``state_dict`` (strict), fp32, in eval mode, on the CPU."""
+    model = CLAPModel(from_dict(ModelConfig, model_config, "model_config"))
+    model.load_state_dict(state_dict, strict=True)
+    return model.float().eval()
