@@ -1,0 +1,145 @@
+"""Sigmoid (SigLIP) contrastive loss: dense reference and a blockwise path with recomputation.
+
+Math (Zhai et al., "Sigmoid Loss for Language Image Pre-Training", ICCV 2023, Eq. 1). Rank-local form: M anchors
+A (this rank's audio rows) against N candidates C (all text rows), whose positives sit on the shifted diagonal
+j = i + offset (offset = rank * M; 0 in one process, where M = N = B):
+
+    l_ij = s A_i . C_j + b                     s = logit_scale (already exponentiated), b = logit_bias
+    t_ij = [j == i + offset]                   hard targets: one positive per row, every other pair negative
+    L    = 1/M sum_ij [ softplus(l_ij) - t_ij l_ij ]   (= -1/M sum_ij log sigmoid(z_ij l_ij), z = 2 t - 1)
+
+Soft targets (optional, fastclap's extension): each pair is scored on its own, so there is no row to normalise
+and a pair's target is the SmoothCLAP kernel similarity of its soft-target sources without the softmax:
+
+    t_ij = (1 - beta) [j == i + offset] + beta sum_k w_k exp((cos(U_k,i, U_k,j) - 1) / tau_k)   in [0, 1]
+
+(1 on the positive pair; cf. SmoothCLAP, Jing et al., arXiv 2601.12591, 2026). The binary cross-entropy
+softplus(l) - t l is still minimised at sigmoid(l) = t.
+
+Gradient: every pair is independent, so no normaliser is needed and the backward is elementwise in l:
+
+    G_ij = g / M (sigmoid(l_ij) - t_ij),  dA = s G C,  dC = s G^T A,  ds = sum_ij G_ij A_i . C_j,  db = sum_ij G_ij
+
+The blockwise version keeps no logits between forward and backward (it saves only its inputs) and recomputes
+each (block, N) tile in the backward: memory O((M + N) d + block N). Forward 1 + K GEMMs per block, backward
+3 + K. open_clip's chunked SigLipLoss keeps every chunk's logits for autograd instead (quadratic in B).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .chunked import default_block_rows
+from .reference import unit_rows
+
+
+def sigmoid_targets(anchor_sources, candidate_sources, weights, temps, beta, offset, rows: slice,
+                    cols: int, out: Optional[torch.Tensor] = None, tmp: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Target tile t[rows, :] (fp32) for unit-row sources; ``out`` / ``tmp`` are optional (rows, cols) buffers."""
+    n_rows = rows.stop - rows.start
+    dev = anchor_sources[0].device if anchor_sources else None
+    out = torch.zeros(n_rows, cols, device=dev) if out is None else out.zero_()
+    for ua, uc, w, tau in zip(anchor_sources, candidate_sources, weights, temps):
+        tmp = torch.empty(n_rows, cols, device=dev) if tmp is None else tmp
+        torch.mm(ua[rows], uc.T, out=tmp)
+        out.add_(tmp.sub_(1.0).mul_(1.0 / tau).exp_(), alpha=beta * w)
+    hard = 1.0 - beta if anchor_sources else 1.0
+    out.diagonal(offset=offset + rows.start).add_(hard)
+    return out
+
+
+def reference_sigmoid_loss(anchors, candidates, scale, bias=None, anchor_sources=(), candidate_sources=(),
+                           weights=(), temps=(), beta=0.0, offset=0):
+    """Dense sigmoid loss (materialises M x N): the specification the other paths are tested against."""
+    logits = scale.reshape(()).float() * (anchors.float() @ candidates.float().T)
+    if bias is not None:
+        logits = logits + bias.reshape(()).float()
+    ua = [unit_rows(u) for u in anchor_sources]
+    uc = [unit_rows(u) for u in candidate_sources]
+    if not ua or beta == 0.0:
+        ua, uc = [], []
+    t = sigmoid_targets(ua, uc, weights, temps, beta, offset, slice(0, logits.shape[0]), logits.shape[1],
+                        out=torch.empty_like(logits))
+    return (F.softplus(logits) - t * logits).sum() / anchors.shape[0]
+
+
+class _ChunkedSigmoid(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, c, scale, bias, beta, weights, temps, offset, block, num_sources, *sources):
+        af, cf, s = a.float(), c.float(), scale.float().reshape(())
+        b = bias.float().reshape(()) if bias is not None else None
+        ua, uc = sources[:num_sources], sources[num_sources:]
+        m, n = af.shape[0], cf.shape[0]
+        total = torch.zeros((), device=af.device)
+        rows = min(block, m)
+        t_buf = torch.empty(rows, n, device=af.device)
+        tmp = torch.empty(rows, n, device=af.device) if num_sources else None
+        for i0 in range(0, m, block):
+            i1 = min(i0 + block, m)
+            logits = torch.mm(af[i0:i1], cf.T).mul_(s)
+            if b is not None:
+                logits.add_(b)
+            t = sigmoid_targets(ua, uc, weights, temps, beta, offset, slice(i0, i1), n, t_buf[:i1 - i0],
+                                tmp[:i1 - i0] if tmp is not None else None)
+            total = total + F.softplus(logits).sum() - torch.dot(t.view(-1), logits.view(-1))
+            del logits
+        ctx.save_for_backward(a, c, scale, bias if bias is not None else torch.empty(0), *sources)
+        ctx.args = (bias is not None, beta, weights, temps, offset, block, num_sources)
+        return total / m
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        a, c, scale, bias, *sources = ctx.saved_tensors
+        has_bias, beta, weights, temps, offset, block, num_sources = ctx.args
+        af, cf, s = a.float(), c.float(), scale.float().reshape(())
+        ua, uc = sources[:num_sources], sources[num_sources:]
+        m, n = af.shape[0], cf.shape[0]
+        coef = grad_out.float() / m
+        da = torch.empty_like(af)  # unscaled G C (also gives ds)
+        dc = torch.zeros_like(cf)
+        db = torch.zeros((), device=af.device)
+        rows = min(block, m)
+        t_buf = torch.empty(rows, n, device=af.device)
+        tmp = torch.empty(rows, n, device=af.device) if num_sources else None
+        for i0 in range(0, m, block):
+            i1 = min(i0 + block, m)
+            g = torch.mm(af[i0:i1], cf.T).mul_(s)
+            if has_bias:
+                g.add_(bias.float().reshape(()))
+            g.sigmoid_().sub_(sigmoid_targets(ua, uc, weights, temps, beta, offset, slice(i0, i1), n,
+                                              t_buf[:i1 - i0], tmp[:i1 - i0] if tmp is not None else None))
+            db = db + g.sum()
+            torch.mm(g, cf, out=da[i0:i1])
+            dc.addmm_(g.T, af[i0:i1])
+            del g
+        ds = coef * torch.dot(da.view(-1), af.reshape(-1))
+        grad_b = (coef * db).to(bias.dtype).reshape(bias.shape) if has_bias and ctx.needs_input_grad[3] else None
+        return (da.mul_(coef * s).to(a.dtype), dc.mul_(coef * s).to(c.dtype),
+                ds.to(scale.dtype).reshape(scale.shape), grad_b) + (None,) * (6 + len(sources))
+
+
+def chunked_sigmoid_loss(anchors, candidates, scale, bias=None, anchor_sources: Sequence[torch.Tensor] = (),
+                         candidate_sources: Sequence[torch.Tensor] = (), weights=(), temps=(), beta=0.0, offset=0,
+                         block_rows: Optional[int] = None) -> torch.Tensor:
+    """Blockwise sigmoid loss (module doc), never holding the M x N logits.
+
+    Args:
+        anchors: A (M, d), fp32 / bf16 / fp16 (computed in fp32; gradients returned in A's dtype).
+        candidates: C (N, d), same dtype; the positive of anchor i is candidate ``offset + i``.
+        scale: one-element logit_scale (already exponentiated); bias: one-element logit_bias or None.
+        anchor_sources, candidate_sources: K soft-target sources for the anchors (M, d_k) and the candidates
+            (N, d_k), any row scale (cosine similarity is used), detached. Empty: hard targets.
+        weights, temps, beta: w_k, tau_k, soft_weight as in SmoothCLAP.
+        block_rows: anchor rows per block (default ~1M logits per temporary).
+    Returns:
+        0-d fp32 loss (nats), the sum over pairs divided by M.
+    """
+    block = int(block_rows) if block_rows else default_block_rows(candidates.shape[0])
+    if beta == 0.0 or not anchor_sources:
+        anchor_sources, candidate_sources, weights, temps, beta = (), (), (), (), 0.0
+    ua = [unit_rows(u) for u in anchor_sources]
+    uc = [unit_rows(u) for u in candidate_sources]
+    return _ChunkedSigmoid.apply(anchors, candidates, scale, bias, float(beta), tuple(weights), tuple(temps),
+                                 int(offset), block, len(ua), *ua, *uc)
