@@ -1,0 +1,93 @@
+"""Worker for the 2-process gloo tests of fastclap.compat: on every rank, each case runs the peer loss (open_clip
+or LAION-CLAP loaded from its loss.py) and fastclap's drop-in on the same rows of one shared global batch and
+saves both losses and both sets of gradients (imported by spawned processes)."""
+import os
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from peer_losses import laion_clap_loss, open_clip_loss
+
+MODES = [(False, False), (False, True), (True, False), (True, True)]  # (local_loss, gather_with_grad)
+SIGLIP_IMPLS = ["bidir", "shift", "reduce", "gather"]
+
+
+def cases():
+    """(family, local_loss | dist_impl, gather_with_grad | chunk_size, variant) for every distributed mode."""
+    out = [("clip", ll, gw, "") for ll, gw in MODES]
+    out += [("distill", ll, gw, "") for ll, gw in MODES]
+    out += [("laion", ll, gw, v) for ll, gw in MODES for v in ("plain", "mlp", "weighted")]
+    out += [("siglip", impl, chunk, "") for impl in SIGLIP_IMPLS for chunk in (0, 3)]
+    return out
+
+
+def global_batch(batch, dim, seed=321):
+    """Seven L2-normalised (batch, d) matrices shared by all ranks (features, MLP features, a teacher)."""
+    g = torch.Generator().manual_seed(seed)
+    return [F.normalize(torch.randn(batch, dim + (2 if k >= 5 else 0), generator=g), dim=-1) for k in range(7)]
+
+
+def _build(case, rank, world, compat_oc, compat_lc, oc, lc):
+    """(peer loss fn, fastclap loss fn, index of the global matrices used as differentiable inputs, constants)."""
+    family, a, b, variant = case
+    if family == "clip":
+        kw = dict(local_loss=a, gather_with_grad=b, rank=rank, world_size=world)
+        return oc.ClipLoss(**kw), compat_oc.ClipLoss(**kw), [0, 1], [torch.tensor(14.3)]
+    if family == "distill":
+        kw = dict(local_loss=a, gather_with_grad=b, rank=rank, world_size=world)
+        peer, ours = oc.DistillClipLoss(**kw), compat_oc.DistillClipLoss(**kw)
+        return (lambda *t: sum(w * v for w, v in zip((1.0, 2.0), peer(*t))),
+                lambda *t: sum(w * v for w, v in zip((1.0, 2.0), ours(*t))), [0, 1], "teacher")
+    if family == "siglip":
+        kw = dict(rank=rank, world_size=world, dist_impl=a)
+        return (oc.SigLipLoss(**kw), compat_oc.SigLipLoss(chunk_size=b, **kw), [0, 1],
+                [torch.tensor(10.0), torch.tensor(-5.0)])
+    kw = dict(local_loss=a, gather_with_grad=b, rank=rank, world_size=world, mlp_loss=variant == "mlp",
+              weight_loss_kappa=2.0 if variant == "weighted" else 0)
+    if variant == "mlp":
+        return lc.ClipLoss(**kw), compat_lc.ClipLoss(**kw), [0, 1], "mlp"
+    return lc.ClipLoss(**kw), compat_lc.ClipLoss(**kw), [0, 1], [torch.tensor(14.3)]
+
+
+def compat_worker(rank, world_size, init_method, out_dir, batch, dim):
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)
+    try:
+        from fastclap.compat import laion_clap as compat_lc
+        from fastclap.compat import open_clip as compat_oc
+
+        oc, lc = open_clip_loss(), laion_clap_loss()
+        mats = global_batch(batch, dim)
+        rows = slice(rank * batch // world_size, (rank + 1) * batch // world_size)
+        results = {}
+        for case in cases():
+            peer, ours, _, extra = _build(case, rank, world_size, compat_oc, compat_lc, oc, lc)
+            per_impl = []
+            for fn in (peer, ours):
+                x = mats[0][rows].clone().requires_grad_(True)
+                y = mats[1][rows].clone().requires_grad_(True)
+                s = torch.tensor(14.3, requires_grad=True)
+                leaves = [x, y, s]
+                if extra == "teacher":
+                    args = (x, y, s, mats[5][rows], mats[6][rows], torch.tensor(9.0))
+                elif extra == "mlp":
+                    st = torch.tensor(7.0, requires_grad=True)
+                    xm = mats[2][rows].clone().requires_grad_(True)
+                    ym = mats[3][rows].clone().requires_grad_(True)
+                    leaves += [st, xm, ym]
+                    args = (x, y, s, st, xm, ym)
+                elif case[0] == "siglip":
+                    bias = torch.tensor(-5.0, requires_grad=True)
+                    leaves.append(bias)
+                    args = (x, y, s, bias)
+                else:
+                    args = (x, y, s)
+                loss = fn(*args)
+                loss.backward()
+                per_impl.append({"loss": loss.detach(),
+                                 "grads": [t.grad if t.grad is not None else torch.zeros_like(t) for t in leaves]})
+            results[case] = per_impl
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
