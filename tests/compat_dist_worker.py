@@ -14,11 +14,12 @@ SIGLIP_IMPLS = ["bidir", "shift", "reduce", "gather"]
 
 
 def cases():
-    """(family, local_loss | dist_impl, gather_with_grad | chunk_size, variant) for every distributed mode."""
+    """(family, local_loss | dist_impl, gather_with_grad | chunk_size | "triton", variant) for every distributed mode."""
     out = [("clip", ll, gw, "") for ll, gw in MODES]
     out += [("distill", ll, gw, "") for ll, gw in MODES]
     out += [("laion", ll, gw, v) for ll, gw in MODES for v in ("plain", "mlp", "weighted")]
     out += [("siglip", impl, chunk, "") for impl in SIGLIP_IMPLS for chunk in (0, 3)]
+    out += [("siglip", "bidir", "triton", "")]  # the fused kernels (interpreter) on a rank's stripe
     return out
 
 
@@ -41,7 +42,8 @@ def _build(case, rank, world, compat_oc, compat_lc, oc, lc):
                 lambda *t: sum(w * v for w, v in zip((1.0, 2.0), ours(*t))), [0, 1], "teacher")
     if family == "siglip":
         kw = dict(rank=rank, world_size=world, dist_impl=a)
-        return (oc.SigLipLoss(**kw), compat_oc.SigLipLoss(chunk_size=b, **kw), [0, 1],
+        ours = compat_oc.SigLipLoss(backend="triton", **kw) if b == "triton" else compat_oc.SigLipLoss(chunk_size=b, **kw)
+        return (oc.SigLipLoss(**kw), ours, [0, 1],
                 [torch.tensor(10.0), torch.tensor(-5.0)])
     kw = dict(local_loss=a, gather_with_grad=b, rank=rank, world_size=world, mlp_loss=variant == "mlp",
               weight_loss_kappa=2.0 if variant == "weighted" else 0)
