@@ -1,5 +1,7 @@
-"""Contrastive language-audio losses (CLAP, SmoothCLAP) and their backends."""
+"""Contrastive language-audio losses (CLAP, SmoothCLAP, sigmoid / SigLIP) and their backends."""
 from .reference import reference_smooth_clap_loss, soft_targets
+from .siglip import SigLIPLoss, siglip_loss
 from .smooth_clap import BACKENDS, SmoothCLAPLoss, smooth_clap_loss
 
-__all__ = ["BACKENDS", "SmoothCLAPLoss", "smooth_clap_loss", "reference_smooth_clap_loss", "soft_targets"]
+__all__ = ["BACKENDS", "SmoothCLAPLoss", "smooth_clap_loss", "reference_smooth_clap_loss", "soft_targets",
+           "SigLIPLoss", "siglip_loss"]
