@@ -1,0 +1,40 @@
+"""benchmarks.siglip: one tiny configuration per CPU provider measured in-process gives a complete row, every
+provider computes the same loss, and the rows are written to JSONL / CSV and plotted."""
+import json
+import pathlib
+import sys
+
+import pytest
+
+from peer_losses import open_clip_loss
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # benchmarks/ is a folder of the repository, not an installed package
+    sys.path.insert(0, str(REPO))
+from benchmarks import siglip as bench  # noqa: E402
+
+
+def test_providers_agree_and_rows_are_written(tmp_path):
+    open_clip_loss()  # skips without open-clip-torch
+    x, y, s, b = bench._inputs(48, 8, "cpu", seed=0)
+    values = {p: bench.make_loss_fn(p, x, y, s, b, chunk=16)().item()
+              for p in ("open_clip", "open_clip_chunks", "fastclap_chunked")}
+    assert values["open_clip_chunks"] == pytest.approx(values["open_clip"], rel=1e-5)
+    assert values["fastclap_chunked"] == pytest.approx(values["open_clip"], rel=1e-5)
+    rows = [bench.measure_one(dict(provider=p, batch=48, dim=8, chunk=16, device="cpu", repeats=1,
+                                   mem_cap_bytes=2**30)) for p in bench.PROVIDERS]
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok", "skipped"]  # no CUDA here for the Triton row
+    assert all(r["time_ms"] > 0 and r["peak_bytes"] is not None for r in rows[:3])
+    capped = bench.measure_one(dict(provider="open_clip", batch=48, dim=8, chunk=16, device="cpu", repeats=1,
+                                    mem_cap_bytes=10))
+    assert capped["status"] == "skipped" and "memory cap" in capped["reason"]
+    bench.write_results(rows, tmp_path / "r")
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 4
+    assert json.loads((tmp_path / "r.jsonl").read_text().splitlines()[0])["provider"] == "open_clip"
+    assert (tmp_path / "r.csv").read_text().startswith("provider,batch")
+    assert bench.plot(rows, tmp_path / "r.png").stat().st_size > 0
+
+
+def test_bad_arguments_exit_2(capsys):
+    assert bench.main(["--batches", "0"]) == 2
+    assert "error:" in capsys.readouterr().err
