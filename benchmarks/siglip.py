@@ -3,7 +3,8 @@
     python -m benchmarks.siglip [--batches 1024 2048 ...] [--dim 512] [--chunk 1024] [--device cpu]
                                 [--out benchmarks/results/siglip_cpu_DATE]
 
-Writes OUT.jsonl (one row per configuration), OUT.csv and OUT.png (time and peak memory vs B, log-log).
+Writes OUT.jsonl (one row per configuration) and OUT.csv, and draws the time / peak-memory plot from the JSONL
+with ``benchmarks.plot`` (OUT_forward_backward_dD_fp32.png).
 Each configuration runs in a fresh subprocess (``--one '<json>'``) and is measured by ``benchmarks.measure``'s
 meter (CPU: VmHWM above a baseline after the inputs, in a memory repeat with glibc's mmap threshold at 64 KiB;
 CUDA: max_memory_allocated). Mode: forward + backward (``torch.autograd.grad`` of features, scale and bias).
@@ -37,7 +38,9 @@ import torch.nn.functional as F
 from benchmarks.measure import _mallopt, _Meter, _run_once, environment
 
 PROVIDERS = ("open_clip", "open_clip_chunks", "fastclap_chunked", "fastclap_triton")
-FIELDS = ["provider", "batch", "dim", "chunk", "device", "status", "reason", "time_ms", "times_ms", "peak_bytes",
+# The keys benchmarks.plot groups rows by: one figure for forward + backward, fp32; "kind" labels the lines.
+ROW_CONSTANTS = dict(mode="forward+backward", dtype="fp32", kind="sigmoid")
+FIELDS = ["provider", "batch", "dim", "chunk", "device", "mode", "dtype", "kind", "status", "reason", "time_ms", "times_ms", "peak_bytes",
           "estimated_peak_bytes", "peak_method", "device_name", "torch", "triton", "torch_threads", "date",
           "loadavg", "loadavg_end"]
 
@@ -167,37 +170,6 @@ def write_results(rows: List[Dict[str, Any]], out: pathlib.Path) -> None:
             writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
 
 
-def plot(rows: List[Dict[str, Any]], path: pathlib.Path) -> pathlib.Path:
-    """Two log-log panels (time in ms, peak memory in MiB) vs B, one line per provider, from result rows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for provider in PROVIDERS:
-        ok = sorted((r for r in rows if r["provider"] == provider and r["status"] == "ok"), key=lambda r: r["batch"])
-        if not ok:
-            continue
-        batches = [r["batch"] for r in ok]
-        ax_t.plot(batches, [r["time_ms"] for r in ok], marker="o", label=provider)
-        ax_m.plot(batches, [max(r["peak_bytes"], 1) / 2**20 for r in ok], marker="o", label=provider)
-    first = rows[0]
-    for ax, label in ((ax_t, "forward + backward time (ms)"), (ax_m, "peak loss memory (MiB)")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("contrastive batch B")
-        ax.set_ylabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"sigmoid (SigLIP) loss, d={first['dim']}, fp32, chunk={first['chunk']}, "
-                 f"{first.get('device_name', first['device'])}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--one", help="measure one configuration (JSON) and print RESULT <row>")
@@ -219,10 +191,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = args.out or pathlib.Path("benchmarks/results") / f"siglip_{args.device.split(':')[0]}_" \
         f"{datetime.date.today().isoformat()}"
     configs = [dict(provider=p, batch=b, dim=args.dim, chunk=args.chunk, device=args.device, repeats=args.repeats,
-                    mem_cap_bytes=int(args.mem_cap * 2**30)) for b in args.batches for p in args.providers]
+                    mem_cap_bytes=int(args.mem_cap * 2**30), **ROW_CONSTANTS)
+               for b in args.batches for p in args.providers]
     rows = run_sweep(configs)
     write_results(rows, out)
-    print(f"wrote {out.with_suffix('.jsonl')}, {out.with_suffix('.csv')}, {plot(rows, out.with_suffix('.png'))}")
+    from benchmarks.plot import plot_file
+
+    pngs = plot_file(out.with_suffix(".jsonl"))
+    print(f"wrote {out.with_suffix('.jsonl')}, {out.with_suffix('.csv')}, {', '.join(map(str, pngs))}")
     return 0
 
 
