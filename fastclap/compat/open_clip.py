@@ -40,6 +40,17 @@ def _check_soft(soft_weight, source_weights, source_temperatures) -> None:
                     tuple(source_temperatures))
 
 
+def _check_call(image_features, text_features, logit_scale, logit_bias, soft_target_features) -> None:
+    """ValueError naming the argument for a bad ClipLoss / SigLipLoss call (one device sync for the values)."""
+    values = _ValueChecks()
+    check_features(values, ("image_features", image_features), ("text_features", text_features))
+    check_scalar(values, "logit_scale", logit_scale, image_features.device)
+    if logit_bias is not None:
+        check_scalar(values, "logit_bias", logit_bias, image_features.device)
+    check_sources(values, soft_target_features, image_features.shape[0], image_features.device)
+    values.raise_first_failure(image_features.device)
+
+
 class ClipLoss(nn.Module):
     """open_clip ``ClipLoss(local_loss, gather_with_grad, cache_labels, rank, world_size)``, fused.
 
@@ -79,13 +90,7 @@ class ClipLoss(nn.Module):
                 logit_bias: Optional[torch.Tensor] = None, output_dict: bool = False,
                 soft_target_features: Optional[Sequence[torch.Tensor]] = None,
                 ) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
-        values = _ValueChecks()
-        check_features(values, ("image_features", image_features), ("text_features", text_features))
-        check_scalar(values, "logit_scale", logit_scale, image_features.device)
-        if logit_bias is not None:
-            check_scalar(values, "logit_bias", logit_bias, image_features.device)
-        check_sources(values, soft_target_features, image_features.shape[0], image_features.device)
-        values.raise_first_failure(image_features.device)
+        _check_call(image_features, text_features, logit_scale, logit_bias, soft_target_features)
         loss = self._loss(image_features, text_features, logit_scale, soft_target_features)
         if logit_bias is not None and logit_bias.requires_grad:
             loss = loss + 0.0 * logit_bias.reshape(())  # the bias cancels in every softmax: zero gradient
@@ -170,13 +175,7 @@ class SigLipLoss(nn.Module):
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                 logit_bias: Optional[torch.Tensor] = None, output_dict: bool = False,
                 soft_target_features: Optional[Sequence[torch.Tensor]] = None):
-        values = _ValueChecks()
-        check_features(values, ("image_features", image_features), ("text_features", text_features))
-        check_scalar(values, "logit_scale", logit_scale, image_features.device)
-        if logit_bias is not None:
-            check_scalar(values, "logit_bias", logit_bias, image_features.device)
-        check_sources(values, soft_target_features, image_features.shape[0], image_features.device)
-        values.raise_first_failure(image_features.device)
+        _check_call(image_features, text_features, logit_scale, logit_bias, soft_target_features)
         sources: Tuple[torch.Tensor, ...] = ()
         if soft_target_features is not None and self.soft_weight > 0:
             sources = tuple(u.detach() for u in soft_target_features)

@@ -65,6 +65,12 @@ def reference_sigmoid_loss(anchors, candidates, scale, bias=None, anchor_sources
     return (F.softplus(logits) - t * logits).sum() / anchors.shape[0]
 
 
+def _logits_block(af, cf, s, b, i0, i1):
+    """Logits tile l[i0:i1] = s A[i0:i1] C^T + b (fp32, a new tensor the caller may modify in place)."""
+    logits = torch.mm(af[i0:i1], cf.T).mul_(s)
+    return logits.add_(b) if b is not None else logits
+
+
 class _ChunkedSigmoid(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, c, scale, bias, beta, weights, temps, offset, block, num_sources, *sources):
@@ -78,9 +84,7 @@ class _ChunkedSigmoid(torch.autograd.Function):
         tmp = torch.empty(rows, n, device=af.device) if num_sources else None
         for i0 in range(0, m, block):
             i1 = min(i0 + block, m)
-            logits = torch.mm(af[i0:i1], cf.T).mul_(s)
-            if b is not None:
-                logits.add_(b)
+            logits = _logits_block(af, cf, s, b, i0, i1)
             t = sigmoid_targets(ua, uc, weights, temps, beta, offset, slice(i0, i1), n, t_buf[:i1 - i0],
                                 tmp[:i1 - i0] if tmp is not None else None)
             total = total + F.softplus(logits).sum() - torch.dot(t.view(-1), logits.view(-1))
@@ -94,6 +98,7 @@ class _ChunkedSigmoid(torch.autograd.Function):
         a, c, scale, bias, *sources = ctx.saved_tensors
         has_bias, beta, weights, temps, offset, block, num_sources = ctx.args
         af, cf, s = a.float(), c.float(), scale.float().reshape(())
+        b = bias.float().reshape(()) if has_bias else None
         ua, uc = sources[:num_sources], sources[num_sources:]
         m, n = af.shape[0], cf.shape[0]
         coef = grad_out.float() / m
@@ -105,11 +110,9 @@ class _ChunkedSigmoid(torch.autograd.Function):
         tmp = torch.empty(rows, n, device=af.device) if num_sources else None
         for i0 in range(0, m, block):
             i1 = min(i0 + block, m)
-            g = torch.mm(af[i0:i1], cf.T).mul_(s)
-            if has_bias:
-                g.add_(bias.float().reshape(()))
-            g.sigmoid_().sub_(sigmoid_targets(ua, uc, weights, temps, beta, offset, slice(i0, i1), n,
-                                              t_buf[:i1 - i0], tmp[:i1 - i0] if tmp is not None else None))
+            t = sigmoid_targets(ua, uc, weights, temps, beta, offset, slice(i0, i1), n, t_buf[:i1 - i0],
+                                tmp[:i1 - i0] if tmp is not None else None)
+            g = _logits_block(af, cf, s, b, i0, i1).sigmoid_().sub_(t)
             db = db + g.sum()
             torch.mm(g, cf, out=da[i0:i1])
             dc.addmm_(g.T, af[i0:i1])
