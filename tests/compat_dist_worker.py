@@ -20,7 +20,41 @@ def cases():
     out += [("laion", ll, gw, v) for ll, gw in MODES for v in ("plain", "mlp", "weighted")]
     out += [("siglip", impl, chunk, "") for impl in SIGLIP_IMPLS for chunk in (0, 3)]
     out += [("siglip", "bidir", "triton", "")]  # the fused kernels (interpreter) on a rank's stripe
+    out += [("clip_soft", ll, gw, "") for ll, gw in MODES]  # SmoothCLAP targets: no peer has them, see _soft_peer
+    out += [("siglip_soft", "bidir", chunk, "") for chunk in (0, "triton")]
     return out
+
+
+SOFT = dict(soft_weight=0.3, source_weights=(0.4, 0.6), source_temperatures=(0.1, 0.5))
+
+
+def _soft_peer(oc, case, rank, world, sources_global, rows):
+    """Dense peers of the soft-target cases: open_clip's own gather_features (CLIP) or torch.distributed.nn's
+    differentiable all_gather (sigmoid), then the dense specifications of fastclap.losses on the gathered rows."""
+    import torch.distributed.nn
+
+    from fastclap.losses.directional import reference_directional_loss_sum
+    from fastclap.losses.sigmoid import reference_sigmoid_loss
+
+    family, local_loss, gather_with_grad, _ = case
+    w, taus, beta = SOFT["source_weights"], SOFT["source_temperatures"], SOFT["soft_weight"]
+    own = [u[rows] for u in sources_global]
+    if family == "siglip_soft":
+        def peer(x, y, s, b):
+            all_y = torch.cat(torch.distributed.nn.all_gather(y), dim=0)
+            return reference_sigmoid_loss(x, all_y, s, b, own, sources_global, w, taus, beta, rows.start)
+        return peer
+
+    def peer(x, y, s):
+        all_x, all_y = oc.gather_features(x, y, local_loss, gather_with_grad, rank, world)
+        if local_loss:
+            anchors_x, anchors_y, anchor_src, offset = x, y, own, rows.start
+        else:
+            anchors_x, anchors_y, anchor_src, offset = all_x, all_y, sources_global, 0
+        a2t = reference_directional_loss_sum(anchors_x, all_y, s, anchor_src, sources_global, w, taus, beta, offset)
+        t2a = reference_directional_loss_sum(anchors_y, all_x, s, anchor_src, sources_global, w, taus, beta, offset)
+        return (a2t + t2a) / (2 * anchors_x.shape[0])
+    return peer
 
 
 def global_batch(batch, dim, seed=321):
@@ -29,9 +63,19 @@ def global_batch(batch, dim, seed=321):
     return [F.normalize(torch.randn(batch, dim + (2 if k >= 5 else 0), generator=g), dim=-1) for k in range(7)]
 
 
-def _build(case, rank, world, compat_oc, compat_lc, oc, lc):
+def _build(case, rank, world, compat_oc, compat_lc, oc, lc, mats, rows):
     """(peer loss fn, fastclap loss fn, index of the global matrices used as differentiable inputs, constants)."""
     family, a, b, variant = case
+    if family in ("clip_soft", "siglip_soft"):
+        sources = [torch.randn(len(mats[0]), k, generator=torch.Generator().manual_seed(k)) for k in (5, 11)]
+        peer = _soft_peer(oc, case, rank, world, sources, rows)
+        if family == "clip_soft":
+            ours = compat_oc.ClipLoss(local_loss=a, gather_with_grad=b, rank=rank, world_size=world, **SOFT)
+        else:
+            ours = compat_oc.SigLipLoss(rank=rank, world_size=world, dist_impl=a, **SOFT,
+                                        **(dict(backend="triton") if b == "triton" else dict(chunk_size=3)))
+        own = tuple(u[rows] for u in sources)
+        return peer, lambda *t: ours(*t, soft_target_features=own), [0, 1], None
     if family == "clip":
         kw = dict(local_loss=a, gather_with_grad=b, rank=rank, world_size=world)
         return oc.ClipLoss(**kw), compat_oc.ClipLoss(**kw), [0, 1], [torch.tensor(14.3)]
@@ -63,7 +107,7 @@ def compat_worker(rank, world_size, init_method, out_dir, batch, dim):
         rows = slice(rank * batch // world_size, (rank + 1) * batch // world_size)
         results = {}
         for case in cases():
-            peer, ours, _, extra = _build(case, rank, world_size, compat_oc, compat_lc, oc, lc)
+            peer, ours, _, extra = _build(case, rank, world_size, compat_oc, compat_lc, oc, lc, mats, rows)
             per_impl = []
             for fn in (peer, ours):
                 x = mats[0][rows].clone().requires_grad_(True)
@@ -78,7 +122,7 @@ def compat_worker(rank, world_size, init_method, out_dir, batch, dim):
                     ym = mats[3][rows].clone().requires_grad_(True)
                     leaves += [st, xm, ym]
                     args = (x, y, s, st, xm, ym)
-                elif case[0] == "siglip":
+                elif case[0] in ("siglip", "siglip_soft"):
                     bias = torch.tensor(-5.0, requires_grad=True)
                     leaves.append(bias)
                     args = (x, y, s, bias)
