@@ -8,6 +8,7 @@ with ``benchmarks.plot`` (OUT_forward_backward_dD_fp32.png).
 Each configuration runs in a fresh subprocess (``--one '<json>'``) and is measured by ``benchmarks.measure``'s
 meter (CPU: VmHWM above a baseline after the inputs, in a memory repeat with glibc's mmap threshold at 64 KiB;
 CUDA: max_memory_allocated). Mode: forward + backward (``torch.autograd.grad`` of features, scale and bias).
+``time_ms`` is the upper median of the timed repeats (the slower of two), ``times_ms`` lists them all.
 
 Providers (fp32, unit-norm random features, logit_scale 10, logit_bias -10):
 * ``open_clip``        - the installed open_clip ``SigLipLoss`` (dense B x B logits and labels);
