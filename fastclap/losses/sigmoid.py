@@ -65,6 +65,11 @@ def reference_sigmoid_loss(anchors, candidates, scale, bias=None, anchor_sources
     return (F.softplus(logits) - t * logits).sum() / anchors.shape[0]
 
 
+def _tile_buffers(rows, cols, num_sources, device):
+    """The target tile and (with sources) the scratch tile of a pass, (rows, cols) fp32, allocated once."""
+    return torch.empty(rows, cols, device=device), torch.empty(rows, cols, device=device) if num_sources else None
+
+
 def _logits_block(af, cf, s, b, i0, i1):
     """Logits tile l[i0:i1] = s A[i0:i1] C^T + b (fp32, a new tensor the caller may modify in place)."""
     logits = torch.mm(af[i0:i1], cf.T).mul_(s)
@@ -79,14 +84,12 @@ class _ChunkedSigmoid(torch.autograd.Function):
         ua, uc = sources[:num_sources], sources[num_sources:]
         m, n = af.shape[0], cf.shape[0]
         total = torch.zeros((), device=af.device)
-        rows = min(block, m)
-        t_buf = torch.empty(rows, n, device=af.device)
-        tmp = torch.empty(rows, n, device=af.device) if num_sources else None
+        t_buf, tmp = _tile_buffers(min(block, m), n, num_sources, af.device)
         for i0 in range(0, m, block):
             i1 = min(i0 + block, m)
             logits = _logits_block(af, cf, s, b, i0, i1)
             t = sigmoid_targets(ua, uc, weights, temps, beta, offset, slice(i0, i1), n, t_buf[:i1 - i0],
-                                tmp[:i1 - i0] if tmp is not None else None)
+                                None if tmp is None else tmp[:i1 - i0])
             total = total + F.softplus(logits).sum() - torch.dot(t.view(-1), logits.view(-1))
             del logits
         ctx.save_for_backward(a, c, scale, bias if bias is not None else torch.empty(0), *sources)
@@ -105,13 +108,11 @@ class _ChunkedSigmoid(torch.autograd.Function):
         da = torch.empty_like(af)  # unscaled G C (also gives ds)
         dc = torch.zeros_like(cf)
         db = torch.zeros((), device=af.device)
-        rows = min(block, m)
-        t_buf = torch.empty(rows, n, device=af.device)
-        tmp = torch.empty(rows, n, device=af.device) if num_sources else None
+        t_buf, tmp = _tile_buffers(min(block, m), n, num_sources, af.device)
         for i0 in range(0, m, block):
             i1 = min(i0 + block, m)
             t = sigmoid_targets(ua, uc, weights, temps, beta, offset, slice(i0, i1), n, t_buf[:i1 - i0],
-                                tmp[:i1 - i0] if tmp is not None else None)
+                                None if tmp is None else tmp[:i1 - i0])
             g = _logits_block(af, cf, s, b, i0, i1).sigmoid_().sub_(t)
             db = db + g.sum()
             torch.mm(g, cf, out=da[i0:i1])
