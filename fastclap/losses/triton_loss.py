@@ -211,8 +211,9 @@ def triton_smooth_clap_loss(
         normaliser: the loss is (sum of the counted anchors' cross-entropies) / normaliser; default 2B.
             With local_loss, pass 2 B_local so that averaging gradients over ranks gives the global one.
         memory_budget: bytes for the backward's own buffers (G chunk, fp32 dY accumulator for 16-bit
-            features, GEMM temporaries); sets the chunk rows R. Default 448 MiB: under 0.5 GiB at
-            B = 65536, d = 768. A smaller budget costs more, smaller GEMMs, never more GEMM work.
+            features, GEMM temporaries); sets the chunk rows R. Default 288 MiB: with the returned
+            gradients under 0.5 GiB at B = 65536, d = 768, bf16. A smaller budget costs more, smaller
+            GEMMs and one more pass over the fp32 dY accumulator per chunk, never more multiply-adds.
 
     Returns:
         0-d fp32 loss (nats): mean over the 2B anchors of the cross-entropy against the soft targets.
