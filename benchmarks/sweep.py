@@ -67,13 +67,16 @@ def preset_configs(preset: str) -> List[Dict[str, Any]]:
     if preset == "cpu-full":
         return _grid(every, _ALL_MODES, [1024, 2048, 4096, 8192, 16384, 32768, 65536], [512, 768, 1024],
                      ["fp32", "bf16"], KINDS)
+    if preset == "gpu-check":
+        # What benchmarks/run_gpu.sh measures (a few minutes): the GPU targets' shape, every GPU provider.
+        return _grid(["triton", "chunked", "inf_cl", "open_clip"], _FB, [65536], [768], ["bf16"], KINDS)
     if preset == "gpu":
         return (
             _grid(every, _ALL_MODES, [1024, 4096, 16384, 32768, 65536], [768], ["bf16"], KINDS)
             + _grid(every, _FB, [65536], [512, 1024], ["bf16"], KINDS)
             + _grid(every, _FB, [65536], [768], ["fp32"], KINDS)
         )
-    raise ValueError(f"preset must be one of quick, cpu, cpu-full, gpu; got {preset!r}")
+    raise ValueError(f"preset must be one of quick, cpu, cpu-full, gpu-check, gpu; got {preset!r}")
 
 
 def _filter(configs, name: str, allowed: Optional[Iterable]) -> List[Dict[str, Any]]:
@@ -191,7 +194,7 @@ def _fmt(row: Dict[str, Any]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="cpu", choices=["quick", "cpu", "cpu-full", "gpu"])
+    parser.add_argument("--preset", default="cpu", choices=["quick", "cpu", "cpu-full", "gpu-check", "gpu"])
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda for the gpu preset)")
     parser.add_argument("--providers", nargs="*", choices=PROVIDERS, help="keep only these providers")
     parser.add_argument("--kinds", nargs="*", choices=KINDS, help="keep only these loss kinds")
@@ -211,7 +214,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=None, help="results .jsonl (a .csv is written beside)")
     args = parser.parse_args(argv)
 
-    device = args.device or ("cuda" if args.preset == "gpu" else "cpu")
+    device = args.device or ("cuda" if args.preset.startswith("gpu") else "cpu")
     on_gpu = device.startswith("cuda")
     quick = args.preset == "quick"
     configs = preset_configs(args.preset)
@@ -227,7 +230,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         mem_limit = 4 * GiB
     repeats = args.repeats or (3 if args.preset in ("cpu", "cpu-full") else 5)
-    budget = args.time_budget_s or (10.0 if quick else 60.0)
+    budget = args.time_budget_s or (10.0 if quick or args.preset == "gpu-check" else 60.0)
     timeout = args.timeout_s or (60.0 if quick else 1800.0)
     out = args.out or default_output(device)
     out.parent.mkdir(parents=True, exist_ok=True)
