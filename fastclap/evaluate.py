@@ -10,8 +10,8 @@ export file itself. The data are a folder written by ``python -m fastclap.data p
 uses one as it is; ``--dataset/--root`` prepare the corpus into ``--prepared`` (default ``OUT/prepared/NAME``)
 unless it is already there. Writes ``OUT/report.json``, ``OUT/summary.md`` and ``OUT/confusion.png``, prints
 the summary. The report holds zero-shot classification, retrieval and ordinal valence / arousal retrieval
-(Kendall's tau and Spearman's rho, fastclap/evaluation/ordinal.py). Exit status 2 with ``error: ...`` on bad input (missing checkpoint, empty split, a label without
-a prompt word, ...).
+(Kendall's tau and Spearman's rho, fastclap/evaluation/ordinal.py). Exit status 2 with ``error: ...`` on bad
+input (missing checkpoint, empty split, a label without a prompt word, ...).
 """
 from __future__ import annotations
 
