@@ -100,6 +100,19 @@ def test_constant_truth_gives_none_and_errors():
         ordinal_retrieval(audio, coords, encode, top_k=0)
 
 
+def test_experiment_summarises_ordinal_scores():
+    from fastclap.experiment import ORDINAL_KEYS, ordinal_summary
+
+    def run(tau):
+        return {"ordinal": {d: {w: {"kendall_tau": tau + i} for w in ("audio_to_text", "text_to_audio")}
+                            for i, d in enumerate(("valence", "arousal"))}}
+    got = ordinal_summary([run(0.1), run(0.3)])
+    assert set(got) == {f"{d}/{w}" for d, w, _ in ORDINAL_KEYS}
+    assert got["arousal/text_to_audio"][0] == pytest.approx(1.2) and got["valence/audio_to_text"][1] == pytest.approx(
+        math.sqrt(0.02))
+    assert ordinal_summary([run(0.1), {"ordinal": None}]) is None  # a run without the scores
+
+
 pytest.importorskip("opensmile")
 from test_evaluate_roundtrip import trained  # noqa: E402,F401  (module fixture: a 2-step run on the sample)
 
