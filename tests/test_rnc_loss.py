@@ -18,6 +18,7 @@ from fastclap.losses.rnc_chunked import chunked_rnc_rows_sum
 from fastclap.losses.rnc_reference import reference_rnc_loss
 from helpers import grad_atol, random_inputs
 from test_chunked_loss import _LargestAllocation
+from test_chunked_loss import _assert_close as assert_close
 
 BATCHES = (1, 2, 7, 31, 97, 131)  # 31, 97, 131: primes (131 > the 64-row block below)
 LABELS = ("ties", "continuous", "ties3")
@@ -43,14 +44,6 @@ def run(fn, x, y, scale, labels, grad_output=1.0, **kw):
     loss = fn(x, y, s, labels, **kw)
     (loss * grad_output).backward()
     return loss.detach(), x.grad, y.grad, s.grad
-
-
-def assert_close(got, want, scale_feat):
-    loss, *grads = got
-    ref_loss, *ref_grads = want
-    assert abs(loss.item() - ref_loss.item()) <= 1e-5 * max(1.0, abs(ref_loss.item()))
-    for g, r in zip(grads, ref_grads):
-        torch.testing.assert_close(g, r, rtol=1e-5, atol=grad_atol(r, scale_feat))
 
 
 def naive_rnc(x, y, scale, labels, distance="l1"):

@@ -132,17 +132,10 @@ def _rows_sum(backend, x, y, all_x, all_y, scale, labels, all_labels, distance, 
 def _distributed_rnc(x, y, scale, labels, distance, backend, block_rows, rank, world_size, local_loss,
                      gather_with_grad):
     """Global-batch RnC over ``world_size`` ranks (spec Sec. 3 applied to Sec. 4)."""
-    import torch.distributed as dist
+    from .distributed import gather_global_batch
 
-    from .distributed import check_equal_local_batches, gather_rows
-
-    if not dist.is_available() or not dist.is_initialized():
-        raise ValueError(f"world_size={world_size} needs an initialised torch.distributed process group")
     local_batch = x.shape[0]
-    check_equal_local_batches(local_batch, world_size, x.device)
-    all_x = gather_rows(x, rank, world_size, gather_with_grad)
-    all_y = gather_rows(y, rank, world_size, gather_with_grad)
-    all_labels = gather_rows(labels.detach(), rank, world_size, False)
+    all_x, all_y, (all_labels,) = gather_global_batch(x, y, (labels,), rank, world_size, gather_with_grad)
     batch = all_x.shape[0]
     if not local_loss:
         return _rows_sum(backend, all_x, all_y, all_x, all_y, scale, all_labels, all_labels, distance,
