@@ -80,8 +80,9 @@ _SAFE_RANGE = 700.0
 def _log_cumsum_exp(v: torch.Tensor, reverse: bool = False) -> torch.Tensor:
     """Row-wise log cumulative sum of exp(v) (from the far end when ``reverse``), fp32 result.
 
-    Shifted by the row maximum and summed in float64: two elementwise passes and a cumsum, several times faster
-    than ``torch.logcumsumexp`` on the CPU. Exact up to rounding while the row's range is below _SAFE_RANGE
+    Shifted by the row maximum and summed in float64: one exp and one log per element around a plain cumsum
+    (``torch.logcumsumexp`` evaluates exps and a log at every step of its scan; in a CPU profile at B = 2048 it
+    took 37 % of the loss' time, this form about 10 %). Exact up to rounding while the row's range is below _SAFE_RANGE
     (|logits| <= 100 for unit features and a clamped logit_scale); otherwise torch.logcumsumexp is used."""
     if reverse:
         v = v.flip(1)
