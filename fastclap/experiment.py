@@ -204,8 +204,9 @@ def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: st
     from fastclap.evaluation.prompts import DEFAULT_TEMPLATES
 
     f = lambda ms: f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}"  # noqa: E731
+    names = " vs ".join(dict.fromkeys(LOSS_LABELS[r["loss"]].split(" (")[0] for r in rows)) or "SmoothCLAP vs CLAP"
     lines = [
-        "# SmoothCLAP vs CLAP: zero-shot emotion recognition on EmoDB and RAVDESS", "",
+        f"# {names}: zero-shot emotion recognition on EmoDB and RAVDESS", "",
         "Command (from the repository root):", "", "```bash", command, "```", "",
         f"Each cell: mean ± sd (sample sd) over seeds {list(args.seeds)}, in %. Training: {args.steps} steps of "
         f"{args.batch_size} (audio crop, caption) pairs, LLD convolutional encoder + frozen MiniLM text tower, "
