@@ -88,6 +88,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from fastclap.evaluation.report import markdown_summary, plot_confusion, write_json
         from fastclap.evaluation.runner import evaluate_model, full_report, load_model, run_dir_of, with_run_norm
 
+        if args.ordinal_top_k < 1:
+            raise ValueError(f"--ordinal-top-k must be >= 1, got {args.ordinal_top_k}")
         label_words = parse_label_words(args.label_word)
         model = load_model(args.checkpoint)
         name = args.dataset or os.path.basename(os.path.normpath(args.prepared or "data"))

@@ -140,3 +140,5 @@ def test_cli_report_has_ordinal_scores(trained, tmp_path, capsys):
     assert (got is None and want is None) or got == pytest.approx(want, abs=1e-6)
     assert "Kendall τ" in (out / "summary.md").read_text()
     assert "error" not in capsys.readouterr().err
+    assert evaluate_main(["--checkpoint", run_dir, "--prepared", str(prep.out_dir), "--ordinal-top-k", "0"]) == 2
+    assert "error: --ordinal-top-k must be >= 1" in capsys.readouterr().err
