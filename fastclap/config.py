@@ -165,10 +165,12 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Contrastive objective (docs/loss_spec.md sections 1-2).
+    """Contrastive objective (docs/loss_spec.md sections 1-2 and 4).
 
     Attributes:
-        name: "smoothclap" (soft targets, Jing et al., arXiv 2601.12591) or "clap" (hard targets).
+        name: "smoothclap" (soft targets, Jing et al., arXiv 2601.12591), "clap" (hard targets) or "rnc" (the
+            cross-modal Rank-N-Contrast loss of EmotionRankCLAP alone, Chandra et al., Interspeech 2025, over the
+            clips' valence-arousal labels: fastclap.data.va_labels).
         soft_weight: beta in [0, 1], weight of the soft targets (SmoothCLAP only; 0 gives CLAP).
         gamma: weight of the text-text source; the audio-audio source gets 1 - gamma (the paper's w).
         audio_source: the audio-audio similarity: "paraling" (z-normalised eGeMAPS functionals of each clip) or
@@ -177,15 +179,23 @@ class LossConfig:
             before the head, detached) or "text_features" (the projected text embeddings, detached).
         temperatures: tau of the audio-audio and text-text source softmaxes.
         backend: loss backend: "auto" (triton on CUDA, chunked on CPU), "chunked", "triton" or "reference".
+            The Rank-N-Contrast term runs its chunked backend for every value but "reference".
+        rnc_weight: lambda >= 0 of the combined objective L = L_(Smooth)CLAP + lambda L_RnC for name "smoothclap"
+            or "clap" (0: no RnC term); ignored for name "rnc".
+        rnc_distance: label distance of the RnC term: "l1" (the RnC default) or "l2".
+        rnc_dims: label coordinates the RnC term ranks by: 2 (valence, arousal) or 3 (and dominance).
     """
 
-    name: Literal["smoothclap", "clap"] = "smoothclap"
+    name: Literal["smoothclap", "clap", "rnc"] = "smoothclap"
     soft_weight: float = 0.1
     gamma: float = 0.5
     audio_source: Literal["paraling", "audio_features"] = "paraling"
     text_source: Literal["text_embeddings", "text_features"] = "text_embeddings"
     temperatures: Tuple[float, float] = (0.07, 0.07)
     backend: Literal["auto", "chunked", "triton", "reference"] = "auto"
+    rnc_weight: float = 0.0
+    rnc_distance: Literal["l1", "l2"] = "l1"
+    rnc_dims: int = 2
 
 
 @dataclass
@@ -386,6 +396,8 @@ def validate(cfg: FastClapConfig) -> FastClapConfig:
     _check(0.0 <= lo.soft_weight <= 1.0, "fastclap.loss.soft_weight", "must be in [0, 1]")
     _check(0.0 <= lo.gamma <= 1.0, "fastclap.loss.gamma", "must be in [0, 1]")
     _check(all(t > 0 for t in lo.temperatures), "fastclap.loss.temperatures", "must be > 0")
+    _check(0.0 <= lo.rnc_weight < float("inf"), "fastclap.loss.rnc_weight", "must be a finite number >= 0")
+    _check(lo.rnc_dims in (2, 3), "fastclap.loss.rnc_dims", "must be 2 (valence, arousal) or 3 (and dominance)")
     _check(s.steps >= 1, "fastclap.schedule.steps", "must be >= 1")
     _check(0 <= s.warmup_steps <= s.steps, "fastclap.schedule.warmup_steps", "must be in [0, steps]")
     _check(0.0 <= s.min_lr_ratio <= 1.0, "fastclap.schedule.min_lr_ratio", "must be in [0, 1]")

@@ -2,15 +2,16 @@
 
     python -m fastclap.evaluate --checkpoint RUN_DIR --dataset emodb|ravdess|manifest|sample --root DIR \
         [--prepared DIR] [--split test] [--prompts TEMPLATE ...] [--label-space dataset|shared] [--shared-only] \
-        [--label-word CLASS=WORD ...] [--norm auto|run|dataset] [--batch-size 32] [--out DIR]
+        [--label-word CLASS=WORD ...] [--norm auto|run|dataset] [--batch-size 32] [--ordinal-top-k 10] [--out DIR]
     python -m fastclap.evaluate --checkpoint RUN_DIR --prepared PREPARED_DIR [...]
 
 RUN_DIR is a training run directory (its ``export/model.pt``, plain fp32 weights of any ZeRO stage) or the
 export file itself. The data are a folder written by ``python -m fastclap.data prepare``: ``--prepared DIR``
 uses one as it is; ``--dataset/--root`` prepare the corpus into ``--prepared`` (default ``OUT/prepared/NAME``)
 unless it is already there. Writes ``OUT/report.json``, ``OUT/summary.md`` and ``OUT/confusion.png``, prints
-the summary. Exit status 2 with ``error: ...`` on bad input (missing checkpoint, empty split, a label without
-a prompt word, ...).
+the summary. The report holds zero-shot classification, retrieval and ordinal valence / arousal retrieval
+(Kendall's tau and Spearman's rho, fastclap/evaluation/ordinal.py). Exit status 2 with ``error: ...`` on bad
+input (missing checkpoint, empty split, a label without a prompt word, ...).
 """
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="LLD normalisation: the run's train statistics (run), the corpus' own (dataset), "
                          "run if the run has them (auto)")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--ordinal-top-k", type=int, default=10,
+                    help="clips each valence / arousal level prompt retrieves in the ordinal evaluation")
     ap.add_argument("--out", default=None, help="output folder (default RUN_DIR/eval/NAME_SPLIT)")
     ap.add_argument("--no-progress", action="store_true")
     return ap
@@ -85,6 +88,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from fastclap.evaluation.report import markdown_summary, plot_confusion, write_json
         from fastclap.evaluation.runner import evaluate_model, full_report, load_model, run_dir_of, with_run_norm
 
+        if args.ordinal_top_k < 1:
+            raise ValueError(f"--ordinal-top-k must be >= 1, got {args.ordinal_top_k}")
         label_words = parse_label_words(args.label_word)
         model = load_model(args.checkpoint)
         name = args.dataset or os.path.basename(os.path.normpath(args.prepared or "data"))
@@ -92,7 +97,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         prepared = _prepared_corpus(args, out)
         prepared, norm = with_run_norm(prepared, args.checkpoint, args.norm)
         result = evaluate_model(model, prepared, args.split, args.prompts, args.label_space, label_words,
-                                args.shared_only, args.batch_size, progress=not args.no_progress)
+                                args.shared_only, args.batch_size, progress=not args.no_progress,
+                                ordinal_top_k=args.ordinal_top_k)
         report = full_report(result, args.checkpoint, name, norm)
         write_json(report, os.path.join(out, "report.json"))
         summary = markdown_summary(report)

@@ -14,7 +14,9 @@ Settings (``DATA`` holds the raw ``emodb/`` and ``ravdess/`` folders; each setti
 
 Losses: ``clap`` (beta = 0), ``smoothclap`` (beta = 0.1, gamma = 0.5, the defaults and the paper's ablation
 optimum) and ``smoothclap_paper`` (beta = 0.5, gamma = 0.1, the paper's main setting), Jing et al.,
-arXiv 2601.12591. Every (setting, loss, seed) trains the CPU model (openSMILE LLD convolutional encoder, frozen
+arXiv 2601.12591; ``smoothclap_rnc`` adds the cross-modal Rank-N-Contrast term over the valence-arousal label
+convention, lambda = 0.5 (EmotionRankCLAP, Chandra et al., Interspeech 2025). Besides UAR, the test split is
+scored by ordinal valence / arousal retrieval (Kendall's tau, fastclap.evaluation.ordinal). Every (setting, loss, seed) trains the CPU model (openSMILE LLD convolutional encoder, frozen
 MiniLM text tower) with the DeepSpeed engine (``fastclap.train``), evaluates zero-shot UAR on the validation
 split every ``--eval-every`` steps, keeps the checkpoint with the best validation UAR (ties: lower validation
 loss, then the earlier step) and scores only that checkpoint on the test split. The test split is never used for
@@ -44,9 +46,13 @@ LOSSES: Dict[str, Dict[str, Any]] = {
     "clap": {"name": "clap", "soft_weight": 0.0, "gamma": 0.5},
     "smoothclap": {"name": "smoothclap", "soft_weight": 0.1, "gamma": 0.5},
     "smoothclap_paper": {"name": "smoothclap", "soft_weight": 0.5, "gamma": 0.1},
+    "smoothclap_rnc": {"name": "smoothclap", "soft_weight": 0.1, "gamma": 0.5, "rnc_weight": 0.5},
 }
 LOSS_LABELS = {"clap": "CLAP (β=0)", "smoothclap": "SmoothCLAP (β=0.1, γ=0.5)",
-               "smoothclap_paper": "SmoothCLAP (β=0.5, γ=0.1)"}
+               "smoothclap_paper": "SmoothCLAP (β=0.5, γ=0.1)",
+               "smoothclap_rnc": "SmoothCLAP + RnC (β=0.1, γ=0.5, λ=0.5)"}
+# ordinal retrieval scores summarised per (setting, loss): (dimension, direction, statistic)
+ORDINAL_KEYS = [(d, w, "kendall_tau") for d in ("valence", "arousal") for w in ("audio_to_text", "text_to_audio")]
 
 
 def run_config(prepared_dir: str, corpus: str, loss: str, seed: int, run_dir: str, args) -> Dict[str, Any]:
@@ -151,7 +157,8 @@ def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
            "selected_step": int(best["step"]), "valid_uar": best["eval/uar"], "valid_loss": best["eval/loss"],
            "test_uar": result["zero_shot"]["uar"], "test_war": result["zero_shot"]["war"],
            "chance_uar": result["zero_shot"]["chance_uar"], "zero_shot": result["zero_shot"],
-           "retrieval": result["retrieval"], "prompts": result["prompts"], "dataset": result["dataset"],
+           "retrieval": result["retrieval"], "ordinal": result.get("ordinal"), "prompts": result["prompts"],
+           "dataset": result["dataset"],
            "train_s": round(t_train, 1), "total_s": round(time.perf_counter() - t0, 1)}
     shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)  # ~90 MB each (frozen MiniLM)
     write_json(out, done)
@@ -177,16 +184,29 @@ def summarise(runs: List[Dict[str, Any]], settings: List[str], losses: List[str]
                          "test_war": mean_sd([r["test_war"] for r in rs]),
                          "valid_uar": mean_sd([r["valid_uar"] for r in rs]),
                          "chance_uar": rs[0]["chance_uar"], "classes": rs[0]["zero_shot"]["classes"],
-                         "n_test": rs[0]["zero_shot"]["n"]})
+                         "n_test": rs[0]["zero_shot"]["n"], "ordinal": ordinal_summary(rs)})
     return rows
+
+
+def ordinal_summary(runs: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """Mean +- sd over runs of each ordinal Kendall tau (``ORDINAL_KEYS``); None if a run lacks the scores (runs
+    cached before the ordinal evaluation existed) or a score is undefined."""
+    out = {}
+    for dim, direction, stat in ORDINAL_KEYS:
+        vals = [((r.get("ordinal") or {}).get(dim) or {}).get(direction, {}).get(stat) for r in runs]
+        if any(v is None for v in vals):
+            return None
+        out[f"{dim}/{direction}"] = mean_sd(vals)
+    return out
 
 
 def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: str, args) -> str:
     from fastclap.evaluation.prompts import DEFAULT_TEMPLATES
 
     f = lambda ms: f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}"  # noqa: E731
+    names = " vs ".join(dict.fromkeys(LOSS_LABELS[r["loss"]].split(" (")[0] for r in rows)) or "SmoothCLAP vs CLAP"
     lines = [
-        "# SmoothCLAP vs CLAP: zero-shot emotion recognition on EmoDB and RAVDESS", "",
+        f"# {names}: zero-shot emotion recognition on EmoDB and RAVDESS", "",
         "Command (from the repository root):", "", "```bash", command, "```", "",
         f"Each cell: mean ± sd (sample sd) over seeds {list(args.seeds)}, in %. Training: {args.steps} steps of "
         f"{args.batch_size} (audio crop, caption) pairs, LLD convolutional encoder + frozen MiniLM text tower, "
@@ -199,6 +219,17 @@ def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: st
     for r in rows:
         lines.append(f"| {r['setting']} | {LOSS_LABELS[r['loss']]} | {f(r['test_uar'])} | {f(r['test_war'])} | "
                      f"{100 * r['chance_uar']:.1f} | {f(r['valid_uar'])} | {r['n_test']} |")
+    ordinal = [r for r in rows if r.get("ordinal")]
+    if ordinal:
+        g = lambda ms: f"{ms[0]:+.3f} ± {ms[1]:.3f}"  # noqa: E731
+        lines += ["", "Ordinal retrieval on the test split (Kendall's τ-b, mean ± sd over seeds; valence / arousal "
+                  "from the label convention of fastclap.data.va_labels; audio→text: each clip's best of 5 level "
+                  "prompts; text→audio: each level prompt's top 10 clips):", "",
+                  "| setting | loss | valence a→t | valence t→a | arousal a→t | arousal t→a |", "|---|---|---|---|---|---|"]
+        for r in ordinal:
+            o = r["ordinal"]
+            lines.append(f"| {r['setting']} | {LOSS_LABELS[r['loss']]} | " + " | ".join(
+                g(o[f"{d}/{w}"]) for d, w, _ in ORDINAL_KEYS) + " |")
     run_min = sum(r["total_s"] for r in runs) / 60
     lines += ["", f"{len(runs)} runs, {run_min:.1f} min of run time in all (training, selection and test scoring; "
               "measured when each run was made, on a CPU shared with other jobs). Per-run results (selected step, "

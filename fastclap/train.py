@@ -41,7 +41,8 @@ try:
 except ImportError:  # pragma: no cover - the message is the point
     sys.exit("fastclap is not installed: run `pip install -e .[train]` in the repository first")
 
-from fastclap import SmoothCLAPLoss
+from fastclap import RankNContrastLoss, SmoothCLAPLoss
+from fastclap.losses.combined import ContrastiveRnCLoss
 from fastclap.config import check_deepspeed_section, load_config, resolve_path, to_dict
 from fastclap.engine import checkpoint
 from fastclap.engine.data import build_corpora, copy_prepared_artifacts, fit_lld_stats, iterate_steps, StepBatches
@@ -63,14 +64,35 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_loss(cfg, rank: int = 0, world: int = 1) -> SmoothCLAPLoss:
+def build_loss(cfg, rank: int = 0, world: int = 1) -> torch.nn.Module:
     """The configured loss over the global batch: with world > 1 it all-gathers features and sources itself
-    (local_loss + gather_with_grad: every parameter gradient equals the single-process one, spec section 3)."""
-    return SmoothCLAPLoss(
-        soft_weight=cfg.loss.soft_weight if cfg.loss.name == "smoothclap" else 0.0,
-        source_weights=(1.0 - cfg.loss.gamma, cfg.loss.gamma), source_temperatures=cfg.loss.temperatures,
-        backend=cfg.loss.backend, local_loss=world > 1, gather_with_grad=world > 1, rank=rank, world_size=world,
-    )
+    (local_loss + gather_with_grad: every parameter gradient equals the single-process one, spec section 3).
+
+    ``loss.name`` "rnc" gives the Rank-N-Contrast loss alone; "smoothclap" / "clap" with ``rnc_weight`` > 0 give
+    L_(Smooth)CLAP + rnc_weight * L_RnC (:class:`fastclap.losses.combined.ContrastiveRnCLoss`)."""
+    multi = dict(local_loss=world > 1, gather_with_grad=world > 1, rank=rank, world_size=world)
+    lo = cfg.loss
+    contrastive = None if lo.name == "rnc" else SmoothCLAPLoss(
+        soft_weight=lo.soft_weight if lo.name == "smoothclap" else 0.0,
+        source_weights=(1.0 - lo.gamma, lo.gamma), source_temperatures=lo.temperatures, backend=lo.backend, **multi)
+    if lo.name != "rnc" and lo.rnc_weight == 0.0:
+        return contrastive
+    rnc = RankNContrastLoss(distance=lo.rnc_distance, backend="reference" if lo.backend == "reference" else "auto",
+                            **multi)
+    return ContrastiveRnCLoss(contrastive, rnc, lo.rnc_weight)
+
+
+def uses_rnc(cfg) -> bool:
+    """Whether the configured objective has a Rank-N-Contrast term (it then needs valence-arousal labels)."""
+    return cfg.loss.name == "rnc" or cfg.loss.rnc_weight > 0.0
+
+
+def loss_labels(batch: Dict[str, Any], cfg, device: torch.device) -> Dict[str, torch.Tensor]:
+    """``{"labels": (B, rnc_dims) fp32}`` valence, arousal[, dominance] of this rank's pairs for an objective
+    with an RnC term, else ``{}`` (keyword arguments of the loss call)."""
+    if not uses_rnc(cfg):
+        return {}
+    return {"labels": batch["va"][:, :cfg.loss.rnc_dims].to(device, torch.float32)}
 
 
 def loss_inputs(out: Dict[str, torch.Tensor], batch: Dict[str, Any], cfg) -> tuple:
@@ -79,7 +101,7 @@ def loss_inputs(out: Dict[str, torch.Tensor], batch: Dict[str, Any], cfg) -> tup
     Sources: audio-audio = z-normalised eGeMAPS functionals ("paraling") or the audio features, text-text =
     the pooled caption embeddings or the text features; all detached. None for the hard CLAP loss."""
     x, y = out["audio_features"], out["text_features"]
-    if cfg.loss.name == "clap" or cfg.loss.soft_weight == 0.0:
+    if cfg.loss.name in ("clap", "rnc") or cfg.loss.soft_weight == 0.0:
         return x, y, None
     audio_src = (batch["paraling"].to(x.device, torch.float32) if cfg.loss.audio_source == "paraling"
                  else out["audio_features"].detach())
@@ -99,7 +121,8 @@ def evaluate(engine, dataset, collate, cfg, loss_fn) -> Dict[str, float]:
     for batch in itertools.islice(loader, cfg.eval.max_batches or None):
         out = engine(batch)
         x, y, sources = loss_inputs(out, batch, cfg)
-        losses.append(float(loss_fn(x, y, out["logit_scale"], soft_target_features=sources)))
+        losses.append(float(loss_fn(x, y, out["logit_scale"], soft_target_features=sources,
+                                    **loss_labels(batch, cfg, x.device))))
         audio.append(out["audio_features"].float())
         labels += list(batch["labels"])
     classes = sorted(set(labels))
@@ -125,6 +148,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
     # data, model, engine ---------------------------------------------------------------------------------
     data = build_corpora(cfg, run_dir, rank)
+    if uses_rnc(cfg):  # every training clip needs valence-arousal coordinates: name the first one without
+        for part in getattr(data.train, "datasets", [data.train]):
+            getattr(part, "check_va", lambda: None)()
     model = CLAPModel(cfg.model)
     if cfg.data.input == "lld":
         model.audio_tower.set_input_stats(*fit_lld_stats(data.train))
@@ -161,7 +187,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         timer.reset()
         x, y = timer.wrap(x), timer.wrap(y)
         timer.start(x.device)
-        loss = loss_fn(x, y, out["logit_scale"], soft_target_features=sources)
+        loss = loss_fn(x, y, out["logit_scale"], soft_target_features=sources, **loss_labels(batch, cfg, x.device))
         timer.stop_forward(loss)
         engine.backward(loss)
         lr = engine.get_lr()[0]  # the lr this step uses (the scheduler advances inside engine.step)

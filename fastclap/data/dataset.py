@@ -13,7 +13,9 @@ Item (dict):
     ``waveform`` (T,) float32 16 kHz mono, or ``lld`` (frames, 25) float32 z-normalised eGeMAPSv02 LLDs;
     ``length`` int valid samples/frames (the rest is zero padding); ``caption`` str; ``label`` str (the
     corpus' emotion word); ``shared_label`` str (anger/happiness/sadness/neutral or ""); ``paraling`` (88,)
-    float32 z-normalised eGeMAPSv02 functionals; ``speaker`` str; ``index`` int (row in the prepared manifest).
+    float32 z-normalised eGeMAPSv02 functionals; ``va`` (3,) float32 valence, arousal, dominance of the row
+    (:mod:`fastclap.data.va_labels`: manifest columns or the label convention; NaN when the row has neither);
+    ``speaker`` str; ``index`` int (row in the prepared manifest).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from .captions import join_caption, sample_phrases
 from .features import LLD_HOP_S
 from .manifest import shared_label
 from .prepare import PreparedCorpus
+from .va_labels import va_matrix
 
 MODES = ("train", "eval")
 INPUTS = ("waveform", "lld")
@@ -78,6 +81,11 @@ class ClapDataset(Dataset):
         self.split, self.mode, self.input = split, mode, input
         self.crop_seconds, self.phrase_sampling = crop_seconds, phrase_sampling
         self.seed, self.repeats, self.epoch = int(seed), int(repeats), 0
+        self.va = torch.from_numpy(va_matrix(prepared.rows))  # (N, 3); NaN rows: no coordinates
+
+    def check_va(self) -> None:
+        """Raise ValueError naming the first clip of this split without valence/arousal coordinates."""
+        va_matrix([self.prepared.rows[i] for i in self.indices], strict=True)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the random draws of this epoch (crops and phrase subsets)."""
@@ -109,7 +117,7 @@ class ClapDataset(Dataset):
         return {
             self.input: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), "length": int(length),
             "caption": caption, "label": row.emotion, "shared_label": shared_label(row.emotion) or "",
-            "paraling": torch.from_numpy(p.paraling(i)), "speaker": row.speaker, "index": i,
+            "paraling": torch.from_numpy(p.paraling(i)), "va": self.va[i], "speaker": row.speaker, "index": i,
         }
 
 
@@ -118,7 +126,8 @@ def collate_clap(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
 
     Returns ``waveforms`` (B, T) float32 + ``attention_mask`` (B, T) int64 (1 = real sample), or ``lld``
     (B, F, 25) float32 + ``lld_mask`` (B, F) int64; ``captions`` list[str]; ``paraling`` (B, 88) float32;
-    ``labels`` / ``shared_labels`` / ``speakers`` list[str]; ``indices`` (B,) int64. Raises ValueError on an
+    ``va`` (B, 3) float32 (when the items carry it); ``labels`` / ``shared_labels`` / ``speakers`` list[str];
+    ``indices`` (B,) int64. Raises ValueError on an
     empty list or mixed inputs.
 
     Memory: the waveform batch takes B * T * 12 bytes (float32 audio + int64 mask), e.g. 4.7 GB for 8192 crops
@@ -146,4 +155,6 @@ def collate_clap(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
         "speakers": [it["speaker"] for it in items],
         "indices": torch.tensor([it["index"] for it in items], dtype=torch.long),
     })
+    if all("va" in it for it in items):
+        out["va"] = torch.stack([it["va"] for it in items])
     return out

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fastclap.data.manifest import shared_label
+from fastclap.data.va_labels import va_coordinates
 
 LABELS = ("angry", "happy", "neutral", "sad")
 FRAME_RATE = 100  # LLD frames per second (10 ms hop)
@@ -56,7 +57,7 @@ class SyntheticClapDataset(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         item = {"caption": clip["caption"], "label": clip["label"], "shared_label": shared_label(clip["label"]),
                 "speaker": clip["speaker"], "paraling": torch.from_numpy(clip["paraling"]),
-                "index": index % len(self.clips)}
+                "index": index % len(self.clips), "va": torch.tensor(va_coordinates(clip["label"]))}
         if self.input == "lld":
             n = min(len(clip["lld"]), int(self.crop_seconds * FRAME_RATE))
             start = int(rng.integers(0, len(clip["lld"]) - n + 1)) if self.mode == "train" else 0

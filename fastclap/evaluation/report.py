@@ -66,6 +66,10 @@ def markdown_summary(report: Dict[str, Any]) -> str:
                   "| direction | " + " | ".join(f"R@{k} (%)" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
         for d in ("audio_to_text", "text_to_audio"):
             lines.append(f"| {d.replace('_', ' ')} | " + " | ".join(_pct(rt[d][k]) for k in ks) + " |")
+    if report.get("ordinal"):
+        from .ordinal import ordinal_markdown
+
+        lines.append(ordinal_markdown(report["ordinal"]).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 
 from .metrics import classification_metrics, retrieval_metrics, zero_shot_predict
+from .ordinal import ordinal_retrieval
 from .prompts import DEFAULT_TEMPLATES, ClassPrompts, map_label
 from .report import now_utc, versions
 
@@ -83,7 +84,8 @@ def model_input(model: torch.nn.Module) -> str:
 @torch.no_grad()
 def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: int = 32,
                 progress: bool = True) -> Dict[str, Any]:
-    """Audio embeddings (N, D) fp32 of every clip of ``split`` (full clips), with labels, captions, speakers.
+    """Audio embeddings (N, D) fp32 of every clip of ``split`` (full clips), with labels, captions, speakers and
+    valence-arousal-dominance coordinates ``va`` (N, 3).
 
     Raises ValueError for an empty split or a batch size < 1.
     """
@@ -100,13 +102,15 @@ def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: i
 
         loader = tqdm(loader, desc=f"embed {split}", unit="batch", leave=False)
     feats: List[torch.Tensor] = []
-    out: Dict[str, Any] = {"labels": [], "captions": [], "speakers": []}
+    out: Dict[str, Any] = {"labels": [], "captions": [], "speakers": [], "va": []}
     for batch in loader:
         feats.append(model.encode_audio(batch).float().cpu())
+        out["va"].append(batch["va"])
         out["labels"] += list(batch["labels"])
         out["captions"] += list(batch["captions"])
         out["speakers"] += list(batch["speakers"])
     out["audio_features"] = torch.cat(feats)
+    out["va"] = torch.cat(out["va"])  # (N, 3) valence, arousal, dominance; NaN rows: no coordinates
     return out
 
 
@@ -120,13 +124,16 @@ def encode_texts(model: torch.nn.Module, texts: Sequence[str], batch_size: int =
 def evaluate_model(model: torch.nn.Module, prepared: Any, split: str = "test",
                    templates: Sequence[str] = DEFAULT_TEMPLATES, label_space: str = "dataset",
                    label_words: Optional[Mapping[str, str]] = None, shared_only: bool = False,
-                   batch_size: int = 32, ks: Sequence[int] = (1, 5, 10), progress: bool = True) -> Dict[str, Any]:
-    """Zero-shot classification and retrieval of one prepared split.
+                   batch_size: int = 32, ks: Sequence[int] = (1, 5, 10), progress: bool = True,
+                   ordinal_top_k: int = 10) -> Dict[str, Any]:
+    """Zero-shot classification, retrieval and ordinal valence / arousal retrieval of one prepared split.
 
     Classes: the labels of the split's clips, mapped into ``label_space`` ("dataset" or "shared", see
     :mod:`fastclap.evaluation.prompts`), sorted. ``shared_only`` first drops the clips whose label has no shared
     class (counted in ``dataset.dropped``). Returns dict ``zero_shot`` (see
-    :func:`~fastclap.evaluation.metrics.classification_metrics`), ``retrieval``, ``prompts``, ``dataset``.
+    :func:`~fastclap.evaluation.metrics.classification_metrics`), ``retrieval``, ``ordinal`` (see
+    :func:`~fastclap.evaluation.ordinal.ordinal_retrieval`, None when no clip has coordinates), ``prompts``,
+    ``dataset``.
 
     Raises ValueError: empty split, a label without a prompt word / shared class, bad templates.
     """
@@ -149,9 +156,13 @@ def evaluate_model(model: torch.nn.Module, prepared: Any, split: str = "test",
     truth = [prompts.index(lab) for lab in labels]
     texts = sorted(set(captions))
     retrieval = retrieval_metrics(audio, captions, encode_texts(model, texts), texts, ks)
+    va = emb["va"][keep]
+    ordinal = (ordinal_retrieval(audio, va, lambda t: encode_texts(model, t), ordinal_top_k)
+               if bool((~torch.isnan(va[:, :2]).any(dim=1)).any()) else None)
     return {
         "zero_shot": classification_metrics(truth, pred, prompts.classes),
         "retrieval": retrieval,
+        "ordinal": ordinal,
         "prompts": {"templates": list(prompts.templates), "classes": list(prompts.classes),
                     "words": list(prompts.words), "label_space": label_space, "texts": prompts.texts()},
         "dataset": {"prepared_dir": str(prepared.out_dir), "corpus": prepared.meta.get("corpus", ""),

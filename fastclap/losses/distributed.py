@@ -70,6 +70,20 @@ def check_equal_local_batches(local_batch: int, world_size: int, device: torch.d
         raise ValueError(f"audio_features: every rank must hold the same local batch size, got {values}")
 
 
+def gather_global_batch(x: torch.Tensor, y: torch.Tensor, extras: Sequence[torch.Tensor], rank: int,
+                        world_size: int, with_grad: bool):
+    """(all_x, all_y, all_extras): this rank's features and per-pair tensors (soft-target sources, labels)
+    gathered into the global batch; features with their gradient when ``with_grad``, extras detached.
+
+    Raises ValueError without an initialised process group or when the ranks hold different local batches."""
+    if not dist.is_available() or not dist.is_initialized():
+        raise ValueError(f"world_size={world_size} needs an initialised torch.distributed process group")
+    check_equal_local_batches(x.shape[0], world_size, x.device)
+    all_x = gather_rows(x, rank, world_size, with_grad)
+    all_y = gather_rows(y, rank, world_size, with_grad)
+    return all_x, all_y, tuple(gather_rows(u.detach(), rank, world_size, False) for u in extras)
+
+
 def distributed_smooth_clap_loss(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -87,13 +101,8 @@ def distributed_smooth_clap_loss(
     gather_with_grad: bool,
 ) -> torch.Tensor:
     """Backend-contract loss over the global batch gathered from ``world_size`` ranks (see module doc)."""
-    if not dist.is_available() or not dist.is_initialized():
-        raise ValueError(f"world_size={world_size} needs an initialised torch.distributed process group")
     local_batch = x.shape[0]
-    check_equal_local_batches(local_batch, world_size, x.device)
-    all_x = gather_rows(x, rank, world_size, gather_with_grad)
-    all_y = gather_rows(y, rank, world_size, gather_with_grad)
-    all_sources = tuple(gather_rows(u.detach(), rank, world_size, False) for u in sources)
+    all_x, all_y, all_sources = gather_global_batch(x, y, sources, rank, world_size, gather_with_grad)
     if not local_loss:
         return symmetric_fn(all_x, all_y, scale, all_sources, weights, temps, beta)
     offset = rank * local_batch
