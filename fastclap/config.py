@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
 
 MINILM = "builtin:all-MiniLM-L6-v2"
+# top-level key of a run's config.json that lists the settings changed by ``--resume --allow-config-change``
+# (a record, not a setting: ignored when the file is read as a config)
+CHANGES_KEY = "config_changes"
 
 
 @dataclass
@@ -463,6 +466,7 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> Tuple[Dict[str, Any
 def split_config(raw: Dict[str, Any]) -> Tuple[Dict[str, Any], FastClapConfig]:
     """Split a full config dict into (DeepSpeed dict, validated FastClapConfig)."""
     raw = copy.deepcopy(raw)
+    raw.pop(CHANGES_KEY, None)
     section = raw.pop("fastclap", {})
     cfg = validate(from_dict(FastClapConfig, section, "fastclap"))
     return raw, cfg
