@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import re
 import shutil
 from typing import Any, Callable, IO, List, Optional
 
@@ -70,11 +71,14 @@ def safe_load(path: str, map_location: Any = "cpu") -> Any:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(err))
+        if not found and "weights only" not in str(err).lower():  # a damaged file, not a refused one
+            raise UnsafeFileError(f"{path}: not a readable PyTorch file ({type(err).__name__}: {err})") from None
+        what = f"it asks for {found.group(1)}" if found else "it is not plain tensor data"
         raise UnsafeFileError(
-            f"{path}: refused to load: the file is not plain tensor data ({first}). A checkpoint that needs "
-            "more than tensors, numbers and strings may run code when loaded; only load files you trust "
-            "through other means") from None
+            f"{path}: refused to load: {what}. A checkpoint that needs more than tensors, numbers, strings and "
+            "the allow-listed DeepSpeed classes may run code when loaded; nothing of it ran. Only load files you "
+            "trust through other means") from None
     except (RuntimeError, EOFError, KeyError, ValueError, IndexError, AttributeError, TypeError,
             UnicodeDecodeError) as err:
         raise UnsafeFileError(f"{path}: not a readable PyTorch file ({type(err).__name__}: {err})") from None

@@ -25,6 +25,9 @@ IGNORED = (
     "comms_logger.", "flops_profiler.", "dump_state",
 )
 
+# keys that shape DeepSpeed's checkpoint files: a checkpoint cannot be loaded with other values
+FIXED = {"zero_optimization.stage": 0, "bf16.enabled": False, "fp16.enabled": False}  # with DeepSpeed's defaults
+
 
 class ConfigChangedError(ValueError):
     """``--resume`` with settings that differ from the checkpoint's (the message lists every changed key)."""
@@ -48,6 +51,8 @@ def fingerprint(full_config: Dict[str, Any], world_size: int, micro_batch: int) 
     flat: Dict[str, Any] = {}
     _flatten(full_config, "", flat)
     flat = {k: v for k, v in flat.items() if not _ignored(k)}
+    for k, default in FIXED.items():
+        flat.setdefault(k, default)
     flat["world_size"] = int(world_size)
     flat["train_micro_batch_size_per_gpu (effective)"] = int(micro_batch)
     return dict(sorted(flat.items()))
@@ -64,10 +69,16 @@ def check_unchanged(old: Dict[str, Any], new: Dict[str, Any], tag: str, allow: b
     """The changes from the checkpoint's fingerprint ``old`` to ``new``.
 
     Raises:
-        ConfigChangedError: there are changes and ``allow`` is false; the message names every changed key
-            with its old and new value and the way on (``--allow-config-change``).
+        ConfigChangedError: there are changes and ``allow`` is false, or a :data:`FIXED` key changed; the
+            message names every changed key with its old and new value and the way on.
     """
     diff = changes(old, new)
+    fixed = [(k, a, b) for k, a, b in diff if k in FIXED]
+    if fixed:
+        lines = "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in fixed)
+        raise ConfigChangedError(
+            f"--resume: checkpoint {tag} cannot continue with\n{lines}\nDeepSpeed's checkpoint layout depends on "
+            "these settings, so not even --allow-config-change accepts them; resume with the old values")
     if diff and not allow:
         lines = "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in diff)
         raise ConfigChangedError(
