@@ -127,13 +127,24 @@ def write_atomic(path: str, write: Callable[[IO[bytes]], None], needed_bytes: Op
             os.remove(tmp)
         except OSError:
             pass
-        code = getattr(err, "errno", None) or errno.EIO
+        cause = _os_error(err) or err  # torch's writer wraps the file's OSError in a RuntimeError
+        code = getattr(cause, "errno", None) or errno.EIO
         why = "no space left on device" if code in (errno.ENOSPC, errno.EDQUOT) else (
-            getattr(err, "strerror", None) or str(err))
+            getattr(cause, "strerror", None) or str(cause))
         need = f"about {needed_bytes}" if needed_bytes is not None else f"more than {written}"
         raise WriteError(code, f"cannot write {path}: {why}; the file needs {need} bytes, "
                                f"{free_bytes(path)} bytes are free on that file system; the partial file "
                                "was removed") from err
+
+
+def _os_error(err: BaseException) -> Optional[OSError]:
+    """The first OSError with an errno in an exception's cause / context chain."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, OSError) and err.errno:
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
 
 
 def tensor_bytes(obj: Any) -> int:
