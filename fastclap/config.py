@@ -10,9 +10,10 @@ A config file is what ``deepspeed fastclap/train.py --config FILE`` reads::
     }
 
 Every field of the ``fastclap`` section is a typed dataclass field documented below. Loading checks the
-section strictly: an unknown key or a value of the wrong type raises ``ValueError`` naming the full key
+section strictly: an unknown key, a value of the wrong type, a non-finite number (JSON's ``NaN``,
+``Infinity``) or a value out of its range raises ``ValueError`` naming the full key
 (``"fastclap.loss.sof_weight: unknown key"``). The DeepSpeed keys are checked by DeepSpeed itself, apart
-from the few the engine depends on (see :func:`check_deepspeed_section`).
+from the few the engine depends on and the finiteness of every number (see :func:`check_deepspeed_section`).
 
 The contrastive batch of one step is ``train_micro_batch_size_per_gpu x world_size`` pairs (features are
 all-gathered across ranks); gradient accumulation adds steps, not negatives. A config may give
@@ -24,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -324,6 +326,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         accepted, what = _SCALARS[tp]
         if not isinstance(value, accepted) or (isinstance(value, bool) and tp is not bool):  # JSON true is no number
             raise ValueError(f"{key}: expected {what}, got {value!r}")
+        if tp is float and not math.isfinite(value):
+            raise ValueError(f"{key}: must be a finite number, got {value!r}")
         return float(value) if tp is float else value
     raise TypeError(f"{key}: unsupported config type {_type_name(tp)}")  # a bug in this module
 
@@ -384,6 +388,8 @@ def validate(cfg: FastClapConfig) -> FastClapConfig:
     for key, lr in (("audio.lr", a.lr), ("text.lr", m.text.lr), ("projection_lr", m.projection_lr)):
         _check(lr is None or lr >= 0, f"fastclap.model.{key}", "must be >= 0")
     _check(m.embed_dim >= 1, "fastclap.model.embed_dim", "must be >= 1")
+    _check(0.0 <= m.projection_dropout < 1.0, "fastclap.model.projection_dropout", "must be in [0, 1)")
+    _check(a.lld_dim >= 1, "fastclap.model.audio.lld_dim", "must be >= 1")
     _check(0 < m.logit_scale_init <= m.logit_scale_max, "fastclap.model.logit_scale_init",
            "must be in (0, logit_scale_max]")
     _check(0.0 <= lo.soft_weight <= 1.0, "fastclap.loss.soft_weight", "must be in [0, 1]")
@@ -403,6 +409,7 @@ def validate(cfg: FastClapConfig) -> FastClapConfig:
     _check(r.log_every >= 1, "fastclap.run.log_every", "must be >= 1")
     _check(r.checkpoint_every >= 0, "fastclap.run.checkpoint_every", "must be >= 0")
     _check(r.keep_checkpoints >= 0, "fastclap.run.keep_checkpoints", "must be >= 0")
+    _check(r.pause_after_checkpoint >= 0, "fastclap.run.pause_after_checkpoint", "must be >= 0")
     return cfg
 
 
@@ -410,13 +417,27 @@ def _positive_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
+def _check_finite(node: Any, key: str) -> None:
+    """Every number of a DeepSpeed dict is finite (JSON's NaN / Infinity tokens are not)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, f"{key}[{i}]")
+    elif isinstance(node, float):
+        _check(math.isfinite(node), key, f"must be a finite number, got {node!r}")
+
+
 def check_deepspeed_section(ds: Dict[str, Any], on_cuda: bool, world_size: int = 1) -> None:
-    """Check the DeepSpeed keys the engine relies on. Raises ``ValueError`` naming the key.
+    """Check the DeepSpeed keys the engine relies on, and that every number is finite. Raises ``ValueError``
+    naming the key.
 
     The batch is given per rank (``train_micro_batch_size_per_gpu``) or for the whole world
     (``train_batch_size`` = micro x gradient_accumulation_steps x world_size, DeepSpeed's own rule); the
     latter keeps the contrastive batch of a config fixed whatever the number of ranks, so it must divide.
     """
+    _check_finite(ds, "")
     micro, total = ds.get("train_micro_batch_size_per_gpu"), ds.get("train_batch_size")
     if micro is None and total is not None:
         gas = ds.get("gradient_accumulation_steps", 1)
@@ -431,6 +452,16 @@ def check_deepspeed_section(ds: Dict[str, Any], on_cuda: bool, world_size: int =
     _check(isinstance(opt, dict) and isinstance(opt.get("params", {}).get("lr"), (int, float)),
            "optimizer", 'required, e.g. {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": true}}')
     _check("scheduler" not in ds, "scheduler", "not supported: the schedule is fastclap.schedule (warm-up + cosine)")
+    params = opt.get("params", {})
+    for name in ("lr", "weight_decay", "eps"):
+        _check(not isinstance(params.get(name), (int, float)) or params[name] >= 0, f"optimizer.params.{name}",
+               f"must be >= 0, got {params.get(name)!r}")
+    betas = params.get("betas", (0.9, 0.999))
+    _check(isinstance(betas, (list, tuple)) and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas),
+           "optimizer.params.betas", f"must be two numbers in [0, 1), got {betas!r}")
+    clip = ds.get("gradient_clipping", 0.0)
+    _check(isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip >= 0, "gradient_clipping",
+           f"must be a number >= 0 (0: off), got {clip!r}")
     stage = ds.get("zero_optimization", {}).get("stage", 0)
     _check(stage in (0, 1, 2, 3), "zero_optimization.stage", f"must be 0, 1, 2 or 3, got {stage!r}")
     if not on_cuda:
