@@ -7,6 +7,10 @@ name step 4).
 """
 import errno
 import os
+import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -127,3 +131,39 @@ def test_export_on_a_full_disk_names_the_file_and_leaves_no_partial_file(tmp_pat
     with pytest.raises(WriteError, match=r"export/model\.pt: no space left on device; the file needs about \d+ bytes"):
         save_exported({"w": torch.randn(1000)}, ModelConfig(), str(tmp_path))
     assert os.listdir(tmp_path / "export") == []
+
+
+def _tmpfs_available():
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            "d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d"], capture_output=True)
+    return probe.returncode == 0
+
+
+TMPFS_SCRIPT = r"""
+import os, subprocess, sys, tempfile, torch
+from fastclap.serialization import WriteError
+d = tempfile.mkdtemp()
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", d], check=True)
+open(os.path.join(d, "previous.pt"), "wb").write(b"intact")
+from fastclap.serialization import write_atomic
+try:  # no size estimate given, so no up-front check: the write itself hits the full disk
+    write_atomic(os.path.join(d, "big.pt"), lambda f: torch.save({"w": torch.zeros(1 << 20)}, f))  # 4 MiB, 1 MiB
+except WriteError as err:
+    print("MESSAGE", err)
+print("FILES", sorted(os.listdir(d)))
+"""
+
+
+@pytest.mark.skipif(not _tmpfs_available(), reason="needs unshare with user and mount namespaces (a 1 MiB tmpfs)")
+def test_a_real_full_tmpfs_names_path_bytes_and_space():
+    proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", sys.executable, "-c", TMPFS_SCRIPT],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "cannot write " in out and "big.pt: no space left on device" in out
+    m = re.search(r"the file needs more than (\d+) bytes, (\d+) bytes are free on that file system", out)
+    assert m and 0 < int(m.group(2)) <= 1 << 20 and int(m.group(1)) > 0  # free: after the partial file went
+    assert "FILES ['previous.pt']" in out  # no partial big.pt or big.pt.tmp; the earlier file is intact
+    print("real 1 MiB tmpfs: ENOSPC named the path, the bytes and the free space; no partial file left")
