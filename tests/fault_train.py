@@ -16,16 +16,11 @@ def _die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-class _TornFile:
+class WrappedFile:
+    """A file opened for writing whose ``write`` a subclass replaces (the faults of the tests)."""
+
     def __init__(self, path):
         self._f = open(path, "wb")
-
-    def write(self, data):
-        data = bytes(data)
-        self._f.write(data[: max(1, len(data) // 2)])
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        _die()
 
     def __getattr__(self, name):
         return getattr(self._f, name)
@@ -35,6 +30,15 @@ class _TornFile:
 
     def __exit__(self, *exc):
         self._f.close()
+
+
+class _TornFile(WrappedFile):
+    def write(self, data):
+        data = bytes(data)
+        self._f.write(data[: max(1, len(data) // 2)])
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        _die()
 
 
 def plant(kind, n, mode):

@@ -217,3 +217,24 @@ def test_every_zero_stage_resumes_through_the_safe_loader(tmp_path, stage, bf16)
     summary = main(["--config", write_config(tmp_path / "c.json", cfg), "--resume-from", tag_for(1)])
     assert summary["start_step"] == 1
     assert [r["loss"] for r in read_metrics(run_dir)] == pytest.approx(first, abs=1e-6, rel=0)
+
+
+@pytest.mark.parametrize("content", [b"\0" * 4096, b"not a checkpoint"])
+def test_evaluator_reports_a_corrupt_export_as_an_error(tmp_path, capsys, content):
+    from fastclap.evaluate import main as evaluate_main
+
+    export = tmp_path / "run" / "export" / "model.pt"
+    export.parent.mkdir(parents=True)
+    export.write_bytes(content)
+    rc = evaluate_main(["--checkpoint", str(tmp_path / "run"), "--prepared", str(tmp_path / "none")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"error: {export}: ") and "Traceback" not in err
+
+
+def test_fresh_start_after_a_run_killed_inside_its_first_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    partial = run_dir / "checkpoints" / tag_for(2)
+    partial.mkdir(parents=True)
+    (partial / MODEL_FILE).write_bytes(b"torn")  # no manifest: the write never finished, nothing to resume
+    main(["--config", write_config(tmp_path / "c.json", _cfg(run_dir, steps=2))])
+    verify(str(partial))

@@ -22,6 +22,7 @@ from fastclap.model.export import save_exported
 from fastclap.config import ModelConfig
 from fastclap.serialization import WriteError
 from fastclap.train import main
+from fault_train import WrappedFile
 from test_train_helpers import read_metrics, tiny_config, write_config
 
 STEPS, EVERY = 4, 2
@@ -32,11 +33,12 @@ def _cfg(run_dir, stage=0):
                        run={"checkpoint_every": EVERY, "keep_checkpoints": 0, "export": True})
 
 
-class _FullDisk:
+class _FullDisk(WrappedFile):
     """A file opened for writing that takes ``budget`` bytes, then fails like a full disk (ENOSPC)."""
 
     def __init__(self, path, budget):
-        self._f, self.left = open(path, "wb"), budget
+        super().__init__(path)
+        self.left = budget
 
     def write(self, data):
         data = bytes(data)
@@ -46,15 +48,6 @@ class _FullDisk:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self.left -= len(data)
         return self._f.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()
 
 
 def _fail_on(monkeypatch, victim, nth=1, budget=64):

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .checkpoint_files import CheckpointError, install_safe_io, verify, write_json, write_manifest
+from .checkpoint_files import MANIFEST, CheckpointError, install_safe_io, verify, write_json, write_manifest
 from .distributed import barrier
 from ..serialization import write_atomic
 
@@ -106,18 +106,18 @@ def read_latest(run_dir: str) -> Optional[str]:
 def start_fresh(run_dir: str, overwrite: bool, rank: int) -> None:
     """Make ``run_dir`` ready for a run that starts at step 0 (every rank calls this; rank 0 writes).
 
-    A run directory that holds a checkpoint holds work: a fresh start there is refused unless ``overwrite``
-    is set, so a forgotten ``--resume`` never replaces a run's checkpoints with a new run's. With
-    ``overwrite`` the previous run's checkpoints, export, metrics and TensorBoard events are deleted first.
-    Without a checkpoint (a run killed before its first one) nothing could be resumed, and its metrics and
-    events are cleared so they do not mix with the new run's curve.
+    A run directory that holds a finished checkpoint (one with its manifest) holds work: a fresh start there is
+    refused unless ``overwrite`` is set, so a forgotten ``--resume`` never replaces a run's checkpoints with a
+    new run's. With ``overwrite`` the previous run's checkpoints, export, metrics and TensorBoard events are
+    deleted first. Without one (a run killed before or while writing its first checkpoint) nothing could be
+    resumed, and its metrics, events and partial checkpoint are cleared so they do not mix with the new run's.
 
     Raises:
         FileExistsError: ``run_dir`` has a checkpoint and ``overwrite`` is false; the message names the
             directory, the step and the two ways on (``--resume``, ``fastclap.run.overwrite``).
     """
-    tags = list_tags(run_dir)
-    tag = read_latest(run_dir) or (tags[0] if tags else None)
+    finished = [t for t in list_tags(run_dir) if os.path.isfile(os.path.join(checkpoint_dir(run_dir), t, MANIFEST))]
+    tag = read_latest(run_dir) or (finished[0] if finished else None)
     barrier()  # every rank has looked before rank 0 deletes anything
     if tag is not None and not overwrite:
         raise FileExistsError(
