@@ -102,6 +102,8 @@ def test_untrusted_latest_is_ignored(base, tmp_path, capsys, case):
     assert summary["start_step"] == 4  # this run's own newest verified checkpoint, never the other run's step 6
     assert "ignoring" in capsys.readouterr().out
     assert read_latest(str(run_dir)) == tag_for(4)  # rewritten to the checkpoint resumed from
+    with capsys.disabled():
+        print(f"latest -> {case}: ignored with a message; resumed from this run's own verified step 4")
 
 
 @pytest.mark.parametrize("case", ["empty_dir", "missing_model", "zeroed_model", "truncated_model", "no_manifest"])
@@ -131,6 +133,8 @@ def test_broken_newest_checkpoint_falls_back_to_the_previous_one(base, tmp_path,
     assert [r["loss"] for r in read_metrics(run_dir)] == pytest.approx(base[1], abs=1e-6, rel=0)
     assert os.path.isdir(run_dir / "checkpoints" / "set_aside" / tag_for(4))  # kept, never resumed again
     verify(str(run_dir / "checkpoints" / tag_for(4)))  # the new step 4 is complete
+    with capsys.disabled():
+        print(f"newest checkpoint {case}: skipped naming {want}; resumed from step 2 with the uninterrupted losses")
 
 
 def test_no_checkpoint_verifies_names_every_reason(base, tmp_path):
