@@ -10,7 +10,7 @@ A config file is what ``deepspeed fastclap/train.py --config FILE`` reads::
     }
 
 Every field of the ``fastclap`` section is a typed dataclass field documented below. Loading checks the
-section strictly: an unknown key, a value of the wrong type, a non-finite number (JSON's ``NaN``,
+section strictly - types through pydantic (:mod:`fastclap.typed`), ranges and consistency below: an unknown key, a value of the wrong type, a non-finite number (JSON's ``NaN``,
 ``Infinity``) or a value out of its range raises ``ValueError`` naming the full key
 (``"fastclap.loss.sof_weight: unknown key"``). The DeepSpeed keys are checked by DeepSpeed itself, apart
 from the few the engine depends on and the finiteness of every number (see :func:`check_deepspeed_section`).
@@ -27,9 +27,10 @@ import dataclasses
 import json
 import math
 import os
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
+
+from .typed import from_json_data
 
 MINILM = "builtin:all-MiniLM-L6-v2"
 # top-level key of a run's config.json that lists the settings changed by ``--resume --allow-config-change``
@@ -280,67 +281,13 @@ class FastClapConfig:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# strict dict -> dataclass conversion
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-# JSON scalar types of the config fields: the Python types a value may have, and how an error names them
-_SCALARS = {bool: ((bool,), "true/false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
-            str: ((str,), "a string")}
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected an object, got {type(value).__name__}")
-        return from_dict(tp, value, key)
-    if origin is typing.Union:
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
-    if origin is Literal:
-        if value not in args:
-            raise ValueError(f"{key}: must be one of {list(args)}, got {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ValueError(f"{key}: expected a list, got {type(value).__name__}")
-        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ValueError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected an object, got {type(value).__name__}")
-        return dict(value)
-    if tp in _SCALARS:
-        accepted, what = _SCALARS[tp]
-        if not isinstance(value, accepted) or (isinstance(value, bool) and tp is not bool):  # JSON true is no number
-            raise ValueError(f"{key}: expected {what}, got {value!r}")
-        if tp is float and not math.isfinite(value):
-            raise ValueError(f"{key}: must be a finite number, got {value!r}")
-        return float(value) if tp is float else value
-    raise TypeError(f"{key}: unsupported config type {_type_name(tp)}")  # a bug in this module
+# strict dict -> dataclass conversion (pydantic)
 
 
 def from_dict(cls: Any, data: Dict[str, Any], prefix: str = "fastclap") -> Any:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ValueError`` naming the key."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for k in data:
-        if k not in names:
-            raise ValueError(f"{prefix}.{k}: unknown key (known: {', '.join(sorted(names))})")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
+    """Build dataclass ``cls`` from ``data`` strictly (pydantic, :mod:`fastclap.typed`); an unknown key, a wrong
+    type or a non-finite number raises ``ValueError`` naming the key."""
+    return from_json_data(cls, data, prefix)
 
 
 def to_dict(cfg: Any) -> Dict[str, Any]:

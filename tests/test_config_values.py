@@ -81,3 +81,19 @@ def test_deepspeed_values_are_checked_naming_the_key(tmp_path, key, value, messa
 def test_out_of_range_values_name_the_key(tmp_path, key, value):
     with pytest.raises(ValueError, match=rf"^{key.replace('.', '[.]')}: must be"):
         split_config(_set(tiny_config(tmp_path / "run"), key, value))
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"loss": {"temperatures": [0.07, 0.07, 0.07]}}, "fastclap.loss.temperatures: expected a list of 2 values, got [0.07, 0.07, 0.07]"),
+    ({"model": 3}, "fastclap.model: expected an object, got int"),
+    ({"model": {"audio": {"hf_config": [1]}}}, "fastclap.model.audio.hf_config: expected an object, got list"),
+    ({"model": {"audio": {"lr": "fast"}}}, "fastclap.model.audio.lr: expected a number, got 'fast'"),
+    ({"data": {"corpora": [{"corpus": "sample", "synthetic_clips": 2.5}]}},
+     "fastclap.data.corpora[0].synthetic_clips: expected an integer, got 2.5"),
+    ({"loss": {"sof_weight": 1}}, "fastclap.loss.sof_weight: unknown key (known: audio_source, backend, gamma, "),
+])
+def test_type_errors_name_the_key_and_the_value(section, message):
+    ds, _ = split_config(tiny_config("run"))
+    with pytest.raises(ValueError) as err:
+        split_config(dict(ds, fastclap=section))
+    assert str(err.value).startswith(message) and (message.endswith(", ") or str(err.value) == message)
