@@ -446,6 +446,7 @@ def split_config(raw: Dict[str, Any]) -> Tuple[Dict[str, Any], FastClapConfig]:
     raw = copy.deepcopy(raw)
     raw.pop(CHANGES_KEY, None)
     section = raw.pop("fastclap", {})
+    _check_finite(raw, "")  # the DeepSpeed keys; the fastclap section is checked field by field
     cfg = validate(from_dict(FastClapConfig, section, "fastclap"))
     return raw, cfg
 

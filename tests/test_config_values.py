@@ -48,6 +48,13 @@ def test_non_finite_float_fields_are_refused_naming_the_key(tmp_path, key, bad):
         load_config(str(path))
 
 
+def test_non_finite_deepspeed_values_fail_at_load(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(_set(tiny_config(tmp_path / "run"), "gradient_clipping", float("nan"))))
+    with pytest.raises(ValueError, match=r"^gradient_clipping: must be a finite number, got nan"):
+        load_config(str(path))
+
+
 def test_non_finite_values_in_a_list_name_the_element(tmp_path):
     cfg = _set(tiny_config(tmp_path / "run"), "fastclap.loss.temperatures", [0.07, float("nan")])
     with pytest.raises(ValueError, match=r"^fastclap\.loss\.temperatures\[1\]: must be a finite number"):
