@@ -242,3 +242,18 @@ def test_fresh_start_after_a_run_killed_inside_its_first_checkpoint(tmp_path):
     (partial / MODEL_FILE).write_bytes(b"torn")  # no manifest: the write never finished, nothing to resume
     main(["--config", write_config(tmp_path / "c.json", _cfg(run_dir, steps=2))])
     verify(str(partial))
+
+
+def test_no_unsafe_torch_load_in_the_project():
+    """Every torch.load of the package and its tests and benchmarks passes weights_only=True."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    unsafe = []
+    for path in list(root.glob("fastclap/**/*.py")) + list(root.glob("tests/*.py")) + list(root.glob("benchmarks/**/*.py")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"torch\.load\(", line) and "weights_only=True" not in line and "``torch.load" not in line \
+                    and "torch\\.load" not in line:
+                unsafe.append(f"{path.relative_to(root)}:{n}")
+    assert unsafe == []
