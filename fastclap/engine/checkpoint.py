@@ -32,7 +32,7 @@ from ..serialization import write_atomic
 LATEST = "latest"
 FINGERPRINT = "fingerprint.json"
 SET_ASIDE = "set_aside"
-_TAG = re.compile(r"^step_(\d{8,})$")
+_TAG = re.compile(r"step_(\d{8,})\Z")  # whole name: match() anchors the start, \Z the very end
 
 
 def checkpoint_dir(run_dir: str) -> str:
