@@ -113,17 +113,16 @@ def select_step(metrics_path: str) -> Dict[str, Any]:
 
 def load_checkpoint_model(run_dir: str, step: int):
     """The CLAP model of a ZeRO stage 0 fp32 checkpoint (``checkpoints/step_N/mp_rank_00_model_states.pt``)."""
-    import torch
-
     from fastclap.engine.checkpoint import checkpoint_dir, tag_for
     from fastclap.model.export import model_from_state
+    from fastclap.serialization import safe_load
 
     with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
     path = os.path.join(checkpoint_dir(run_dir), tag_for(step), "mp_rank_00_model_states.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: checkpoint of step {step} not found")
-    state = torch.load(path, map_location="cpu", weights_only=False)["module"]
+    state = safe_load(path, map_location="cpu")["module"]
     return model_from_state(cfg["fastclap"]["model"], state)
 
 

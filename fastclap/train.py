@@ -3,6 +3,7 @@
     deepspeed fastclap/train.py --config configs/large_batch.json      # any number of ranks / GPUs
     python fastclap/train.py --config configs/quickstart.json           # one process, CPU or GPU
     python fastclap/train.py --config configs/quickstart.json --resume  # continue from the last checkpoint
+    python fastclap/train.py --config configs/quickstart.json --resume-from step_00000200  # from this one
     deepspeed --num_gpus 2 fastclap/train.py --config configs/large_batch.json \
         --set zero_optimization.stage=3 --set fastclap.schedule.steps=3     # override any key of the file
 
@@ -29,7 +30,6 @@ if __name__ == "__main__":
 
 import argparse
 import itertools
-import json
 import time
 from typing import Any, Dict, List, Optional
 
@@ -45,9 +45,12 @@ from fastclap import RankNContrastLoss, SmoothCLAPLoss
 from fastclap.losses.combined import ContrastiveRnCLoss
 from fastclap.config import check_deepspeed_section, load_config, resolve_path, to_dict
 from fastclap.engine import checkpoint
+from fastclap.engine.checkpoint_files import write_json
+from fastclap.engine.fingerprint import check_unchanged, fingerprint, record_config_change
 from fastclap.engine.data import build_corpora, copy_prepared_artifacts, fit_lld_stats, iterate_steps, StepBatches
 from fastclap.engine.distributed import init_distributed, mean_over_ranks
 from fastclap.engine.metrics import LossTimer, MetricsWriter, sync_device
+from fastclap.engine.runlock import RunLock
 from fastclap.engine.setup import build_engine, clamp_logit_scale
 from fastclap.evaluation.metrics import classification_metrics, zero_shot_predict
 from fastclap.model import CLAPModel, save_exported
@@ -57,11 +60,19 @@ from fastclap.model.export import full_fp32_state_dict
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Train a SmoothCLAP / CLAP model with DeepSpeed.")
     p.add_argument("--config", required=True, help="DeepSpeed JSON with a 'fastclap' section")
-    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run directory's newest checkpoint that verifies against its manifest")
+    p.add_argument("--resume-from", default=None, metavar="step_N",
+                   help="continue from this checkpoint of the run directory (implies --resume)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="with --resume: continue although settings that change the math or the data order differ "
+                        "from the checkpoint's (config.json records the change and the step)")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="override a config key (dotted path, JSON value), e.g. --set zero_optimization.stage=3")
     p.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.resume = args.resume or args.resume_from is not None
+    return args
 
 
 def build_loss(cfg, rank: int = 0, world: int = 1) -> torch.nn.Module:
@@ -141,6 +152,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     check_deepspeed_section(ds_cfg, on_cuda=device.type == "cuda", world_size=world)
     run_dir = resolve_path(cfg.run.dir)
     os.makedirs(run_dir, exist_ok=True)
+    with RunLock(run_dir, rank):  # one trainer per run directory, for the life of the run
+        return train(args, ds_cfg, cfg, rank, world, device, run_dir)
+
+
+def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, world: int, device: torch.device,
+          run_dir: str) -> Dict[str, Any]:
     if not args.resume:
         checkpoint.start_fresh(run_dir, cfg.run.overwrite, rank)
     torch.manual_seed(cfg.run.seed)
@@ -159,14 +176,19 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     order = StepBatches(len(data.train), micro, world, rank, cfg.run.seed)
     loss_fn, eval_loss_fn = build_loss(cfg, rank, world), build_loss(cfg)  # every rank evaluates all eval data
     metrics = MetricsWriter(run_dir, cfg.run.tensorboard, enabled=rank == 0)
+    full_cfg = dict(ds_cfg, fastclap=to_dict(cfg))
+    settings = fingerprint(full_cfg, world, micro)
 
     start = 0
     if args.resume:
-        start = int(checkpoint.load(engine, run_dir)["step"])
+        tag = checkpoint.choose(run_dir, args.resume_from, log=print if rank == 0 else lambda _: None)
+        changed = check_unchanged(checkpoint.read_fingerprint(run_dir, tag), settings, tag, args.allow_config_change)
+        start = int(checkpoint.load(engine, run_dir, tag, rank)["step"])
         metrics.truncate_after(start)
+        if changed and rank == 0:
+            record_config_change(run_dir, full_cfg, start, changed)
     elif rank == 0:
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(dict(ds_cfg, fastclap=to_dict(cfg)), f, indent=2)
+        write_json(os.path.join(run_dir, "config.json"), full_cfg)
         copy_prepared_artifacts(data.prepared_dirs, run_dir)
 
     # training loop ---------------------------------------------------------------------------------------
@@ -208,7 +230,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         if cfg.eval.every and data.eval is not None and (step % cfg.eval.every == 0 or step == steps):
             metrics.write({"step": step, **evaluate(engine, data.eval, data.collate, cfg, eval_loss_fn)})
         if step == steps or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
-            checkpoint.save(engine, run_dir, step, {"epoch": epoch}, cfg.run.keep_checkpoints, rank)
+            checkpoint.save(engine, run_dir, step, {"epoch": epoch}, cfg.run.keep_checkpoints, rank, settings)
             if cfg.run.pause_after_checkpoint:
                 time.sleep(cfg.run.pause_after_checkpoint)
     batches.close()  # stops the data loader's workers now

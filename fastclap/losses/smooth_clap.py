@@ -131,6 +131,7 @@ def validate_inputs(
     if not isinstance(logit_scale, torch.Tensor) or logit_scale.numel() != 1:
         raise ValueError("logit_scale must be a one-element tensor (exp of the learned log-scale)")
     values.finite("logit_scale", logit_scale)
+    values.add(~(logit_scale > 0).all(), lambda: "logit_scale must be > 0 (it is exp of the learned log-scale)")
     if logit_bias is not None:
         if not isinstance(logit_bias, torch.Tensor) or logit_bias.numel() != 1:
             raise ValueError("logit_bias must be None or a one-element tensor")
