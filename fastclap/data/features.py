@@ -110,9 +110,8 @@ def shipped_features(digest: str, path: Path = SHIPPED_FEATURES) -> Optional[Tup
         if path.is_file():
             with np.load(path) as z:
                 if str(z["feature_key"]) == feature_key():
-                    off = z["lld_offsets"]
-                    _SHIPPED[key] = {str(d): (z["functionals"][i], z["lld"][off[i]:off[i + 1]])
-                                     for i, d in enumerate(z["sha256"])}
+                    func, lld, off = z["functionals"], z["lld"], z["lld_offsets"]  # each read decompresses
+                    _SHIPPED[key] = {str(d): (func[i], lld[off[i]:off[i + 1]]) for i, d in enumerate(z["sha256"])}
     return _SHIPPED[key].get(digest)
 
 
