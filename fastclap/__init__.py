@@ -10,17 +10,21 @@ from typing import Any
 __version__ = "0.1.0"
 __all__ = ["SmoothCLAPLoss", "smooth_clap_loss", "__version__"]
 _LAZY = {"SmoothCLAPLoss": "fastclap.losses", "smooth_clap_loss": "fastclap.losses"}
+_SUBMODULES = ("losses", "kernels", "model", "engine", "data", "evaluation", "config", "cli")
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: module attributes resolved on first access
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'fastclap' has no attribute {name!r}")
+    elif name in _SUBMODULES:  # `import fastclap; fastclap.losses...` as before the imports became lazy
+        value = importlib.import_module(f"fastclap.{name}")
+    else:
+        raise AttributeError(f"module 'fastclap' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

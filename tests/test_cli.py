@@ -45,6 +45,7 @@ def test_unknown_attribute_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         fastclap.nope  # noqa: B018
+    assert fastclap.losses.SmoothCLAPLoss is fastclap.SmoothCLAPLoss  # submodules still reachable as attributes
 
 
 @pytest.mark.parametrize("launcher", ["console", "module"])
