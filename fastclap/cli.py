@@ -59,12 +59,17 @@ def run_cli(main: Callable[[List[str]], Any], argv: Optional[Sequence[str]] = No
     """Run ``main(argv)`` and return its exit status (an int result, else 0).
 
     A :data:`USER_ERRORS` exception prints ``error: <message>`` to stderr and returns 2 (with ``--debug``: it is
-    re-raised, traceback included). ``KeyboardInterrupt`` prints ``interrupted`` and returns 130. Other
+    re-raised, traceback included). ``KeyboardInterrupt`` prints ``interrupted`` and returns 130; a closed
+    output pipe (``| head``) returns 141 quietly. Other
     exceptions (bugs) keep their traceback. ``argv`` defaults to ``sys.argv[1:]``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         result = main(argv)
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as a shell tool does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise again
+        return 141
     except USER_ERRORS as exc:
         if debug_requested(argv):
             raise

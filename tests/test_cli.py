@@ -234,3 +234,11 @@ def test_benchmark_user_errors(tmp_path, capsys):
     assert sweep_main(["--preset", "quick", "--out", str(tmp_path / "dir_not_file" / "x" / "\0bad.jsonl")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     _assert_user_error(_run("-m", "fastclap", "bench", "plot", str(bad)), "not a JSON result row")
+
+
+def test_closed_output_pipe_ends_quietly():
+    code = ("import sys\nfrom fastclap.cli import run_cli\n"
+            "def main(argv):\n    raise BrokenPipeError(32, 'Broken pipe')\n"
+            "sys.exit(run_cli(main, []))")
+    proc = _run("-c", code)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr
