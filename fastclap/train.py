@@ -62,8 +62,8 @@ PROG = "deepspeed fastclap/train.py"
 def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog=prog, formatter_class=HelpFormatter,
-        description="Train a SmoothCLAP / CLAP model with DeepSpeed ZeRO from one config file. Run it as "
-                    "`deepspeed fastclap/train.py` (any number of ranks), `python fastclap/train.py` or "
+        description="Train a SmoothCLAP / CLAP model with DeepSpeed ZeRO from one config file. Run it as\n"
+                    "`deepspeed fastclap/train.py` (any number of ranks), `python fastclap/train.py` or\n"
                     "`fastclap train` (one process).")
     p.add_argument("--config", required=True,
                    help="DeepSpeed JSON with a 'fastclap' section (fields documented in fastclap/config.py), "

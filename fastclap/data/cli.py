@@ -68,8 +68,8 @@ def build_parser(prog: str = "python -m fastclap.data") -> argparse.ArgumentPars
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="manifest, features, splits and captions for one corpus",
                        formatter_class=HelpFormatter,
-                       description="Read a corpus, extract openSMILE eGeMAPSv02 features (cached by content hash), "
-                                   "split it by speaker, fit caption bins and normalisation on the train split, "
+                       description="Read a corpus, extract openSMILE eGeMAPSv02 features (cached by content hash),\n"
+                                   "split it by speaker, fit caption bins and normalisation on the train split,\n"
                                    "and write the prepared folder the trainer and the evaluator read.")
     p.add_argument("--corpus", required=True, choices=CORPORA,
                    help="emodb / ravdess: a folder with labels.csv; manifest: your CSV; sample: the embedded "
