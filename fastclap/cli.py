@@ -60,8 +60,8 @@ def run_cli(main: Callable[[List[str]], Any], argv: Optional[Sequence[str]] = No
 
     A :data:`USER_ERRORS` exception prints ``error: <message>`` to stderr and returns 2 (with ``--debug``: it is
     re-raised, traceback included). ``KeyboardInterrupt`` prints ``interrupted`` and returns 130; a closed
-    output pipe (``| head``) returns 141 quietly. Other
-    exceptions (bugs) keep their traceback. ``argv`` defaults to ``sys.argv[1:]``.
+    output pipe (``| head``) returns 141 quietly. Other exceptions (bugs) keep their traceback. ``argv``
+    defaults to ``sys.argv[1:]``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
