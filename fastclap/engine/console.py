@@ -21,7 +21,6 @@ def quiet_libraries(verbose: bool) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "info" if verbose else "warning")
     if not verbose:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     logging.getLogger("DeepSpeed").setLevel(level)  # deepspeed.utils.logging's logger, before or after import
     try:  # already imported (e.g. by a test in the same process): set it directly
         import sys
