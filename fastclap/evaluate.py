@@ -102,6 +102,9 @@ def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
 def _main(argv: List[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from fastclap.engine.console import quiet_libraries
+
+    quiet_libraries(verbose=False, progress_bars=not args.no_progress)  # no weight-loading bar with --no-progress
     from fastclap.evaluation.report import markdown_summary, plot_confusion, write_json
     from fastclap.evaluation.runner import evaluate_model, full_report, load_model, run_dir_of, with_run_norm
 

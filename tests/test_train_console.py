@@ -79,3 +79,21 @@ def test_fastclap_train_command_is_quiet(tmp_path):
     noise = [line for line in (proc.stdout + proc.stderr).splitlines()
              if "[INFO]" in line or "Loading weights" in line]
     assert not noise, noise
+
+
+def test_quiet_libraries_hides_transformers_bars_and_info(monkeypatch):
+    transformers = pytest.importorskip("transformers")
+    from fastclap.engine.console import quiet_libraries
+
+    hf = transformers.utils.logging
+    for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
+        monkeypatch.delenv(var, raising=False)  # restored (removed) after the test
+    try:
+        quiet_libraries(verbose=False, progress_bars=False)  # e.g. the evaluator with --no-progress
+        assert not hf.is_progress_bar_enabled() and hf.get_verbosity() == logging.WARNING
+        assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+        quiet_libraries(verbose=True)
+        assert hf.get_verbosity() == logging.INFO
+    finally:
+        hf.set_verbosity(logging.WARNING)
+        logging.getLogger("DeepSpeed").setLevel(logging.WARNING)

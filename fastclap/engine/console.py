@@ -13,13 +13,15 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 
-def quiet_libraries(verbose: bool) -> None:
+def quiet_libraries(verbose: bool, progress_bars: Optional[bool] = None) -> None:
     """Set DeepSpeed's and transformers' console logging: WARNING and above (``verbose=False``) or everything
-    (``verbose=True``). Call before they are imported: transformers reads its environment at import, and its
+    (``verbose=True``); transformers' progress bars (weight loading) only when ``progress_bars`` (default:
+    ``verbose``). Call before they are imported: transformers reads its environment at import, and its
     progress bars follow ``HF_HUB_DISABLE_PROGRESS_BARS``. Values the user set in the environment win."""
     level = logging.INFO if verbose else logging.WARNING
+    bars = verbose if progress_bars is None else progress_bars
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "info" if verbose else "warning")
-    if not verbose:
+    if not bars:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.getLogger("DeepSpeed").setLevel(level)  # deepspeed.utils.logging's logger, before or after import
     try:  # already imported (e.g. by a test in the same process): set it directly
@@ -28,7 +30,7 @@ def quiet_libraries(verbose: bool) -> None:
         hf = sys.modules.get("transformers")
         if hf is not None:
             hf.utils.logging.set_verbosity(level)
-            if not verbose:
+            if not bars:
                 hf.utils.logging.disable_progress_bar()
     except AttributeError:  # pragma: no cover - a transformers without these helpers
         pass
