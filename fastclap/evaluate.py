@@ -7,10 +7,11 @@
 
 RUN_DIR is a training run directory (its ``export/model.pt``, plain fp32 weights of any ZeRO stage) or the
 export file itself. The data are a folder written by ``python -m fastclap.data prepare``: ``--prepared DIR``
-uses one as it is; ``--dataset/--root`` prepare the corpus into ``--prepared`` (default ``OUT/prepared/NAME``)
-unless it is already there. Writes ``OUT/report.json``, ``OUT/summary.md`` and ``OUT/confusion.png``, prints
+uses one as it is; ``--dataset`` alone reuses the run's own prepared copy when the run trained on that corpus
+(and root); otherwise ``--dataset/--root`` prepare the corpus into ``--prepared`` (default
+``OUT/prepared/NAME``) unless it is already there. Writes ``OUT/report.json``, ``OUT/summary.md`` and ``OUT/confusion.png``, prints
 the summary. Exit status 2 with ``error: ...`` on bad input (missing checkpoint, empty split, a label without
-a prompt word, ...).
+a prompt word, ...); ``--debug`` shows the traceback. The same as ``fastclap evaluate ...``.
 """
 from __future__ import annotations
 

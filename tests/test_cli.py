@@ -65,16 +65,9 @@ def test_fastclap_command_lists_subcommands(launcher):
         assert f"    {name}" in out.stdout
 
 
-@pytest.mark.parametrize("command, module_prog", [
-    (["train"], None),
-    (["prepare"], None),
-    (["evaluate"], None),
-    (["experiment"], None),
-    (["bench", "sweep"], None),
-    (["bench", "plot"], None),
-    (["bench", "targets"], None),
-])
-def test_subcommand_help_names_the_command_and_explains_every_option(command, module_prog, capsys):
+@pytest.mark.parametrize("command", [["train"], ["prepare"], ["evaluate"], ["experiment"], ["bench", "sweep"],
+                                     ["bench", "plot"], ["bench", "targets"]])
+def test_subcommand_help_names_the_command(command, capsys):
     with pytest.raises(SystemExit) as exc:
         fastclap_main([*command, "--help"])
     assert exc.value.code == 0
