@@ -69,13 +69,16 @@ def preset_configs(preset: str) -> List[Dict[str, Any]]:
     if preset == "cpu-full":
         return _grid(every, _ALL_MODES, [1024, 2048, 4096, 8192, 16384, 32768, 65536], [512, 768, 1024],
                      ["fp32", "bf16"], KINDS)
+    if preset == "gpu-check":
+        # What benchmarks/run_gpu.sh measures (a few minutes): the GPU targets' shape, every GPU provider.
+        return _grid(["triton", "chunked", "inf_cl", "open_clip"], _FB, [65536], [768], ["bf16"], KINDS)
     if preset == "gpu":
         return (
             _grid(every, _ALL_MODES, [1024, 4096, 16384, 32768, 65536], [768], ["bf16"], KINDS)
             + _grid(every, _FB, [65536], [512, 1024], ["bf16"], KINDS)
             + _grid(every, _FB, [65536], [768], ["fp32"], KINDS)
         )
-    raise ValueError(f"preset must be one of quick, cpu, cpu-full, gpu; got {preset!r}")
+    raise ValueError(f"preset must be one of quick, cpu, cpu-full, gpu-check, gpu; got {preset!r}")
 
 
 def _filter(configs, name: str, allowed: Optional[Iterable]) -> List[Dict[str, Any]]:
@@ -195,13 +198,15 @@ PRESETS_HELP = ("quick: CI-sized smoke run, B = 256, d = 32, every provider and 
                 "configuration past the memory limit (~15 s); cpu: the committed CPU results, B 1024-32768, "
                 "d = 512 (+768/1024, bf16 at B = 4096), ~30 min on 2 cores; cpu-full: every mode x B 1024-65536 x "
                 "d 512/768/1024 x fp32/bf16 (hours); gpu: CUDA, B 1024-65536, d = 768 bf16 (+512/1024, fp32 "
-                "at 65536)")
+                "at 65536); gpu-check: what benchmarks/run_gpu.sh measures, B = 65536, d = 768 bf16, forward+backward, "
+                "triton / chunked / inf-cl / open_clip (a few minutes)")
 
 
 def build_parser(prog: str = "python -m benchmarks.sweep") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    parser.add_argument("--preset", default="cpu", choices=["quick", "cpu", "cpu-full", "gpu"], help=PRESETS_HELP)
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda for the gpu preset, else cpu)")
+    parser.add_argument("--preset", default="cpu", choices=["quick", "cpu", "cpu-full", "gpu-check", "gpu"],
+                        help=PRESETS_HELP)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda for the gpu presets, else cpu)")
     parser.add_argument("--providers", nargs="*", choices=PROVIDERS, help="keep only these providers (default: all)")
     parser.add_argument("--kinds", nargs="*", choices=KINDS, help="keep only these loss kinds (default: all)")
     parser.add_argument("--modes", nargs="*", choices=MODES, help="keep only these modes (default: the preset's)")
@@ -210,8 +215,8 @@ def build_parser(prog: str = "python -m benchmarks.sweep") -> argparse.ArgumentP
     parser.add_argument("--dtypes", nargs="*", choices=["fp32", "bf16"], help="replace the preset's dtypes")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default: 5 quick/gpu, 3 cpu)")
     parser.add_argument("--time-budget-s", type=float, default=None,
-                        help="stop repeating a configuration once this is spent, >= 1 repeat (default: 10 quick, "
-                             "60 otherwise)")
+                        help="stop repeating a configuration once this is spent, >= 1 repeat (default: 10 quick and "
+                             "gpu-check, 60 otherwise)")
     parser.add_argument("--timeout-s", type=float, default=None,
                         help="per-configuration wall-clock limit on a CPU (default: 60 quick, 1800 otherwise)")
     parser.add_argument("--mem-limit-gib", type=float, default=None,
@@ -236,7 +241,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m benchmarks.swe
 def _main(argv: List[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
 
-    device = args.device or ("cuda" if args.preset == "gpu" else "cpu")
+    device = args.device or ("cuda" if args.preset.startswith("gpu") else "cpu")
     on_gpu = device.startswith("cuda")
     quick = args.preset == "quick"
     configs = preset_configs(args.preset)
@@ -252,7 +257,7 @@ def _main(argv: List[str], prog: str) -> int:
     else:
         mem_limit = 4 * GiB
     repeats = args.repeats or (3 if args.preset in ("cpu", "cpu-full") else 5)
-    budget = args.time_budget_s or (10.0 if quick else 60.0)
+    budget = args.time_budget_s or (10.0 if quick or args.preset == "gpu-check" else 60.0)
     timeout = args.timeout_s or (60.0 if quick else 1800.0)
     out = args.out or default_output(device)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,299 +1,323 @@
-"""Fused SmoothCLAP loss: raw Triton kernels (forward and backward) that never hold a B x B matrix.
+"""Fused SmoothCLAP loss: raw Triton kernels that never hold a B x B matrix.
 
 Math (Jing et al., "SmoothCLAP", arXiv 2601.12591, 2026; soft targets as in SoftCLIP, Gao et al., AAAI 2024;
-the hard case is the CLIP / CLAP loss). X, Y are (B, d) audio / text features, s = logit_scale:
+beta = 0 is the CLIP / CLAP loss). X, Y are (B, d) audio / text features, s = logit_scale:
 
     S_ij   = s * X_i . Y_j                               logits_per_audio (logits_per_text = S^T)
     C^k_ij = cos(U_k,i, U_k,j) / tau_k                   k-th detached soft-target source; C^k is symmetric
     n^k_i  = lse_j C^k_ij                                source log-normaliser (row i == column i, by symmetry)
-    Q^k_ij = exp(C^k_ij - n^k_i)                         row softmax of C^k
-    y_ij   = (1 - beta) delta_ij + beta sum_k w_k Q^k_ij soft targets, rows sum to 1
+    y_ij   = (1 - beta) delta_ij + beta sum_k w_k exp(C^k_ij - n^k_i)      soft targets, rows sum to 1
     lse_row_i = lse_j S_ij,   lse_col_j = lse_i S_ij
-    L = 1/(2B) [ sum_i (lse_row_i - sum_j y_ij S_ij) + sum_j (lse_col_j - sum_i y_ji S_ij) ]
+    t_row_i = sum_j y_ij S_ij,   t_col_j = sum_i y_ji S_ij                  target-weighted logits
+    L = 1/(2B) [ sum_i (lse_row_i - t_row_i) + sum_j (lse_col_j - t_col_j) ]
 
 Gradients (P^r_ij = exp(S_ij - lse_row_i), P^c_ij = exp(S_ij - lse_col_j), g = dL_out / dL):
 
-    G_ij  = dL/dS_ij = g/(2B) [ P^r_ij + P^c_ij - y_ij - y_ji ]
-          = g/(2B) [ P^r_ij + P^c_ij - 2 (1 - beta) delta_ij
-                     - beta sum_k w_k (exp(C^k_ij - n^k_i) + exp(C^k_ij - n^k_j)) ]   (C^k symmetric)
-    dX    = s G Y,      dY = s G^T X,      ds = sum_ij G_ij (X_i . Y_j)
-    (ds uses the unscaled dot X_i . Y_j, never S_ij / s, so a tiny s loses nothing.)
+    G_ij = dL/dS_ij = g/(2B) [ P^r_ij + P^c_ij - y_ij - y_ji ]
+         = g/(2B) [ P^r_ij + P^c_ij - 2 (1 - beta) delta_ij
+                    - beta sum_k w_k (exp(C^k_ij - n^k_i) + exp(C^k_ij - n^k_j)) ]          (C^k symmetric)
+    dX = s G Y,   dY = s G^T X,   ds = sum_ij G_ij (X_i . Y_j)   (the unscaled dot: a tiny s loses nothing)
 
-Transpose symmetry. Swapping (X, Y) turns S into S^T, swaps lse_row / lse_col and leaves every C^k, n^k
-unchanged; the formula for G becomes G^T. So ONE kernel written for "anchors A against candidates Bc"
-(direction 0: A = X, Bc = Y; direction 1: A = Y, Bc = X) gives the row statistics in direction 0 and the
-column statistics in direction 1, and dX = s G Y in direction 0, dY = s G^T X in direction 1. The direction
-is the last grid axis, so each pass is a single launch.
+Counted anchors (distributed local loss, spec Sec. 3): only the audio rows in [row_lo, row_hi) and the text
+columns in [col_lo, col_hi) enter the loss (divided by a given normaliser); every anchor still contrasts
+with all B candidates and the targets use the whole batch. Then G_ij = [i counted] (P^r - y)_ij +
+[j counted] (P^c - y^T)_ij. The kernels load the statistics of uncounted anchors as +inf, so their exp(...)
+terms vanish, and skip every tile that touches no counted row and no counted column.
 
-Schedule (2 launches per loss evaluation, no atomics, no B x B or (B/BLOCK) x B buffer, deterministic):
+Schedule. Work is counted in multiply-adds (MACs) at full ranges; the floor of any exact method is
+4 B^2 d + 2 sum_k B^2 d_k: S once for the loss, S once more for G, the two output products G Y and G^T X,
+and C^k once in each pass.
 
-* Forward, grid (cdiv(B, BLOCK_M), 2). A program owns BLOCK_M anchors and streams over all candidate
-  blocks. Per (anchor block, candidate block) tile: 1 GEMM over d for S, and K GEMMs over d_k for C^k
-  (skipped when NUM_SOURCES = 0, a constexpr: beta = 0 or no sources). Online (flash-style) reductions keep
-  per anchor: the running max / sum for lse of S; per source the running max m_k, sum z_k = sum e^(C - m_k)
-  and the target-weighted sum t_k = sum e^(C - m_k) S, rescaled together when m_k grows, so that
-  sum_j Q^k_ij S_ij = t_k / z_k and n^k_i = m_k + log z_k come out of the same single sweep; and the
-  diagonal S_ii (mask of the tile where row == column). Outputs: lse (2, B), per-anchor cross-entropy
-  (2, B) (the launcher sums 2B numbers), and n^k (K, B) written once per anchor (direction 0 for the
-  counted rows, direction 1 for counted columns that are not counted rows). Total work:
-  2 B^2 d + 2 K B^2 d_k multiply-adds (the column direction recomputes S and C^k instead of exchanging
-  partial column statistics between programs, which would need atomics or a (B/BLOCK) x B buffer).
+  1. source_lse_kernel (K > 0), grid (cdiv(B, BLOCK_M),): each program streams its anchors over all B
+     candidates and keeps an online (max, sum) per source: n^k. sum_k B^2 d_k MACs.
+  2. smooth_clap_fwd_kernel, grid (row groups, column groups): a program owns ROWS rows x COLS columns
+     of S and visits them as BLOCK_M x BLOCK_N tiles, row blocks outer, column tiles inner. Per tile: S
+     (B d per row, tl.dot over d in BLOCK_D chunks) and C^k; the row statistics (online max / sum of S,
+     t_row) stay in registers over the inner loop and go to a (3, column groups, B) partial buffer; the
+     column statistics of the tile are merged into a (3, row groups, B) partial buffer that only this
+     program touches (read, combine, write: deterministic, no atomics). The launcher reduces the partials
+     (O(B * groups)). B^2 d + sum_k B^2 d_k MACs: S is computed ONCE for both directions.
+  3. smooth_clap_grad_kernel, grid (cdiv(R, BLOCK_M), cdiv(C, BLOCK_N)) over an R x C block of G (R rows
+     of a row chunk, C = the columns it needs): one tile per program recomputes S and C^k, forms G and
+     stores it pre-scaled by G_SCALE (a power of two: 2^14 in fp16 lifts entries ~1/B out of the subnormal
+     range while |G| <= 2 stays far below 65504) in the features' dtype, plus one fp32 partial of ds per tile.
+     The launcher then runs two cuBLAS GEMMs with fp32 accumulation and output, dX[chunk] = c G Y and
+     dY += c G^T X[chunk], c = s g / (normaliser G_SCALE), in a fixed chunk order (deterministic).
+     B^2 d + sum_k B^2 d_k MACs here, 2 B^2 d in the GEMMs.
 
-* Backward, grid (cdiv(B, BLOCK_M), cdiv(d, BLOCK_DO), 2). A program owns BLOCK_M anchors and a BLOCK_DO
-  slice of the output features; it recomputes each S / C^k tile from the O(B) statistics, forms G (the
-  transposed G in direction 1) and accumulates G @ Bc[:, slice] in fp32 registers. Per tile: 1 GEMM for S,
-  K GEMMs for C^k, 1 GEMM for the output. When d > BLOCK_DO the S / C^k tiles are recomputed once per
-  output slice (d <= BLOCK_DO, the usual CLAP case up to the launcher's cap, needs no recomputation).
-  ds: direction 0 with slice 0 also sums G_ij (X_i . Y_j) per anchor row into a (B,) buffer that the
-  launcher reduces. Total: 4 B^2 d + 2 K B^2 d_k (one output slice). Alternative rejected: a single
-  row-parallel pass writing dY with atomics (3 B^2 d) - fp32 atomics on all of dY from every program are
-  contended and non-deterministic.
+  Total 4 B^2 d + 3 sum_k B^2 d_k: the floor for the hard loss; 1.18 x the floor for two sources of
+  d_k = 88 and 768 at d = 768 (the source log-normalisers cost one extra C^k sweep). Memory: O(B d) for
+  the output-side buffers (fp32 dY accumulator for 16-bit features), R x C for the G chunk (R follows a
+  memory budget) and O(B * groups) for the forward partials; never B x B.
 
-Precision. Products accumulate in fp32. fp32 inputs use input_precision=PRECISION ("ieee" by default; the
-launcher passes "tf32" when TF32 is allowed). bf16 inputs run the bf16 tl.dot with fp32 accumulation, and G
-is cast to bf16 for the output GEMM (as flash attention does with P); fp16 likewise. Sources are fp32 with
-SRC_PRECISION ("ieee" for fp32 features, "tf32x3" for 16-bit ones, "tf32" when TF32 is allowed).
-Triton's CPU interpreter computes a bf16 tl.dot wrongly, so the launcher sets the constexpr UPCAST when
-TRITON_INTERPRET=1: every 16-bit tile is converted to fp32 before tl.dot there (a GPU runs the bf16 dot).
+  Rejected: a forward that computes S once per direction (2 B^2 d, 1.34 x the floor with two sources);
+  a backward that recomputes S per output slice (up to 6 B^2 d at d = 768); dY by fp32 atomics from every
+  program (contended, non-deterministic); caching C^k or S (B x B). The previous kernels (S in both
+  directions in the forward, per-slice recomputation in the backward: 10 B^2 d for the hard loss at
+  d = 768) are gone: they executed more multiply-adds at every B and d. Only at very small B, where launch
+  latency dominates, could their two launches beat this schedule's three plus two GEMMs per chunk; that
+  regime is not what the fused loss is for and has not been measured on a GPU.
 
-Counted anchors (distributed local loss, spec Sec. 3). row_lo..row_hi / col_lo..col_hi select the audio rows
-and text columns whose cross-entropy enters the loss, divided by a given normaliser (1 / inv_count); every
-anchor still contrasts with all B candidates and the soft targets use the whole batch. The forward launches
-programs only for counted anchors. In the backward, G_ij = [i counted] (P^r - y)_ij + [j counted]
-(P^c - y^T)_ij: statistics of uncounted anchors are loaded as +inf so their exp(...) terms vanish, and an
-anchor block with no counted anchor loops over the counted candidates only, so a rank holding B_l of B
-anchors does O(B B_l d) work. Default: everything counted, normaliser 2B.
+Precision. Tiles accumulate in fp32. Feature GEMMs: bf16 / fp16 tensor-core dots; fp32 features use
+PRECISION ("tf32x3" on a GPU, close to fp32 and on tensor cores; "tf32" when the caller allows TF32; the
+interpreter computes fp32 exactly). Source GEMMs take their operands as stored by the launcher, per source:
+bf16 tiles (a bf16 dot) or fp32 tiles with SRC_PRECISION_k ("tf32" / "tf32x3" / "ieee") - the launcher
+picks the cheapest that keeps the bf16 error budget (benchmarks/source_precision.py). Triton's CPU
+interpreter computes a bf16 tl.dot wrongly, so with UPCAST (set only there) 16-bit tiles are converted to
+fp32 before tl.dot: the product of the stored 16-bit values is then exact, as on tensor cores.
 
-Any B >= 1, d, d_k: rows / columns are masked; the contraction dims d, d_k are looped in BLOCK_D /
-BLOCK_DK chunks with masked loads (zeros contribute nothing); output features are tiled by BLOCK_DO.
+Any B >= 1, d, d_k: rows / columns are masked; the contraction dims are looped in BLOCK_D / BLOCK_DK_k
+chunks with masked loads (zeros contribute nothing). BLOCK_DK_k is chosen per source to fit d_k
+(88 -> 3 x 32 = 96, not 128).
 """
 import triton
 import triton.language as tl
 
 
 @triton.jit
-def _dot_tile(a_ptr, b_ptr, offs_m, offs_n, mask_m, mask_n, dim,
+def _dot_tile(a_ptr, b_ptr, m0, n0, n_rows, dim,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
               UPCAST: tl.constexpr, PRECISION: tl.constexpr):
-    """fp32 tile A[offs_m] . B[offs_n]^T of two contiguous (B, dim) matrices, contracted in BLOCK_D chunks."""
+    """fp32 tile A[m0:m0+BLOCK_M] . B[n0:n0+BLOCK_N]^T of two contiguous (n_rows, dim) matrices, contracted
+    in BLOCK_D chunks through block pointers (rows / columns past the end read as zeros)."""
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    rows_a = offs_m.to(tl.int64) * dim
-    rows_b = offs_n.to(tl.int64) * dim
-    for d0 in range(0, dim, BLOCK_D):
-        offs_d = d0 + tl.arange(0, BLOCK_D)
-        mask_d = offs_d < dim
-        a = tl.load(a_ptr + rows_a[:, None] + offs_d[None, :], mask=mask_m[:, None] & mask_d[None, :], other=0.0)
-        b = tl.load(b_ptr + rows_b[:, None] + offs_d[None, :], mask=mask_n[:, None] & mask_d[None, :], other=0.0)
-        if UPCAST:  # interpreter only: its bf16 tl.dot is wrong, compute the same product in fp32
+    a_blk = tl.make_block_ptr(a_ptr, (n_rows, dim), (dim, 1), (m0, 0), (BLOCK_M, BLOCK_D), (1, 0))
+    b_blk = tl.make_block_ptr(b_ptr, (n_rows, dim), (dim, 1), (n0, 0), (BLOCK_N, BLOCK_D), (1, 0))
+    for _ in range(0, dim, BLOCK_D):
+        a = tl.load(a_blk, boundary_check=(0, 1), padding_option="zero")
+        b = tl.load(b_blk, boundary_check=(0, 1), padding_option="zero")
+        if UPCAST:  # interpreter only: its 16-bit tl.dot is wrong; the fp32 product of 16-bit values is exact
             a = a.to(tl.float32)
             b = b.to(tl.float32)
         acc = tl.dot(a, tl.trans(b), acc, input_precision=PRECISION)
+        a_blk = tl.advance(a_blk, (0, BLOCK_D))
+        b_blk = tl.advance(b_blk, (0, BLOCK_D))
     return acc
 
 
 @triton.jit
-def _online_soft_sum(c, s_safe, mask_n, m, z, t):
-    """One candidate tile of the source-k online sweep for each anchor row.
+def _source_tile(u_ptr, dk, inv_tau, m0, n0, n_rows,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
+                 UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """C^k tile: cos(U_i, U_j) / tau of unit rows U (fp32 or bf16, as stored by the launcher)."""
+    return inv_tau * _dot_tile(u_ptr, u_ptr, m0, n0, n_rows, dk, BLOCK_M, BLOCK_N, BLOCK_DK, UPCAST, PRECISION)
 
-    Keeps m = running max of C, z = sum exp(C - m), t = sum exp(C - m) * S; both sums are rescaled by
-    exp(m_old - m_new) when the max grows. At the end sum_j Q_ij S_ij = t / z and n_i = m + log z.
-    """
+
+@triton.jit
+def _target_weights(c, coef, norm_ptr, offs_m, offs_n, in_a, in_b):
+    """beta w_k exp(C_ij - n_i) [i counted] and beta w_k exp(C_ij - n_j) [j counted] on one tile."""
+    n_a = tl.load(norm_ptr + offs_m, mask=in_a, other=float("inf"))
+    n_b = tl.load(norm_ptr + offs_n, mask=in_b, other=float("inf"))
+    return coef * tl.exp(c - n_a[:, None]), coef * tl.exp(c - n_b[None, :])
+
+
+@triton.jit
+def _source_sums(s_safe, u_ptr, dk, inv_tau, coef, norm_ptr, m0, n0, n_rows, offs_m, offs_n, in_a, in_b,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
+                 UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """One source's share of t_row (sum_j beta w_k Q_ij S_ij per row) and t_col (sum_i beta w_k Q_ji S_ij
+    per column) on one tile, reduced at once so that no target tile stays live."""
+    c = _source_tile(u_ptr, dk, inv_tau, m0, n0, n_rows, BLOCK_M, BLOCK_N, BLOCK_DK, UPCAST, PRECISION)
+    w_row, w_col = _target_weights(c, coef, norm_ptr, offs_m, offs_n, in_a, in_b)
+    return tl.sum(w_row * s_safe, axis=1), tl.sum(w_col * s_safe, axis=0)
+
+
+@triton.jit
+def _source_weight(u_ptr, dk, inv_tau, coef, norm_ptr, m0, n0, n_rows, offs_m, offs_n, in_a, in_b,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
+                   UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """One source's share of y_ij [i counted] + y_ji [j counted] on one tile (C^k symmetric)."""
+    c = _source_tile(u_ptr, dk, inv_tau, m0, n0, n_rows, BLOCK_M, BLOCK_N, BLOCK_DK, UPCAST, PRECISION)
+    w_row, w_col = _target_weights(c, coef, norm_ptr, offs_m, offs_n, in_a, in_b)
+    return w_row + w_col
+
+
+@triton.jit
+def _online_lse(c, mask_n, m, z):
+    """Merge one candidate tile into the running (max m, sum z = sum exp(C - m)) of each anchor row."""
     c = tl.where(mask_n[None, :], c, float("-inf"))
     m_new = tl.maximum(m, tl.max(c, axis=1))
-    alpha = tl.exp(m - m_new)
-    e = tl.exp(c - m_new[:, None])
-    z = z * alpha + tl.sum(e, axis=1)
-    t = t * alpha + tl.sum(e * s_safe, axis=1)
-    return m_new, z, t
+    z = z * tl.exp(m - m_new) + tl.sum(tl.exp(c - m_new[:, None]), axis=1)
+    return m_new, z
+
+
+@triton.jit
+def source_lse_kernel(
+    u0_ptr, u1_ptr, u2_ptr,             # up to 3 unit-row sources (B, d_k), contiguous, fp32 or bf16
+    dk0, dk1, dk2, it0, it1, it2,       # d_k and 1 / tau_k
+    norm_ptr,                           # out (K, B) fp32: n^k
+    n_rows, a_lo, a_hi,                 # B; anchors [a_lo, a_hi) get their n^k
+    NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_DK0: tl.constexpr, BLOCK_DK1: tl.constexpr, BLOCK_DK2: tl.constexpr,
+    SRC_PRECISION0: tl.constexpr, SRC_PRECISION1: tl.constexpr, SRC_PRECISION2: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    m_start = a_lo + tl.program_id(0) * BLOCK_M
+    offs_m = m_start + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < a_hi
+    m0 = tl.full((BLOCK_M,), float("-inf"), tl.float32)
+    z0 = tl.zeros((BLOCK_M,), tl.float32)
+    m1 = m0
+    z1 = z0
+    m2 = m0
+    z2 = z0
+    for n0 in range(0, n_rows, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < n_rows
+        c = _source_tile(u0_ptr, dk0, it0, m_start, n0, n_rows, BLOCK_M, BLOCK_N, BLOCK_DK0,
+                         UPCAST, SRC_PRECISION0)
+        m0, z0 = _online_lse(c, mask_n, m0, z0)
+        if NUM_SOURCES > 1:
+            c = _source_tile(u1_ptr, dk1, it1, m_start, n0, n_rows, BLOCK_M, BLOCK_N, BLOCK_DK1,
+                             UPCAST, SRC_PRECISION1)
+            m1, z1 = _online_lse(c, mask_n, m1, z1)
+        if NUM_SOURCES > 2:
+            c = _source_tile(u2_ptr, dk2, it2, m_start, n0, n_rows, BLOCK_M, BLOCK_N, BLOCK_DK2,
+                             UPCAST, SRC_PRECISION2)
+            m2, z2 = _online_lse(c, mask_n, m2, z2)
+    tl.store(norm_ptr + offs_m, m0 + tl.log(z0), mask=mask_m)
+    if NUM_SOURCES > 1:
+        tl.store(norm_ptr + n_rows + offs_m, m1 + tl.log(z1), mask=mask_m)
+    if NUM_SOURCES > 2:
+        tl.store(norm_ptr + 2 * n_rows + offs_m, m2 + tl.log(z2), mask=mask_m)
 
 
 @triton.jit
 def smooth_clap_fwd_kernel(
-    x_ptr, y_ptr, scale_ptr,            # X, Y (B, d) contiguous fp32/bf16; logit_scale (1,)
-    u0_ptr, u1_ptr, u2_ptr,             # up to 3 row-normalised fp32 sources (B, d_k), contiguous
-    dk0, dk1, dk2,                      # their feature sizes d_k
-    lse_ptr,                            # out (2, B) fp32: [lse_row; lse_col]
-    ce_ptr,                             # out (2, B) fp32: per-anchor cross-entropy [a2t rows; t2a columns]
-    norm_ptr,                           # out (K, B) fp32: source log-normalisers n^k
-    n_rows, dim,                        # B, d
-    row_lo, row_hi, col_lo, col_hi,     # anchors counted: audio rows [row_lo, row_hi), texts [col_lo, col_hi)
-    hard_coef,                          # 1 - beta
-    c0, c1, c2,                         # beta * w_k
-    it0, it1, it2,                      # 1 / tau_k
-    NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_DK: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr, SRC_PRECISION: tl.constexpr,
-):
-    pid = tl.program_id(0)
-    direction = tl.program_id(1)        # 0: anchors = audio rows of S; 1: anchors = text columns of S
-    if direction == 0:
-        a_ptr = x_ptr
-        b_ptr = y_ptr
-        a_lo = row_lo
-        a_hi = row_hi
-    else:
-        a_ptr = y_ptr
-        b_ptr = x_ptr
-        a_lo = col_lo
-        a_hi = col_hi
-    s = tl.load(scale_ptr).to(tl.float32)
-    offs_m = a_lo + pid * BLOCK_M + tl.arange(0, BLOCK_M)
-    mask_m = offs_m < a_hi
-
-    neg_inf = tl.full((BLOCK_M,), float("-inf"), tl.float32)
-    zero = tl.zeros((BLOCK_M,), tl.float32)
-    m_s = neg_inf                        # running max of S over candidates
-    l_s = zero                           # running sum exp(S - m_s)
-    diag = zero                          # S of the anchor's own pair
-    m0 = neg_inf
-    z0 = zero
-    t0 = zero
-    m1 = neg_inf
-    z1 = zero
-    t1 = zero
-    m2 = neg_inf
-    z2 = zero
-    t2 = zero
-    for n0 in range(0, n_rows, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < n_rows
-        s_tile = s * _dot_tile(a_ptr, b_ptr, offs_m, offs_n, mask_m, mask_n, dim,
-                               BLOCK_M, BLOCK_N, BLOCK_D, UPCAST, PRECISION)
-        s_safe = tl.where(mask_n[None, :], s_tile, 0.0)
-        s_inf = tl.where(mask_n[None, :], s_tile, float("-inf"))
-        m_new = tl.maximum(m_s, tl.max(s_inf, axis=1))
-        l_s = l_s * tl.exp(m_s - m_new) + tl.sum(tl.exp(s_inf - m_new[:, None]), axis=1)
-        m_s = m_new
-        diag += tl.sum(tl.where(offs_m[:, None] == offs_n[None, :], s_safe, 0.0), axis=1)
-        if NUM_SOURCES > 0:
-            c = it0 * _dot_tile(u0_ptr, u0_ptr, offs_m, offs_n, mask_m, mask_n, dk0,
-                                BLOCK_M, BLOCK_N, BLOCK_DK, False, SRC_PRECISION)
-            m0, z0, t0 = _online_soft_sum(c, s_safe, mask_n, m0, z0, t0)
-        if NUM_SOURCES > 1:
-            c = it1 * _dot_tile(u1_ptr, u1_ptr, offs_m, offs_n, mask_m, mask_n, dk1,
-                                BLOCK_M, BLOCK_N, BLOCK_DK, False, SRC_PRECISION)
-            m1, z1, t1 = _online_soft_sum(c, s_safe, mask_n, m1, z1, t1)
-        if NUM_SOURCES > 2:
-            c = it2 * _dot_tile(u2_ptr, u2_ptr, offs_m, offs_n, mask_m, mask_n, dk2,
-                                BLOCK_M, BLOCK_N, BLOCK_DK, False, SRC_PRECISION)
-            m2, z2, t2 = _online_soft_sum(c, s_safe, mask_n, m2, z2, t2)
-
-    lse = m_s + tl.log(l_s)
-    # sum_j y_ij S_ij = (1 - beta) S_ii + beta sum_k w_k sum_j Q^k_ij S_ij   (anchor i, this direction)
-    target_dot = hard_coef * diag
-    # n^k_i is the same number in both directions: direction 1 stores it only for anchors direction 0 lacks
-    write_norm = mask_m & ((direction == 0) | (offs_m < row_lo) | (offs_m >= row_hi))
-    if NUM_SOURCES > 0:
-        target_dot += c0 * (t0 / z0)
-        tl.store(norm_ptr + offs_m, m0 + tl.log(z0), mask=write_norm)
-    if NUM_SOURCES > 1:
-        target_dot += c1 * (t1 / z1)
-        tl.store(norm_ptr + n_rows + offs_m, m1 + tl.log(z1), mask=write_norm)
-    if NUM_SOURCES > 2:
-        target_dot += c2 * (t2 / z2)
-        tl.store(norm_ptr + 2 * n_rows + offs_m, m2 + tl.log(z2), mask=write_norm)
-    tl.store(lse_ptr + direction * n_rows + offs_m, lse, mask=mask_m)
-    tl.store(ce_ptr + direction * n_rows + offs_m, lse - target_dot, mask=mask_m)
-
-
-@triton.jit
-def _source_targets(u_ptr, dk, inv_tau, coef, norm_ptr, offs_m, offs_n, mask_m, mask_n, in_a, in_b,
-                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
-                    SRC_PRECISION: tl.constexpr):
-    """beta w_k (Q^k_ij + Q^k_ji) = beta w_k (exp(C_ij - n_i) + exp(C_ij - n_j)) on one tile (C symmetric).
-
-    Only counted anchors / candidates (in_a / in_b) have a term: n is loaded as +inf elsewhere."""
-    c = inv_tau * _dot_tile(u_ptr, u_ptr, offs_m, offs_n, mask_m, mask_n, dk,
-                            BLOCK_M, BLOCK_N, BLOCK_DK, False, SRC_PRECISION)
-    n_a = tl.load(norm_ptr + offs_m, mask=in_a, other=float("inf"))
-    n_b = tl.load(norm_ptr + offs_n, mask=in_b, other=float("inf"))
-    return coef * (tl.exp(c - n_a[:, None]) + tl.exp(c - n_b[None, :]))
-
-
-@triton.jit
-def smooth_clap_bwd_kernel(
-    x_ptr, y_ptr, scale_ptr, gout_ptr,  # X, Y (B, d); logit_scale (1,); upstream gradient dL_out (1,) fp32
+    x_ptr, y_ptr, scale_ptr,            # X, Y (B, d) contiguous fp32/bf16/fp16; logit_scale (1,) fp32
     u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2,
-    lse_ptr, norm_ptr,                  # (2, B) and (K, B) fp32 statistics from the forward
-    dx_ptr, dy_ptr,                     # out (B, d), dtype of X
-    ds_ptr,                             # out (B,) fp32: sum_j G_ij (X_i . Y_j) per audio row i
-    n_rows, dim, inv_count,             # B, d, 1 / normaliser (2B for the whole loss)
-    row_lo, row_hi, col_lo, col_hi,     # anchors counted in the loss (see the forward)
-    hard_coef, c0, c1, c2, it0, it1, it2,
-    NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_DO: tl.constexpr, BLOCK_DK: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr, SRC_PRECISION: tl.constexpr,
+    norm_ptr,                           # (K, B) fp32 n^k from source_lse_kernel (read for counted anchors)
+    row_part_ptr,                       # out (3, n_col_groups, B) fp32: per row (max, sum exp(S - max), t_row)
+    col_part_ptr,                       # in/out (3, n_row_groups, B) fp32: per column (max, sum, t_col)
+    n_rows, dim, rows_per_group, cols_per_group,
+    row_lo, row_hi, col_lo, col_hi,     # counted anchors
+    hard_coef, c0, c1, c2, it0, it1, it2,   # 1 - beta; beta w_k; 1 / tau_k
+    NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_DK0: tl.constexpr, BLOCK_DK1: tl.constexpr, BLOCK_DK2: tl.constexpr,
+    PRECISION: tl.constexpr,
+    SRC_PRECISION0: tl.constexpr, SRC_PRECISION1: tl.constexpr, SRC_PRECISION2: tl.constexpr,
+    UPCAST: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    pid_o = tl.program_id(1)            # which BLOCK_DO slice of the output features
-    direction = tl.program_id(2)        # 0: dX = s G Y;  1: dY = s G^T X (same code, X and Y swapped)
-    if direction == 0:
-        a_ptr = x_ptr
-        b_ptr = y_ptr
-        out_ptr = dx_ptr
-        a_lo = row_lo
-        a_hi = row_hi
-        b_lo = col_lo
-        b_hi = col_hi
-    else:
-        a_ptr = y_ptr
-        b_ptr = x_ptr
-        out_ptr = dy_ptr
-        a_lo = col_lo
-        a_hi = col_hi
-        b_lo = row_lo
-        b_hi = row_hi
-    s = tl.load(scale_ptr).to(tl.float32)
-    g_scale = tl.load(gout_ptr).to(tl.float32) * inv_count
-    offs_m = pid * BLOCK_M + tl.arange(0, BLOCK_M)
-    mask_m = offs_m < n_rows
-    offs_o = pid_o * BLOCK_DO + tl.arange(0, BLOCK_DO)
-    mask_o = offs_o < dim
-    # Statistics outside the counted ranges are loaded as +inf, so their exp(...) terms vanish: a row term
-    # P^r - y exists only for counted anchors a, a column term P^c - y^T only for counted candidates b.
-    in_a = mask_m & (offs_m >= a_lo) & (offs_m < a_hi)
-    lse_a = tl.load(lse_ptr + direction * n_rows + offs_m, mask=in_a, other=float("inf"))
-    # A block without counted anchors only receives column terms: visit the counted candidates alone.
-    block_counted = (pid * BLOCK_M < a_hi) & (pid * BLOCK_M + BLOCK_M > a_lo)
-    n_start = tl.where(block_counted, 0, b_lo)
-    n_end = tl.where(block_counted, n_rows, b_hi)
+    rg = tl.program_id(0)
+    cg = tl.program_id(1)
+    n_row_groups = tl.num_programs(0)
+    n_col_groups = tl.num_programs(1)
+    s = tl.load(scale_ptr)
+    r_start = rg * rows_per_group
+    r_end = r_start + rows_per_group
+    if r_end > n_rows:
+        r_end = n_rows
+    c_start = cg * cols_per_group
+    c_end = c_start + cols_per_group
+    if c_end > n_rows:
+        c_end = n_rows
+    for m0 in range(r_start, r_end, BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        mask_m = offs_m < r_end
+        in_a = mask_m & (offs_m >= row_lo) & (offs_m < row_hi)
+        rows_counted = (m0 < row_hi) & (m0 + BLOCK_M > row_lo)
+        m_r = tl.full((BLOCK_M,), float("-inf"), tl.float32)
+        l_r = tl.zeros((BLOCK_M,), tl.float32)
+        t_r = tl.zeros((BLOCK_M,), tl.float32)
+        for n0 in range(c_start, c_end, BLOCK_N):
+            if rows_counted | ((n0 < col_hi) & (n0 + BLOCK_N > col_lo)):
+                offs_n = n0 + tl.arange(0, BLOCK_N)
+                mask_n = offs_n < c_end
+                in_b = mask_n & (offs_n >= col_lo) & (offs_n < col_hi)
+                s_tile = s * _dot_tile(x_ptr, y_ptr, m0, n0, n_rows, dim, BLOCK_M, BLOCK_N, BLOCK_D, UPCAST,
+                                       PRECISION)
+                valid = mask_m[:, None] & mask_n[None, :]
+                s_safe = tl.where(valid, s_tile, 0.0)
+                s_inf = tl.where(valid, s_tile, float("-inf"))
+                # rows: online max / sum over this program's columns
+                m_new = tl.maximum(m_r, tl.max(s_inf, axis=1))
+                l_r = l_r * tl.exp(m_r - m_new) + tl.sum(tl.exp(s_inf - m_new[:, None]), axis=1)
+                m_r = m_new
+                cm = tl.max(s_inf, axis=0)       # columns: this tile's max / sum, merged below
+                cl = tl.sum(tl.exp(s_inf - cm[None, :]), axis=0)
+                # targets: the hard part sits on the diagonal, S_ii, counted once per direction
+                diag = tl.where(offs_m[:, None] == offs_n[None, :], s_safe, 0.0)
+                t_r += hard_coef * tl.where(in_a, tl.sum(diag, axis=1), 0.0)
+                ct = hard_coef * tl.where(in_b, tl.sum(diag, axis=0), 0.0)
+                if NUM_SOURCES > 0:
+                    r, q = _source_sums(s_safe, u0_ptr, dk0, it0, c0, norm_ptr, m0, n0, n_rows, offs_m, offs_n,
+                                        in_a, in_b, BLOCK_M, BLOCK_N, BLOCK_DK0, UPCAST, SRC_PRECISION0)
+                    t_r += r
+                    ct += q
+                if NUM_SOURCES > 1:
+                    r, q = _source_sums(s_safe, u1_ptr, dk1, it1, c1, norm_ptr + n_rows, m0, n0, n_rows, offs_m,
+                                        offs_n, in_a, in_b, BLOCK_M, BLOCK_N, BLOCK_DK1, UPCAST, SRC_PRECISION1)
+                    t_r += r
+                    ct += q
+                if NUM_SOURCES > 2:
+                    r, q = _source_sums(s_safe, u2_ptr, dk2, it2, c2, norm_ptr + 2 * n_rows, m0, n0, n_rows,
+                                        offs_m, offs_n, in_a, in_b, BLOCK_M, BLOCK_N, BLOCK_DK2, UPCAST,
+                                        SRC_PRECISION2)
+                    t_r += r
+                    ct += q
+                # columns: merge the tile's (max, sum, t) into this program's partial of these columns
+                col_ptrs = col_part_ptr + rg * n_rows + offs_n
+                old_m = tl.load(col_ptrs, mask=mask_n, other=float("-inf"))
+                old_l = tl.load(col_ptrs + n_row_groups * n_rows, mask=mask_n, other=0.0)
+                old_t = tl.load(col_ptrs + 2 * n_row_groups * n_rows, mask=mask_n, other=0.0)
+                new_m = tl.maximum(old_m, cm)
+                new_l = old_l * tl.exp(old_m - new_m) + cl * tl.exp(cm - new_m)
+                tl.store(col_ptrs, new_m, mask=mask_n)
+                tl.store(col_ptrs + n_row_groups * n_rows, new_l, mask=mask_n)
+                tl.store(col_ptrs + 2 * n_row_groups * n_rows, old_t + ct, mask=mask_n)
+        row_ptrs = row_part_ptr + cg * n_rows + offs_m
+        tl.store(row_ptrs, m_r, mask=mask_m)
+        tl.store(row_ptrs + n_col_groups * n_rows, l_r, mask=mask_m)
+        tl.store(row_ptrs + 2 * n_col_groups * n_rows, t_r, mask=mask_m)
 
-    acc = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
-    ds_acc = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for n0 in range(n_start, n_end, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < n_end
-        in_b = mask_n & (offs_n >= b_lo) & (offs_n < b_hi)
-        lse_b = tl.load(lse_ptr + (1 - direction) * n_rows + offs_n, mask=in_b, other=float("inf"))
-        dots = _dot_tile(a_ptr, b_ptr, offs_m, offs_n, mask_m, mask_n, dim,
-                         BLOCK_M, BLOCK_N, BLOCK_D, UPCAST, PRECISION)
-        s_tile = s * dots
-        # P^r + P^c (both <= 1: each lse bounds its own row / column)
-        g = tl.exp(s_tile - lse_a[:, None]) + tl.exp(s_tile - lse_b[None, :])
-        # - (y_ij + y_ji): hard part 2 (1 - beta) on the diagonal, soft part per source
-        is_diag = offs_m[:, None] == offs_n[None, :]
-        g -= tl.where(is_diag & in_a[:, None], hard_coef, 0.0) + tl.where(is_diag & in_b[None, :], hard_coef, 0.0)
-        if NUM_SOURCES > 0:
-            g -= _source_targets(u0_ptr, dk0, it0, c0, norm_ptr, offs_m, offs_n, mask_m, mask_n,
-                                 in_a, in_b,
-                                 BLOCK_M, BLOCK_N, BLOCK_DK, SRC_PRECISION)
-        if NUM_SOURCES > 1:
-            g -= _source_targets(u1_ptr, dk1, it1, c1, norm_ptr + n_rows, offs_m, offs_n, mask_m, mask_n,
-                                 in_a, in_b,
-                                 BLOCK_M, BLOCK_N, BLOCK_DK, SRC_PRECISION)
-        if NUM_SOURCES > 2:
-            g -= _source_targets(u2_ptr, dk2, it2, c2, norm_ptr + 2 * n_rows, offs_m, offs_n, mask_m, mask_n,
-                                 in_a, in_b,
-                                 BLOCK_M, BLOCK_N, BLOCK_DK, SRC_PRECISION)
-        g = tl.where(mask_m[:, None] & mask_n[None, :], g * g_scale, 0.0)   # G (or G^T), scaled by g/(2B)
-        ds_acc += tl.sum(g * dots, axis=1)
-        b = tl.load(b_ptr + offs_n.to(tl.int64)[:, None] * dim + offs_o[None, :],
-                    mask=mask_n[:, None] & mask_o[None, :], other=0.0)
-        if UPCAST:
-            b = b.to(tl.float32)
-        acc = tl.dot(g.to(b.dtype), b, acc, input_precision=PRECISION)
 
-    out = s * acc
-    tl.store(out_ptr + offs_m.to(tl.int64)[:, None] * dim + offs_o[None, :],
-             out.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_o[None, :])
-    tl.store(ds_ptr + offs_m, ds_acc, mask=mask_m & (direction == 0) & (pid_o == 0))
+@triton.jit
+def smooth_clap_grad_kernel(
+    x_ptr, y_ptr, scale_ptr,            # X, Y (B, d); logit_scale (1,) fp32
+    u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2,
+    lse_ptr, norm_ptr,                  # (2, B) [lse_row; lse_col] and (K, B) n^k, fp32
+    g_ptr,                              # out (n_block_rows, n_block_cols), dtype of X: g_scale (2B / g) G
+    ds_ptr,                             # out (cdiv(n_block_rows, BLOCK_M), cdiv(n_block_cols, BLOCK_N)) fp32
+    n_rows, dim, r0, n_block_rows, c0_col, n_block_cols,   # the block of G: rows r0.., columns c0_col..
+    row_lo, row_hi, col_lo, col_hi,
+    hard_coef, c0, c1, c2, it0, it1, it2, g_scale,
+    NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_DK0: tl.constexpr, BLOCK_DK1: tl.constexpr, BLOCK_DK2: tl.constexpr,
+    PRECISION: tl.constexpr,
+    SRC_PRECISION0: tl.constexpr, SRC_PRECISION1: tl.constexpr, SRC_PRECISION2: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    s = tl.load(scale_ptr)
+    loc_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    loc_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m = r0 + loc_m
+    offs_n = c0_col + loc_n
+    mask_m = loc_m < n_block_rows
+    mask_n = loc_n < n_block_cols
+    in_a = mask_m & (offs_m >= row_lo) & (offs_m < row_hi)
+    in_b = mask_n & (offs_n >= col_lo) & (offs_n < col_hi)
+    lse_a = tl.load(lse_ptr + offs_m, mask=in_a, other=float("inf"))
+    lse_b = tl.load(lse_ptr + n_rows + offs_n, mask=in_b, other=float("inf"))
+    m0 = r0 + pid_m * BLOCK_M
+    n0 = c0_col + pid_n * BLOCK_N
+    dots = _dot_tile(x_ptr, y_ptr, m0, n0, n_rows, dim, BLOCK_M, BLOCK_N, BLOCK_D, UPCAST, PRECISION)
+    s_tile = s * dots
+    # (P^r + P^c) - (y + y^T), each term only for counted anchors; |g| <= 2
+    g = tl.exp(s_tile - lse_a[:, None]) + tl.exp(s_tile - lse_b[None, :])
+    is_diag = offs_m[:, None] == offs_n[None, :]
+    g -= tl.where(is_diag & in_a[:, None], hard_coef, 0.0) + tl.where(is_diag & in_b[None, :], hard_coef, 0.0)
+    if NUM_SOURCES > 0:
+        g -= _source_weight(u0_ptr, dk0, it0, c0, norm_ptr, m0, n0, n_rows, offs_m, offs_n, in_a, in_b,
+                            BLOCK_M, BLOCK_N, BLOCK_DK0, UPCAST, SRC_PRECISION0)
+    if NUM_SOURCES > 1:
+        g -= _source_weight(u1_ptr, dk1, it1, c1, norm_ptr + n_rows, m0, n0, n_rows, offs_m, offs_n, in_a, in_b,
+                            BLOCK_M, BLOCK_N, BLOCK_DK1, UPCAST, SRC_PRECISION1)
+    if NUM_SOURCES > 2:
+        g -= _source_weight(u2_ptr, dk2, it2, c2, norm_ptr + 2 * n_rows, m0, n0, n_rows, offs_m, offs_n, in_a,
+                            in_b, BLOCK_M, BLOCK_N, BLOCK_DK2, UPCAST, SRC_PRECISION2)
+    g = tl.where(mask_m[:, None] & mask_n[None, :], g, 0.0)
+    tl.store(ds_ptr + pid_m * tl.num_programs(1) + pid_n, tl.sum(tl.sum(g * dots, axis=1), axis=0))
+    tl.store(g_ptr + loc_m.to(tl.int64)[:, None] * n_block_cols + loc_n[None, :],
+             (g * g_scale).to(g_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])

@@ -66,3 +66,28 @@ def loss_and_grads(fn, x, y, scale, sources, weights, temps, beta, grad_output=1
     loss = fn(x, y, s, sources, weights, temps, beta, **kw)
     (loss * grad_output).backward()
     return loss.detach(), x.grad, y.grad, s.grad
+
+
+def assert_fp32_close(got, want, scale):
+    """fp32 rule of the fused-loss tests: loss rtol 1e-5 / atol 1e-6; dX, dY rtol 1e-5 with atol 1e-5 of the
+    largest reference entry plus 1e-6 s / B (the exact gradient is 0 at B = 1, where only rounding is left);
+    d logit_scale rtol 1e-5 / atol 1e-6. ``got`` / ``want``: (loss, dX, dY, ds) as from loss_and_grads."""
+    (l1, gx1, gy1, gs1), (l2, gx2, gy2, gs2) = got, want
+    floor = 1e-6 * scale / gx2.shape[0]
+    assert l1.dtype == torch.float32 and l1.dim() == 0
+    torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+    for a, b in ((gx1, gx2), (gy1, gy2)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item() + floor)
+    torch.testing.assert_close(gs1, gs2, rtol=1e-5, atol=1e-6)
+
+
+def assert_16bit_close(got, ref32, ref16, dtype):
+    """16-bit rule: per quantity, max |got - ref32| <= 2 max |ref16 - ref32| + one 16-bit ulp of the largest
+    reference entry (2^-8 for bf16, 2^-11 for fp16): dX / dY are returned in that dtype, so storage rounding
+    alone reaches the floor. ref32: fp32 reference on the rounded inputs; ref16: reference computed in dtype."""
+    ulp = 2.0 ** -8 if dtype == torch.bfloat16 else 2.0 ** -11
+    for name, g, r32, r16 in zip(("loss", "dX", "dY", "dscale"), got, ref32, ref16):
+        err = (g.float() - r32.float()).abs().max().item()
+        ref_err = (r16.float() - r32.float()).abs().max().item()
+        floor = ulp * r32.float().abs().max().item()
+        assert err <= 2 * ref_err + floor, f"{name}: error {err:.3g}, 16-bit reference error {ref_err:.3g}"

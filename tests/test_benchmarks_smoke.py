@@ -110,3 +110,19 @@ def test_cpu_targets_pass_and_fail(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert [ln.split()[0] for ln in proc.stdout.splitlines() if ln[:4] in ("PASS", "FAIL")].count("FAIL") == 1
+
+
+def test_gpu_check_covers_every_gpu_target():
+    """run_gpu.sh measures the preset gpu-check; every row the GPU targets read is in it, and the script parses."""
+    import subprocess
+    from pathlib import Path
+
+    from benchmarks.sweep import preset_configs
+    from benchmarks.targets import gpu_targets
+
+    rows = [dict(c, device="cuda", status="ok", time_ms=1.0, peak_bytes=1, repeats=1, loadavg=[0, 0, 0])
+            for c in preset_configs("gpu-check")]
+    names = [name for name, _, _ in gpu_targets(rows)]
+    assert len(names) == 5 and all("B=65536" in n for n in names)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "run_gpu.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0

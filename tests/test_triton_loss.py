@@ -28,7 +28,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastclap.losses.reference import reference_smooth_clap_loss
 from fastclap.losses.smooth_clap import smooth_clap_loss
-from helpers import loss_and_grads, random_inputs
+from helpers import assert_fp32_close, loss_and_grads, random_inputs
 
 if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("needs CUDA or TRITON_INTERPRET=1 (tests/conftest.py sets it)", allow_module_level=True)
@@ -56,14 +56,7 @@ def _source_params(k):
     return weights, temps
 
 
-def _check_fp32(got, want, scale):
-    (l1, gx1, gy1, gs1), (l2, gx2, gy2, gs2) = got, want
-    floor = 1e-6 * scale / gx2.shape[0]
-    assert l1.dtype == torch.float32 and l1.dim() == 0
-    torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
-    for a, b in ((gx1, gx2), (gy1, gy2)):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item() + floor)
-    torch.testing.assert_close(gs1, gs2, rtol=1e-5, atol=1e-6)
+_check_fp32 = assert_fp32_close
 
 
 @pytest.mark.parametrize("batch,dim,k,scale,beta", CASES)
@@ -146,21 +139,27 @@ class _NumelRecorder(TorchDispatchMode):
         return out
 
 
-def test_no_batch_squared_allocation():
-    """Forward + backward at B = 1024, d = 8, d_k <= 8 allocate nothing larger than X itself in fp32
-    (B d 4 = 32 KiB): in particular no B x B matrix (4 MiB) and no (B / BLOCK) x B partial buffer
-    (64 KiB for 64-wide blocks). The interpreted kernels themselves work on (BLOCK, BLOCK) numpy tiles."""
-    batch, dim = 1024, 8
+def test_memory_stays_within_the_budget_and_never_b_squared():
+    """Forward + backward at B = 1024, d = 8 with a 1 MiB memory budget: the largest tensor the loss
+    allocates (G chunk, forward partials, GEMM temporaries) stays within the budget, so the backward runs
+    in several row chunks, and nothing near a B x B matrix (4 MiB in fp32) is ever allocated. The
+    interpreted kernels themselves work on (BLOCK, BLOCK) numpy tiles."""
+    from fastclap.losses.triton_config import launch_config
+
+    batch, dim, budget = 1024, 8, 2**20
+    cfg = launch_config(batch, dim, (5, 8), (0.07, 0.1), torch.float32, device_type="cpu", memory_budget=budget)
+    assert cfg.chunk_rows < batch
     x, y, sources = random_inputs(batch, dim, 2, seed=2, source_dims=(5, 8))
     x.requires_grad_(True)
     y.requires_grad_(True)
     s = torch.tensor(14.3, requires_grad=True)
     with _NumelRecorder() as rec:
-        loss = triton_smooth_clap_loss(x, y, s, sources, (0.5, 0.5), (0.07, 0.1), 0.1)
+        loss = triton_smooth_clap_loss(x, y, s, sources, (0.5, 0.5), (0.07, 0.1), 0.1, memory_budget=budget)
         loss.backward()
-    assert x.grad is not None and y.grad is not None and s.grad is not None
+    want = loss_and_grads(reference_smooth_clap_loss, x, y, 14.3, sources, (0.5, 0.5), (0.07, 0.1), 0.1)
+    _check_fp32((loss.detach(), x.grad, y.grad, s.grad), want, 14.3)
     biggest = max(rec.sizes)
-    assert biggest[0] <= batch * dim * 4, f"largest tensor {biggest} exceeds B * d * 4 bytes = {batch * dim * 4}"
+    assert biggest[0] <= budget, f"largest tensor {biggest} exceeds the {budget}-byte budget"
 
 
 def test_too_many_sources_is_a_clear_error():
@@ -194,3 +193,9 @@ def test_bad_anchor_range_is_a_clear_error():
     x, y, _ = random_inputs(5, 8, 0, seed=0)
     with pytest.raises(ValueError, match="row_range"):
         triton_smooth_clap_loss(x, y, torch.tensor(1.0), row_range=(3, 6))
+
+
+def test_bad_memory_budget_is_a_clear_error():
+    x, y, _ = random_inputs(5, 8, 0, seed=0)
+    with pytest.raises(ValueError, match="memory_budget"):
+        triton_smooth_clap_loss(x, y, torch.tensor(1.0), memory_budget=0)

@@ -1,0 +1,195 @@
+"""Launch configuration of the fused SmoothCLAP kernels: the one place that picks block sizes, warps,
+stages, group sizes, the backward's chunk rows and the precision of every GEMM.
+
+``launch_config`` is called on every loss evaluation (it is cheap). Which schedule it returns:
+
+* on a CUDA device, the GPU schedule for that device's compute capability (sm_90 H100 / H200, sm_80 A100);
+* in Triton's CPU interpreter (``TRITON_INTERPRET=1``), small tiles that cross tile, group and chunk
+  boundaries at the small B of the tests, wider ones as B grows (few interpreted programs);
+* with the environment variable ``FASTCLAP_TRITON_CONFIG=gpu`` (read at call time), the sm_90 GPU
+  schedule itself, also in the interpreter, so that the very launch a GPU makes is tested on the CPU.
+  ``FASTCLAP_TRITON_CONFIG=sm80`` selects the sm_80 schedule the same way.
+
+Source precision (measured by ``python -m benchmarks.source_precision``, table in the README): for 16-bit
+features a source is stored in bf16 (one bf16 tensor-core product) when its temperature tau_k >= 0.05,
+where the bf16 rounding of cos / tau uses at most ~14 % of the bf16 error budget, and in fp32 with a TF32
+product below that (bf16 reaches 30 % at tau = 0.02, TF32 4 %). fp32 features keep fp32-accurate sources
+("tf32x3" on a GPU, exact in the interpreter) unless the caller allows TF32.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional, Sequence, Tuple
+
+import torch
+import triton
+
+ENV_VAR = "FASTCLAP_TRITON_CONFIG"
+MAX_SOURCES = 3
+# Default memory budget of the loss's own buffers in the backward (G chunk, fp32 dY accumulator, GEMM
+# temporaries). At B = 65536, d = 768, bf16: 192 MiB accumulator + 12 MiB temporary + 640-row G chunks
+# (80 MiB); with the returned dX, dY (192 MiB) the loss's peak stays under 0.5 GiB. A larger budget means
+# fewer chunks: each chunk reads and writes the fp32 dY accumulator once (B d 8 bytes).
+DEFAULT_MEMORY_BUDGET = 288 * 2**20
+BF16_SOURCE_MIN_TAU = 0.05
+FP16_G_SCALE = 2.0**14   # |G| <= 2 -> <= 32768 < 65504; entries ~1/B move out of fp16's subnormal range
+DY_PIECE_ROWS = 4096     # rows of dY updated per GEMM (bounds the fp32 temporary to 4096 x d)
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelLaunch:
+    """Tile shape and launch options of one kernel."""
+    BLOCK_M: int
+    BLOCK_N: int
+    BLOCK_D: int = 0         # contraction chunk of d (0: the kernel has no feature GEMM)
+    num_warps: int = 4
+    num_stages: int = 2
+
+    def meta(self, gpu: bool) -> dict:
+        """Keyword arguments for the kernel launch (num_warps / num_stages only on a GPU)."""
+        out = dict(BLOCK_M=self.BLOCK_M, BLOCK_N=self.BLOCK_N)
+        if self.BLOCK_D:
+            out["BLOCK_D"] = self.BLOCK_D
+        if gpu:
+            out.update(num_warps=self.num_warps, num_stages=self.num_stages)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchConfig:
+    """Everything one loss evaluation launches with. See the module doc and kernels/smooth_clap.py."""
+    schedule: str                     # "interpreter", "sm90" or "sm80"
+    src: KernelLaunch                 # source_lse_kernel
+    fwd: KernelLaunch                 # smooth_clap_fwd_kernel
+    grad: KernelLaunch                # smooth_clap_grad_kernel
+    rows_per_group: int               # forward: rows of S one program owns (multiple of fwd.BLOCK_M)
+    cols_per_group: int               # forward: columns of S one program owns (multiple of fwd.BLOCK_N)
+    chunk_rows: int                   # backward: rows of G per chunk (R), multiple of grad.BLOCK_M
+    block_dk: Tuple[int, ...]         # contraction chunk per source, fitted to d_k
+    precision: str                    # tl.dot input_precision of the feature GEMMs
+    src_precisions: Tuple[str, ...]   # per source: tl.dot input_precision of C^k
+    src_dtypes: Tuple[torch.dtype, ...]   # per source: storage dtype of the unit rows
+    g_scale: float                    # power of two G is multiplied by before its 16-bit store
+
+    def groups(self, batch: int) -> Tuple[int, int]:
+        """(row groups, column groups) of the forward grid."""
+        return triton.cdiv(batch, self.rows_per_group), triton.cdiv(batch, self.cols_per_group)
+
+
+def fit_block_dk(dk: int, choices: Sequence[int] = (16, 32, 64)) -> int:
+    """The chunk of d_k that pads least (ties: the larger, fewer iterations): 88 -> 32 (96), 768 -> 64."""
+    return min(choices, key=lambda b: (triton.cdiv(dk, b) * b, -b))
+
+
+def schedule_name(device_type: str) -> str:
+    """Which schedule applies: FASTCLAP_TRITON_CONFIG (read now) wins; else the device's own."""
+    env = os.environ.get(ENV_VAR, "").strip().lower()
+    if env in ("gpu", "sm90", "h100"):
+        return "sm90"
+    if env in ("sm80", "a100"):
+        return "sm80"
+    if env not in ("", "auto", "default"):
+        raise ValueError(f"{ENV_VAR} must be 'gpu' (sm90), 'sm80' or unset, got {env!r}")
+    if device_type == "cuda":
+        major = torch.cuda.get_device_capability()[0]
+        return "sm90" if major >= 9 else "sm80"
+    return "interpreter"
+
+
+def _precisions(dtype: torch.dtype, temps: Sequence[float], allow_tf32: bool, gpu: bool):
+    if dtype == torch.float32:
+        precision = "tf32" if allow_tf32 else ("tf32x3" if gpu else "ieee")
+        return precision, tuple(precision for _ in temps), tuple(torch.float32 for _ in temps)
+    src_prec, src_dtypes = [], []
+    for tau in temps:
+        if tau >= BF16_SOURCE_MIN_TAU:
+            src_prec.append("tf32")           # ignored by a bf16 dot
+            src_dtypes.append(torch.bfloat16)
+        else:
+            src_prec.append("tf32" if gpu else "ieee")
+            src_dtypes.append(torch.float32)
+    return "tf32", tuple(src_prec), tuple(src_dtypes)
+
+
+def _chunk_rows(batch: int, dim: int, dtype: torch.dtype, block_m: int, memory_budget: int) -> int:
+    """Rows R of the backward's G chunk so that G (R x B), the fp32 dY accumulator (16-bit features only)
+    and the GEMM temporaries stay within ``memory_budget`` bytes; at least one row block."""
+    g_bytes = torch.finfo(dtype).bits // 8
+    fixed = (batch * dim * 4 if dtype != torch.float32 else 0) + min(batch, DY_PIECE_ROWS) * dim * 4
+    per_row = batch * g_bytes + dim * 4
+    rows = max(memory_budget - fixed, 0) // per_row
+    rows = max(block_m, (rows // block_m) * block_m)
+    return min(rows, triton.cdiv(batch, block_m) * block_m)
+
+
+def _groups(batch: int, block_m: int, block_n: int, programs: int) -> Tuple[int, int]:
+    """Rows / columns per forward program: about ``programs`` programs, at most 16 column groups (the
+    partial buffers are O(B * groups))."""
+    row_blocks, col_blocks = triton.cdiv(batch, block_m), triton.cdiv(batch, block_n)
+    n_cg = min(col_blocks, 16)
+    n_rg = min(row_blocks, max(1, triton.cdiv(programs, n_cg)))
+    return triton.cdiv(row_blocks, n_rg) * block_m, triton.cdiv(col_blocks, n_cg) * block_n
+
+
+def launch_config(
+    batch: int,
+    dim: int,
+    source_dims: Sequence[int],
+    source_temps: Sequence[float],
+    dtype: torch.dtype,
+    *,
+    device_type: str,
+    allow_tf32: bool = False,
+    memory_budget: Optional[int] = None,
+) -> LaunchConfig:
+    """The launch configuration of one loss evaluation (see the module doc).
+
+    Args:
+        batch, dim: B and d of the features. source_dims / source_temps: d_k and tau_k per source.
+        dtype: the features' dtype (fp32, bf16, fp16). device_type: "cuda" or "cpu" (interpreter).
+        allow_tf32: fp32 feature and source GEMMs in TF32. memory_budget: bytes for the backward's
+            buffers (default DEFAULT_MEMORY_BUDGET).
+
+    Raises:
+        ValueError: FASTCLAP_TRITON_CONFIG holds an unknown value, or memory_budget <= 0.
+    """
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    if budget <= 0:
+        raise ValueError(f"memory_budget must be > 0 bytes, got {memory_budget}")
+    schedule = schedule_name(device_type)
+    gpu = schedule != "interpreter"
+    k = len(source_dims)
+    if schedule == "interpreter":
+        # 32-wide tiles cross tile, group and chunk boundaries at the small B of the tests; larger B gets
+        # wider tiles (about 8 per side, at most 256) so that the number of interpreted programs stays small.
+        tile = max(32, min(256, triton.next_power_of_2(triton.cdiv(batch, 8))))
+        src = KernelLaunch(tile, tile)
+        fwd = KernelLaunch(tile, tile, 32)
+        grad = KernelLaunch(tile, tile, 32)
+        rows_g, cols_g = 2 * tile, 2 * tile
+        block_dk = tuple(fit_block_dk(dk, (16, 32)) for dk in source_dims)
+    else:
+        # Chosen by compiling for sm_90a / sm_80 (python -m benchmarks.aot): the 16-bit variants below do
+        # not spill on sm_90a. The epilogues (two exps per element, online statistics) keep several fp32
+        # tiles live, so 128 x 64 is the widest spill-free tile without sources and 64 x 64 with them.
+        stages = 3 if schedule == "sm90" else 2
+        src = KernelLaunch(64, 64, num_warps=8, num_stages=stages)
+        if k == 0:
+            fwd = KernelLaunch(128, 64, 64, num_warps=8, num_stages=stages)
+            grad = KernelLaunch(128, 64, 64, num_warps=8, num_stages=stages)
+        else:
+            fwd = KernelLaunch(64, 64, 32, num_warps=8, num_stages=stages if k <= 2 else 2)
+            grad = KernelLaunch(128 if k <= 2 else 64, 64, 64 if k <= 2 else 32, num_warps=8, num_stages=stages)
+        rows_g, cols_g = _groups(batch, fwd.BLOCK_M, fwd.BLOCK_N, programs=4 * 132)
+        block_dk = tuple(fit_block_dk(dk) for dk in source_dims)
+    precision, src_prec, src_dtypes = _precisions(dtype, source_temps, allow_tf32, gpu)
+    if gpu:   # fp32 source tiles take twice the registers / shared memory of bf16 ones: halve their chunk
+        block_dk = tuple(b if t != torch.float32 else fit_block_dk(dk, (16, 32))
+                         for b, t, dk in zip(block_dk, src_dtypes, source_dims))
+    return LaunchConfig(
+        schedule=schedule, src=src, fwd=fwd, grad=grad, rows_per_group=rows_g, cols_per_group=cols_g,
+        chunk_rows=_chunk_rows(batch, dim, dtype, grad.BLOCK_M, budget), block_dk=block_dk,
+        precision=precision, src_precisions=src_prec, src_dtypes=src_dtypes,
+        g_scale=FP16_G_SCALE if dtype == torch.float16 else 1.0,
+    )
