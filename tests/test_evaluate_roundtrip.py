@@ -126,3 +126,40 @@ def test_bad_inputs_name_the_problem(trained, tmp_path, capsys):
     rows = [dataclasses.replace(r, split="train") for r in prep.rows]
     with pytest.raises(ValueError, match="'test' .* is empty"):
         evaluate_model(load_model(run_dir), dataclasses.replace(prep, rows=rows), "test", progress=False)
+
+
+def test_dataset_the_run_trained_on_reuses_its_prepared_data(trained, tmp_path, capsys, caplog):
+    from fastclap.evaluation.runner import run_prepared_dir
+
+    run_dir, prep = trained
+    out = tmp_path / "eval"
+    rc = evaluate_main(["--checkpoint", run_dir, "--dataset", "sample", "--split", "test", "--out", str(out),
+                        "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert f"using the run's prepared sample data: {prep.out_dir}" in err
+    assert not (out / "prepared").exists()  # nothing prepared again
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"]["prepared_dir"] == str(prep.out_dir)
+    # the corpus words of one shared class are scored apart in the dataset space: the evaluator says so
+    assert any("anger / angry" in r.getMessage() and "--label-space shared --shared-only" in r.getMessage()
+               for r in caplog.records)
+    # another corpus, another root, or a run without config.json: not reused
+    assert run_prepared_dir(run_dir, "sample") == str(prep.out_dir)
+    assert run_prepared_dir(run_dir, "sample", root=str(tmp_path)) is None
+    assert run_prepared_dir(run_dir, "emodb") is None
+    assert run_prepared_dir(str(tmp_path), "sample") is None
+
+
+def test_shared_label_space_error_names_the_flag_to_add(trained, tmp_path, capsys):
+    run_dir, prep = trained
+    rc = evaluate_main(["--checkpoint", run_dir, "--prepared", str(prep.out_dir), "--label-space", "shared",
+                        "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "add --shared-only" in err[0] and "--label-space dataset" in err[0]
+    assert "label_space=" not in err[0]
+    rc = evaluate_main(["--checkpoint", run_dir, "--prepared", str(prep.out_dir), "--label-space", "shared",
+                        "--shared-only", "--out", str(tmp_path / "o"), "--no-progress"])
+    assert rc == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert set(report["zero_shot"]["classes"]) <= {"anger", "happiness", "sadness", "neutral"}
