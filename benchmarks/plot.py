@@ -102,12 +102,17 @@ def _draw_lines(ax_t, ax_m, ok: Dict[tuple, List[Dict[str, Any]]], series: Dict[
             ax_m.scatter([r["batch"] for r in oom], [r["needed_bytes"] / MiB for r in oom], marker="o",
                          facecolors="none", edgecolors=line.get_color(), label=f"{label} (oom, needed)")
     for ax, ylabel in ((ax_t, "time (ms, median)"), (ax_m, "peak loss memory (MiB)")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("batch size B")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="both", alpha=0.3)
+        log_axes(ax, "batch size B", ylabel)
     ax_m.legend(fontsize=7)
+
+
+def log_axes(ax, xlabel: str, ylabel: str) -> None:
+    """Log-log axes against B (base 2) with a light grid: the layout of every time / memory plot."""
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
 
 
 def _draw_bars(ax_t, ax_m, ok: Dict[tuple, List[Dict[str, Any]]]) -> None:

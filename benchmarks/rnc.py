@@ -160,6 +160,8 @@ def plot(path: pathlib.Path) -> pathlib.Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from benchmarks.plot import log_axes
+
     rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.5))
     for provider in PROVIDERS:
@@ -177,11 +179,7 @@ def plot(path: pathlib.Path) -> pathlib.Path:
                       label="loop, B^3 through its largest run")
             ax_m.plot(xs, [loop_bytes(b) / MiB for b in xs], "k:", lw=0.8, label="loop estimate 10 B^3 bytes")
     for ax, what in ((ax_t, "time, forward + backward (ms)"), (ax_m, "peak memory above inputs (MiB)")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("contrastive batch B")
-        ax.set_ylabel(what)
-        ax.grid(True, which="both", alpha=0.3)
+        log_axes(ax, "contrastive batch B", what)
         ax.legend(fontsize=8)
     first = rows[0]
     where = (f"{first.get('threads') or 'all'} CPU thread(s)" if first.get("device", "cpu") == "cpu"

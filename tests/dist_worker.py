@@ -15,6 +15,15 @@ def free_tcp_init_method():
         return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
 
 
+def run_ranks(worker, world_size, out_dir, *args):
+    """Spawn ``world_size`` gloo processes running ``worker(rank, world_size, init_method, out_dir, *args)``;
+    each saves its results to ``out_dir/rank{r}.pt``. Returns them in rank order (loaded weights_only)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(worker, nprocs=world_size, join=True, args=(world_size, free_tcp_init_method(), str(out_dir), *args))
+    return [torch.load(os.path.join(str(out_dir), f"rank{r}.pt"), weights_only=True) for r in range(world_size)]
+
+
 def gathered_loss_worker(rank, world_size, init_method, out_dir, batch, dim, cases):
     """Evaluate each (backend, local_loss, k, beta) case on this rank's rows of one shared global batch."""
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)

@@ -6,10 +6,9 @@ has) ClipLoss is compared with open_clip's own gather_features followed by fastc
 SigLipLoss with torch.distributed.nn.all_gather followed by the dense sigmoid reference."""
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from compat_dist_worker import cases, compat_worker
-from dist_worker import free_tcp_init_method
+from dist_worker import run_ranks
 from helpers import grad_atol
 from peer_losses import laion_clap_loss, open_clip_loss
 
@@ -20,8 +19,7 @@ WORLD, BATCH, DIM = 2, 10, 6
 def compat_results(tmp_path_factory):
     open_clip_loss(), laion_clap_loss()  # skips unless both are installed
     out = tmp_path_factory.mktemp("compat")
-    mp.spawn(compat_worker, nprocs=WORLD, join=True, args=(WORLD, free_tcp_init_method(), str(out), BATCH, DIM))
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    return run_ranks(compat_worker, WORLD, out, BATCH, DIM)
 
 
 @pytest.mark.parametrize("case", cases(), ids=lambda c: "-".join(str(v) for v in c if v != ""))

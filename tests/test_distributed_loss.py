@@ -8,9 +8,8 @@ import itertools
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
-from dist_worker import free_tcp_init_method, gathered_loss_worker
+from dist_worker import gathered_loss_worker, run_ranks
 from fastclap.losses.reference import reference_smooth_clap_loss
 from helpers import grad_atol, random_inputs
 
@@ -23,9 +22,7 @@ CASES = [(b, *s) for b, s in itertools.product(BACKENDS, SETTINGS)]
 @pytest.fixture(scope="module")
 def gathered_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("gathered")
-    mp.spawn(gathered_loss_worker, nprocs=WORLD, join=True,
-             args=(WORLD, free_tcp_init_method(), str(out), BATCH, DIM, CASES))
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    return run_ranks(gathered_loss_worker, WORLD, out, BATCH, DIM, CASES)
 
 
 @pytest.mark.parametrize("backend,local_loss,k,beta", CASES)

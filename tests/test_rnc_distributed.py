@@ -4,9 +4,8 @@ import itertools
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
-from dist_worker import free_tcp_init_method
+from dist_worker import run_ranks
 from fastclap.losses.rnc_reference import reference_rnc_loss
 from helpers import grad_atol, random_inputs
 from rnc_dist_worker import gathered_rnc_worker, rnc_labels
@@ -18,9 +17,7 @@ CASES = list(itertools.product(("reference", "chunked"), (True, False)))
 @pytest.fixture(scope="module")
 def gathered_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("gathered_rnc")
-    mp.spawn(gathered_rnc_worker, nprocs=WORLD, join=True,
-             args=(WORLD, free_tcp_init_method(), str(out), BATCH, DIM, CASES))
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    return run_ranks(gathered_rnc_worker, WORLD, out, BATCH, DIM, CASES)
 
 
 @pytest.mark.parametrize("backend,local_loss", CASES)
