@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
@@ -22,3 +23,13 @@ if "benchmarks" not in sys.modules:
         "benchmarks", _BENCHMARKS / "__init__.py", submodule_search_locations=[str(_BENCHMARKS)])
     sys.modules["benchmarks"] = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(sys.modules["benchmarks"])
+
+
+@pytest.fixture
+def exact_fp32_matmul():
+    """Torch fp32 matmuls in true fp32 (TF32 off) for the test, whatever the global setting: the GPU tests'
+    references must not carry TF32 error."""
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = old

@@ -23,16 +23,8 @@ from helpers import loss_and_grads, random_inputs
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+    pytest.mark.usefixtures("exact_fp32_matmul"),   # the reference runs true fp32 matmuls (tests/conftest.py)
 ]
-
-
-@pytest.fixture(autouse=True)
-def _exact_fp32_reference():
-    """The reference must run true fp32 matmuls, whatever the global TF32 setting."""
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32 = old
 
 
 def _triton():

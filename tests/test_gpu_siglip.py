@@ -16,15 +16,8 @@ import torch.nn.functional as F
 from fastclap.losses.sigmoid import chunked_sigmoid_loss
 from helpers import grad_atol
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
-
-
-@pytest.fixture(autouse=True)
-def _no_tf32():
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32 = old
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+              pytest.mark.usefixtures("exact_fp32_matmul")]
 
 
 def _run(fn, x, y, sources, offset=0):
