@@ -20,10 +20,8 @@ and the step's gradients are reduced across ranks once:
 * ZeRO 1, 2, 3: inside ``engine.coalesce_grad_reduction()``, which keeps the sub-batch gradients local and
   reduces their sum once on exit (under ZeRO-3 parameters are still gathered per sub-batch, while the
   unreduced gradient is held in full until the step's single reduce-scatter);
-* ZeRO 0 and DeepSpeed's bf16 optimizer wrapper over ZeRO 0/1: ``engine.no_sync()`` around all but the last
-  sub-batch, whose backward all-reduces the accumulated sum;
-* a ZeRO 2/3 optimizer without the coalescing context: the accumulation boundary is held off until the last
-  sub-batch; each sub-batch is then reduce-scattered as it is computed and the partitions add up.
+* ZeRO 0 (fp32 or DeepSpeed's bf16 wrapper): ``engine.no_sync()`` around all but the last sub-batch, whose
+  backward all-reduces the accumulated sum.
 DeepSpeed's 1 / gradient_accumulation_steps scaling is never applied per sub-batch (gradient caching requires
 gradient_accumulation_steps 1, fastclap.config.check_grad_cache).
 """
@@ -103,6 +101,7 @@ class GradCache:
         self._states: List[RandomState] = []
         self._leaves: Dict[str, torch.Tensor] = {}
         self._sizes: List[int] = []
+        self._after: Optional[RandomState] = None
 
     def forward(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         """Pass 1: embed every sub-batch without graphs. Returns the whole micro batch's outputs (see class)."""
@@ -135,11 +134,9 @@ class GradCache:
                 terms = [(out[k].float() * grads[k][i].float()).sum() for k in FEATURES if grads[k][i] is not None]
                 if i == 0 and scale_grad is not None:
                     terms.append((out["logit_scale"].float() * scale_grad.float()).sum())
-                if not terms:
-                    continue
                 with before_last(i == last):
                     self.engine.backward(torch.stack(terms).sum())
-        self._after.restore()
+        self._after.restore()  # type: ignore[union-attr]
         self._parts, self._states, self._leaves = [], [], {}
 
     @contextlib.contextmanager
@@ -151,19 +148,10 @@ class GradCache:
             with engine.coalesce_grad_reduction():
                 yield lambda is_last: contextlib.nullcontext()
             return
-        if not engine.zero_optimization_partition_gradients():
-            yield lambda is_last: contextlib.nullcontext() if is_last else engine.no_sync()
-            return
-
-        @contextlib.contextmanager
-        def boundary(is_last: bool):
-            engine.set_gradient_accumulation_boundary(is_last)
-            yield
-
-        try:
-            yield boundary
-        finally:
-            engine._is_gradient_accumulation_boundary = None  # back to DeepSpeed's own micro-step count
+        if engine.zero_optimization_partition_gradients():
+            raise RuntimeError("gradient caching under ZeRO 2/3 needs engine.coalesce_grad_reduction(), which this "
+                               "DeepSpeed lacks (constraints.txt pins one that has it)")
+        yield lambda is_last: contextlib.nullcontext() if is_last else engine.no_sync()
 
 
 def make_grad_cache(engine: Any, sub_batch: int, device: torch.device) -> Optional[GradCache]:
