@@ -74,3 +74,12 @@ def test_without_replayed_random_state_gradients_differ(monkeypatch):
     monkeypatch.setattr(grad_cache.RandomState, "restore", lambda self: None)
     _, g, _, _ = one_step(0, batch, 5, cached=True)
     assert max_rel_diff(g, ref_g) > 1e-3
+
+
+def test_sub_batch_above_the_derived_micro_batch_fails_at_start():
+    """With train_batch_size the micro batch per rank is known only at start-up (train.py checks again)."""
+    from fastclap.config import GradCacheConfig, check_grad_cache
+
+    check_grad_cache(GradCacheConfig(12), {"train_batch_size": 16})  # fits one rank's 16 pairs
+    with pytest.raises(ValueError, match=r"fastclap\.grad_cache\.sub_batch: 12 is larger than the micro batch"):
+        check_grad_cache(GradCacheConfig(12), {"train_batch_size": 16}, micro=8)
