@@ -236,6 +236,8 @@ def plot(rows: List[Dict[str, Any]], path: str) -> None:
           title=f"contrastive batch {batch}, CPU fp32")
     b.set(xscale="log", xlabel="sub_batch (pairs)", ylabel="pairs/s", title="throughput")
     for ax in (a, b):
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.minorticks_off()
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -246,6 +248,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--point", help="measure one point (JSON) and print 'RESULT <row>'")
     ap.add_argument("--out", help="JSONL results file of the sweep (the plot and the estimate sit beside it)")
+    ap.add_argument("--replot", help="redraw the plot and the estimate of an existing JSONL results file")
     ap.add_argument("--sub-batches", type=int, nargs="+", default=[0, 32, 16, 8, 4])
     ap.add_argument("--batch", type=int, default=DEFAULT["batch"])
     ap.add_argument("--threads", type=int, default=DEFAULT["threads"])
@@ -253,11 +256,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.point:
         print("RESULT " + json.dumps(measure_point(dict(DEFAULT, **json.loads(args.point)))), flush=True)
         return 0
-    if not args.out:
+    if args.replot:
+        with open(args.replot) as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+        args.out = args.replot
+    elif not args.out:
         ap.error("--out is required for a sweep")
-    if any(sb < 0 or sb > args.batch for sb in args.sub_batches):
+    elif any(sb < 0 or sb > args.batch for sb in args.sub_batches):
         ap.error(f"--sub-batches must lie in [0, --batch = {args.batch}]")
-    rows = sweep(args.out, args.sub_batches, dict(DEFAULT, batch=args.batch, threads=args.threads))
+    else:
+        rows = sweep(args.out, args.sub_batches, dict(DEFAULT, batch=args.batch, threads=args.threads))
     base = os.path.splitext(args.out)[0]
     plot(rows, base + ".png")
     if sum(r["status"] == "ok" and r["sub_batch"] > 0 for r in rows) >= 2:
