@@ -252,6 +252,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--sub-batches", type=int, nargs="+", default=[0, 32, 16, 8, 4])
     ap.add_argument("--batch", type=int, default=DEFAULT["batch"])
     ap.add_argument("--threads", type=int, default=DEFAULT["threads"])
+    ap.add_argument("--model", default="{}", help="JSON overrides of the tower sizes, e.g. '{\"conv_dim\": 32}'")
     args = ap.parse_args(argv)
     if args.point:
         print("RESULT " + json.dumps(measure_point(dict(DEFAULT, **json.loads(args.point)))), flush=True)
@@ -265,7 +266,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     elif any(sb < 0 or sb > args.batch for sb in args.sub_batches):
         ap.error(f"--sub-batches must lie in [0, --batch = {args.batch}]")
     else:
-        rows = sweep(args.out, args.sub_batches, dict(DEFAULT, batch=args.batch, threads=args.threads))
+        rows = sweep(args.out, args.sub_batches,
+                     dict(DEFAULT, batch=args.batch, threads=args.threads, **json.loads(args.model)))
     base = os.path.splitext(args.out)[0]
     plot(rows, base + ".png")
     if sum(r["status"] == "ok" and r["sub_batch"] > 0 for r in rows) >= 2:
