@@ -2,9 +2,13 @@
 
     python -m benchmarks.plot benchmarks/results/cpu_2026-11-23.jsonl [--out-dir DIR]
 
-One figure per (mode, d, dtype) found in the data, two panels (time in ms, peak loss memory in MiB, both
-log-log vs B), one line per (provider, loss kind). Rows that did not finish are left out of the lines;
-"oom" rows with a needed-bytes figure are drawn as hollow markers on the memory panel.
+One figure per (mode, d, dtype) found in the data, two panels (time in ms, peak loss memory in MiB), one
+series per (provider, loss kind). When some series has two or more finished batch sizes the panels are log-log
+lines vs B (a series with one finished size is a single marker); when every series has a single batch size
+(e.g. the quick preset) they are bar charts, one bar per series, labelled with its B. Rows that did not finish
+are left out; "oom" rows with a needed-bytes figure are drawn as hollow markers on the memory panel of a line
+chart. A group without any finished row is reported on stderr; a file with nothing to draw is an error
+(``error: ...``, exit status 2), never a silent no-op.
 """
 from __future__ import annotations
 
@@ -12,13 +16,15 @@ import argparse
 import json
 import pathlib
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Dict, List, Optional
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the Agg backend
+
+from fastclap.cli import HelpFormatter, add_debug_flag, run_cli  # noqa: E402
 
 MiB = 2**20
 
@@ -38,53 +44,97 @@ def load_rows(path: pathlib.Path) -> List[Dict[str, Any]]:
 
 
 def plot_file(path: pathlib.Path, out_dir: Optional[pathlib.Path] = None) -> List[pathlib.Path]:
-    """Write the PNGs for one results file; returns their paths."""
+    """Write the PNGs for one results file; returns their paths.
+
+    Raises ValueError naming the file when it has no rows, a row lacks a field, or no row finished ("ok").
+    """
     rows = load_rows(path)
+    if not rows:
+        raise ValueError(f"{path}: no result rows (an empty file); run python -m benchmarks.sweep first")
     out_dir = out_dir or path.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
     groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
-    for row in rows:
+    for i, row in enumerate(rows, 1):
+        missing = [k for k in ("provider", "kind", "mode", "dim", "dtype", "batch", "status") if k not in row]
+        if missing:
+            raise ValueError(f"{path}: row {i} lacks {missing}; is it a benchmarks.sweep results file?")
         groups[(row["mode"], row["dim"], row["dtype"])].append(row)
     written = []
     for (mode, dim, dtype), group in sorted(groups.items()):
-        lines: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
+        series: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
         for row in group:
-            lines[(row["provider"], row["kind"])].append(row)
-        ok_lines = {key: rs for key, rs in lines.items() if sum(r["status"] == "ok" for r in rs) >= 2}
-        if not ok_lines:
+            series[(row["provider"], row["kind"])].append(row)
+        ok = {key: sorted((r for r in rs if r["status"] == "ok"), key=lambda r: r["batch"])
+              for key, rs in sorted(series.items())}
+        ok = {key: rs for key, rs in ok.items() if rs}
+        if not ok:
+            statuses = Counter(r["status"] for r in group)
+            print(f"{path}: {mode}, d={dim}, {dtype}: nothing to draw, no row finished "
+                  f"({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})", file=sys.stderr)
             continue
         fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.5))
-        for (provider, kind), rs in sorted(ok_lines.items()):
-            ok = sorted((r for r in rs if r["status"] == "ok"), key=lambda r: r["batch"])
-            label = f"{provider} {kind}"
-            (line,) = ax_t.plot([r["batch"] for r in ok], [r["time_ms"] for r in ok], marker="o", label=label)
-            ax_m.plot([r["batch"] for r in ok], [r["peak_bytes"] / MiB for r in ok], marker="o",
-                      color=line.get_color(), label=label)
-            oom = [r for r in rs if r["status"] == "oom" and r.get("needed_bytes")]
-            if oom:
-                ax_m.scatter([r["batch"] for r in oom], [r["needed_bytes"] / MiB for r in oom], marker="o",
-                             facecolors="none", edgecolors=line.get_color(), label=f"{label} (oom, needed)")
-        device = group[0].get("device_name", "")
-        for ax, ylabel in ((ax_t, "time (ms, median)"), (ax_m, "peak loss memory (MiB)")):
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("batch size B")
-            ax.set_ylabel(ylabel)
-            ax.grid(True, which="both", alpha=0.3)
-        ax_m.legend(fontsize=7)
-        fig.suptitle(f"{mode}, d={dim}, {dtype} - {device}")
+        if max(len({r["batch"] for r in rs}) for rs in ok.values()) >= 2:
+            _draw_lines(ax_t, ax_m, ok, series)
+        else:
+            _draw_bars(ax_t, ax_m, ok)
+        fig.suptitle(f"{mode}, d={dim}, {dtype} - {group[0].get('device_name', '')}")
         fig.tight_layout()
+        out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / f"{path.stem}_{mode.replace('+', '_')}_d{dim}_{dtype}.png"
         fig.savefig(out, dpi=90)
         plt.close(fig)
         written.append(out)
+    if not written:
+        statuses = Counter(r["status"] for r in rows)
+        raise ValueError(f"{path}: nothing to plot: no row finished with status 'ok' "
+                         f"({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})")
     return written
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Plot time and memory vs B from sweep results")
-    parser.add_argument("results", nargs="+", type=pathlib.Path, help="results .jsonl files")
-    parser.add_argument("--out-dir", type=pathlib.Path, default=None, help="default: beside each file")
+def _draw_lines(ax_t, ax_m, ok: Dict[tuple, List[Dict[str, Any]]], series: Dict[tuple, List[Dict[str, Any]]]) -> None:
+    """Time and memory vs B, log-log, one line (or marker) per (provider, kind); oom needs as hollow markers."""
+    for (provider, kind), rs in ok.items():
+        label = f"{provider} {kind}"
+        (line,) = ax_t.plot([r["batch"] for r in rs], [r["time_ms"] for r in rs], marker="o", label=label)
+        ax_m.plot([r["batch"] for r in rs], [r["peak_bytes"] / MiB for r in rs], marker="o",
+                  color=line.get_color(), label=label)
+        oom = [r for r in series[(provider, kind)] if r["status"] == "oom" and r.get("needed_bytes")]
+        if oom:
+            ax_m.scatter([r["batch"] for r in oom], [r["needed_bytes"] / MiB for r in oom], marker="o",
+                         facecolors="none", edgecolors=line.get_color(), label=f"{label} (oom, needed)")
+    for ax, ylabel in ((ax_t, "time (ms, median)"), (ax_m, "peak loss memory (MiB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size B")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_m.legend(fontsize=7)
+
+
+def _draw_bars(ax_t, ax_m, ok: Dict[tuple, List[Dict[str, Any]]]) -> None:
+    """One bar per (provider, kind) at its single batch size: time and memory."""
+    labels = [f"{provider} {kind}\nB={rs[0]['batch']}" for (provider, kind), rs in ok.items()]
+    x = range(len(labels))
+    for ax, values, ylabel in ((ax_t, [rs[0]["time_ms"] for rs in ok.values()], "time (ms, median)"),
+                               (ax_m, [rs[0]["peak_bytes"] / MiB for rs in ok.values()], "peak loss memory (MiB)")):
+        bars = ax.bar(x, values, color=[f"C{i}" for i in x])
+        ax.bar_label(bars, fmt="%.4g", fontsize=7)
+        ax.set_xticks(list(x), labels, fontsize=7)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, axis="y", alpha=0.3)
+
+
+def main(argv: Optional[List[str]] = None, prog: str = "python -m benchmarks.plot") -> int:
+    """Run the command line; returns the exit status (2 with ``error: ...`` when there is nothing to draw)."""
+    return run_cli(lambda a: _main(a, prog), argv)
+
+
+def _main(argv: List[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Plot time and memory vs B from sweep results",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("results", nargs="+", type=pathlib.Path, help="results .jsonl files of benchmarks.sweep")
+    parser.add_argument("--out-dir", type=pathlib.Path, default=None,
+                        help="where the PNGs go (default: beside each results file)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     for path in args.results:
         for out in plot_file(path, args.out_dir):

@@ -139,7 +139,7 @@ def make_loss_fn(provider: str, inputs: LossInputs) -> Callable[[], torch.Tensor
                 x, y, s, sources, soft_weight=SOFT_WEIGHT, source_weights=SOURCE_WEIGHTS,
                 source_temperatures=SOURCE_TEMPERATURES, backend=provider,
             )
-        return lambda: smooth_clap_loss(x, y, s, None, backend=provider)
+        return lambda: smooth_clap_loss(x, y, s, None, soft_weight=0.0, backend=provider)
     if sources:
         raise ValueError(f"{provider} computes the hard loss only")
     if provider == "open_clip":

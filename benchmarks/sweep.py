@@ -25,6 +25,8 @@ import subprocess
 import sys
 from typing import Any, Dict, Iterable, List, Optional
 
+from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
+
 from benchmarks.providers import KINDS, MODES, PROVIDERS, estimated_peak_bytes, skip_reason
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -192,27 +194,52 @@ def _fmt(row: Dict[str, Any]) -> str:
     return f"{head} {row.get('reason')}"
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="cpu", choices=["quick", "cpu", "cpu-full", "gpu-check", "gpu"])
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda for the gpu preset)")
-    parser.add_argument("--providers", nargs="*", choices=PROVIDERS, help="keep only these providers")
-    parser.add_argument("--kinds", nargs="*", choices=KINDS, help="keep only these loss kinds")
-    parser.add_argument("--modes", nargs="*", choices=MODES, help="keep only these modes")
+PRESETS_HELP = ("quick: CI-sized smoke run, B = 256, d = 32, every provider and loss kind, plus one dense "
+                "configuration past the memory limit (~15 s); cpu: the committed CPU results, B 1024-32768, "
+                "d = 512 (+768/1024, bf16 at B = 4096), ~30 min on 2 cores; cpu-full: every mode x B 1024-65536 x "
+                "d 512/768/1024 x fp32/bf16 (hours); gpu: CUDA, B 1024-65536, d = 768 bf16 (+512/1024, fp32 "
+                "at 65536); gpu-check: what benchmarks/run_gpu.sh measures, B = 65536, d = 768 bf16, forward+backward, "
+                "triton / chunked / inf-cl / open_clip (a few minutes)")
+
+
+def build_parser(prog: str = "python -m benchmarks.sweep") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser.add_argument("--preset", default="cpu", choices=["quick", "cpu", "cpu-full", "gpu-check", "gpu"],
+                        help=PRESETS_HELP)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda for the gpu presets, else cpu)")
+    parser.add_argument("--providers", nargs="*", choices=PROVIDERS, help="keep only these providers (default: all)")
+    parser.add_argument("--kinds", nargs="*", choices=KINDS, help="keep only these loss kinds (default: all)")
+    parser.add_argument("--modes", nargs="*", choices=MODES, help="keep only these modes (default: the preset's)")
     parser.add_argument("--batches", nargs="*", type=int, help="replace the preset's batch sizes")
     parser.add_argument("--dims", nargs="*", type=int, help="replace the preset's feature sizes")
     parser.add_argument("--dtypes", nargs="*", choices=["fp32", "bf16"], help="replace the preset's dtypes")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5 quick/gpu, 3 cpu)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default: 5 quick/gpu, 3 cpu)")
     parser.add_argument("--time-budget-s", type=float, default=None,
-                        help="stop repeating a configuration once this is spent (>= 1 repeat)")
-    parser.add_argument("--timeout-s", type=float, default=None, help="per-configuration wall-clock limit (CPU)")
+                        help="stop repeating a configuration once this is spent, >= 1 repeat (default: 10 quick and "
+                             "gpu-check, 60 otherwise)")
+    parser.add_argument("--timeout-s", type=float, default=None,
+                        help="per-configuration wall-clock limit on a CPU (default: 60 quick, 1800 otherwise)")
     parser.add_argument("--mem-limit-gib", type=float, default=None,
-                        help="memory a configuration may use (CPU default 4, GPU default 90%% of the device)")
+                        help="memory a configuration may use (default: 4 on a CPU, 90%% of the device on a GPU)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads on a CPU (default: torch's choice, one per core)")
-    parser.add_argument("--in-process", action="store_true", help="measure in this process (GPU default)")
-    parser.add_argument("--out", type=pathlib.Path, default=None, help="results .jsonl (a .csv is written beside)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--in-process", action="store_true",
+                        help="measure in this process (default on a GPU; on a CPU each configuration runs in a "
+                             "fresh subprocess)")
+    parser.add_argument("--out", type=pathlib.Path, default=None,
+                        help="results .jsonl, a .csv is written beside (default: benchmarks/results/"
+                             "cpu_<date>.jsonl or gpu_<device>_<date>.jsonl)")
+    add_debug_flag(parser)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None, prog: str = "python -m benchmarks.sweep") -> int:
+    """Run the command line; returns the exit status (2 with ``error: ...`` on bad input)."""
+    return run_cli(lambda a: _main(a, prog), argv)
+
+
+def _main(argv: List[str], prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
 
     device = args.device or ("cuda" if args.preset.startswith("gpu") else "cpu")
     on_gpu = device.startswith("cuda")

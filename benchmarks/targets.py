@@ -23,6 +23,7 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from benchmarks.plot import load_rows
+from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
 
 GiB = 2**30
 FB = "forward+backward"
@@ -108,10 +109,17 @@ def report(results) -> bool:
     return all_pass
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="PASS / FAIL per performance target")
-    parser.add_argument("--cpu", type=pathlib.Path, nargs="*", default=[], help="CPU results .jsonl")
-    parser.add_argument("--gpu", type=pathlib.Path, nargs="*", default=[], help="GPU results .jsonl")
+def main(argv: Optional[List[str]] = None, prog: str = "python -m benchmarks.targets") -> int:
+    """Run the command line: 0 all pass, 1 a target fails, 2 missing data or ``error: ...`` on bad input."""
+    return run_cli(lambda a: _main(a, prog), argv)
+
+
+def _main(argv: List[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="PASS / FAIL per performance target",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--cpu", type=pathlib.Path, nargs="*", default=[], help="CPU results .jsonl (default: none)")
+    parser.add_argument("--gpu", type=pathlib.Path, nargs="*", default=[], help="GPU results .jsonl (default: none)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     if not args.cpu and not args.gpu:
         parser.error("give --cpu and/or --gpu results files")

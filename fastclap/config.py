@@ -10,9 +10,10 @@ A config file is what ``deepspeed fastclap/train.py --config FILE`` reads::
     }
 
 Every field of the ``fastclap`` section is a typed dataclass field documented below. Loading checks the
-section strictly: an unknown key or a value of the wrong type raises ``ValueError`` naming the full key
+section strictly - types through pydantic (:mod:`fastclap.typed`), ranges and consistency below: an unknown key, a value of the wrong type, a non-finite number (JSON's ``NaN``,
+``Infinity``) or a value out of its range raises ``ValueError`` naming the full key
 (``"fastclap.loss.sof_weight: unknown key"``). The DeepSpeed keys are checked by DeepSpeed itself, apart
-from the few the engine depends on (see :func:`check_deepspeed_section`).
+from the few the engine depends on and the finiteness of every number (see :func:`check_deepspeed_section`).
 
 The contrastive batch of one step is ``train_micro_batch_size_per_gpu x world_size`` pairs (features are
 all-gathered across ranks); gradient accumulation adds steps, not negatives. A config may give
@@ -24,12 +25,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
 
+from .typed import from_json_data
+
 MINILM = "builtin:all-MiniLM-L6-v2"
+# top-level key of a run's config.json that lists the settings changed by ``--resume --allow-config-change``
+# (a record, not a setting: ignored when the file is read as a config)
+CHANGES_KEY = "config_changes"
 
 
 @dataclass
@@ -307,65 +313,13 @@ class FastClapConfig:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# strict dict -> dataclass conversion
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-# JSON scalar types of the config fields: the Python types a value may have, and how an error names them
-_SCALARS = {bool: ((bool,), "true/false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
-            str: ((str,), "a string")}
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected an object, got {type(value).__name__}")
-        return from_dict(tp, value, key)
-    if origin is typing.Union:
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
-    if origin is Literal:
-        if value not in args:
-            raise ValueError(f"{key}: must be one of {list(args)}, got {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ValueError(f"{key}: expected a list, got {type(value).__name__}")
-        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ValueError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected an object, got {type(value).__name__}")
-        return dict(value)
-    if tp in _SCALARS:
-        accepted, what = _SCALARS[tp]
-        if not isinstance(value, accepted) or (isinstance(value, bool) and tp is not bool):  # JSON true is no number
-            raise ValueError(f"{key}: expected {what}, got {value!r}")
-        return float(value) if tp is float else value
-    raise TypeError(f"{key}: unsupported config type {_type_name(tp)}")  # a bug in this module
+# strict dict -> dataclass conversion (pydantic)
 
 
 def from_dict(cls: Any, data: Dict[str, Any], prefix: str = "fastclap") -> Any:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ValueError`` naming the key."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for k in data:
-        if k not in names:
-            raise ValueError(f"{prefix}.{k}: unknown key (known: {', '.join(sorted(names))})")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
+    """Build dataclass ``cls`` from ``data`` strictly (pydantic, :mod:`fastclap.typed`); an unknown key, a wrong
+    type or a non-finite number raises ``ValueError`` naming the key."""
+    return from_json_data(cls, data, prefix)
 
 
 def to_dict(cfg: Any) -> Dict[str, Any]:
@@ -413,6 +367,8 @@ def validate(cfg: FastClapConfig) -> FastClapConfig:
     for key, lr in (("audio.lr", a.lr), ("text.lr", m.text.lr), ("projection_lr", m.projection_lr)):
         _check(lr is None or lr >= 0, f"fastclap.model.{key}", "must be >= 0")
     _check(m.embed_dim >= 1, "fastclap.model.embed_dim", "must be >= 1")
+    _check(0.0 <= m.projection_dropout < 1.0, "fastclap.model.projection_dropout", "must be in [0, 1)")
+    _check(a.lld_dim >= 1, "fastclap.model.audio.lld_dim", "must be >= 1")
     _check(0 < m.logit_scale_init <= m.logit_scale_max, "fastclap.model.logit_scale_init",
            "must be in (0, logit_scale_max]")
     _check(0.0 <= lo.soft_weight <= 1.0, "fastclap.loss.soft_weight", "must be in [0, 1]")
@@ -434,6 +390,7 @@ def validate(cfg: FastClapConfig) -> FastClapConfig:
     _check(r.log_every >= 1, "fastclap.run.log_every", "must be >= 1")
     _check(r.checkpoint_every >= 0, "fastclap.run.checkpoint_every", "must be >= 0")
     _check(r.keep_checkpoints >= 0, "fastclap.run.keep_checkpoints", "must be >= 0")
+    _check(r.pause_after_checkpoint >= 0, "fastclap.run.pause_after_checkpoint", "must be >= 0")
     return cfg
 
 
@@ -441,13 +398,27 @@ def _positive_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
+def _check_finite(node: Any, key: str) -> None:
+    """Every number of a DeepSpeed dict is finite (JSON's NaN / Infinity tokens are not)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, f"{key}[{i}]")
+    elif isinstance(node, float):
+        _check(math.isfinite(node), key, f"must be a finite number, got {node!r}")
+
+
 def check_deepspeed_section(ds: Dict[str, Any], on_cuda: bool, world_size: int = 1) -> None:
-    """Check the DeepSpeed keys the engine relies on. Raises ``ValueError`` naming the key.
+    """Check the DeepSpeed keys the engine relies on, and that every number is finite. Raises ``ValueError``
+    naming the key.
 
     The batch is given per rank (``train_micro_batch_size_per_gpu``) or for the whole world
     (``train_batch_size`` = micro x gradient_accumulation_steps x world_size, DeepSpeed's own rule); the
     latter keeps the contrastive batch of a config fixed whatever the number of ranks, so it must divide.
     """
+    _check_finite(ds, "")
     micro, total = ds.get("train_micro_batch_size_per_gpu"), ds.get("train_batch_size")
     if micro is None and total is not None:
         gas = ds.get("gradient_accumulation_steps", 1)
@@ -462,6 +433,16 @@ def check_deepspeed_section(ds: Dict[str, Any], on_cuda: bool, world_size: int =
     _check(isinstance(opt, dict) and isinstance(opt.get("params", {}).get("lr"), (int, float)),
            "optimizer", 'required, e.g. {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": true}}')
     _check("scheduler" not in ds, "scheduler", "not supported: the schedule is fastclap.schedule (warm-up + cosine)")
+    params = opt.get("params", {})
+    for name in ("lr", "weight_decay", "eps"):
+        _check(not isinstance(params.get(name), (int, float)) or params[name] >= 0, f"optimizer.params.{name}",
+               f"must be >= 0, got {params.get(name)!r}")
+    betas = params.get("betas", (0.9, 0.999))
+    _check(isinstance(betas, (list, tuple)) and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas),
+           "optimizer.params.betas", f"must be two numbers in [0, 1), got {betas!r}")
+    clip = ds.get("gradient_clipping", 0.0)
+    _check(isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip >= 0, "gradient_clipping",
+           f"must be a number >= 0 (0: off), got {clip!r}")
     stage = ds.get("zero_optimization", {}).get("stage", 0)
     _check(stage in (0, 1, 2, 3), "zero_optimization.stage", f"must be 0, 1, 2 or 3, got {stage!r}")
     if not on_cuda:
@@ -497,7 +478,9 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> Tuple[Dict[str, Any
 def split_config(raw: Dict[str, Any]) -> Tuple[Dict[str, Any], FastClapConfig]:
     """Split a full config dict into (DeepSpeed dict, validated FastClapConfig)."""
     raw = copy.deepcopy(raw)
+    raw.pop(CHANGES_KEY, None)
     section = raw.pop("fastclap", {})
+    _check_finite(raw, "")  # the DeepSpeed keys; the fastclap section is checked field by field
     cfg = validate(from_dict(FastClapConfig, section, "fastclap"))
     check_grad_cache(cfg.grad_cache, raw)
     return raw, cfg

@@ -7,11 +7,13 @@
 
 RUN_DIR is a training run directory (its ``export/model.pt``, plain fp32 weights of any ZeRO stage) or the
 export file itself. The data are a folder written by ``python -m fastclap.data prepare``: ``--prepared DIR``
-uses one as it is; ``--dataset/--root`` prepare the corpus into ``--prepared`` (default ``OUT/prepared/NAME``)
-unless it is already there. Writes ``OUT/report.json``, ``OUT/summary.md`` and ``OUT/confusion.png``, prints
-the summary. The report holds zero-shot classification, retrieval and ordinal valence / arousal retrieval
-(Kendall's tau and Spearman's rho, fastclap/evaluation/ordinal.py). Exit status 2 with ``error: ...`` on bad
-input (missing checkpoint, empty split, a label without a prompt word, ...).
+uses one as it is; ``--dataset`` alone reuses the run's own prepared copy when the run trained on that corpus
+(and root); otherwise ``--dataset/--root`` prepare the corpus into ``--prepared`` (default
+``OUT/prepared/NAME``) unless it is already there. Writes ``OUT/report.json``, ``OUT/summary.md`` and
+``OUT/confusion.png``, prints the summary. The report holds zero-shot classification, retrieval and ordinal
+valence / arousal retrieval (Kendall's tau and Spearman's rho, fastclap/evaluation/ordinal.py). Exit status 2
+with ``error: ...`` on bad input (missing checkpoint, empty split, a label without a prompt word, ...);
+``--debug`` shows the traceback. The same as ``fastclap evaluate ...``.
 """
 from __future__ import annotations
 
@@ -21,37 +23,48 @@ import os
 import sys
 from typing import List, Optional
 
+from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
 from fastclap.evaluation.prompts import DEFAULT_TEMPLATES, LABEL_SPACES, parse_label_words
-from fastclap.evaluation.runner import NORM_CHOICES
+from fastclap.evaluation.runner import NORM_CHOICES, run_prepared_dir
 
 DATASETS = ("emodb", "ravdess", "manifest", "sample")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m fastclap.evaluate",
+PROG = "python -m fastclap.evaluate"
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, formatter_class=HelpFormatter,
                                  description="Zero-shot classification and retrieval of a fastclap model.")
     ap.add_argument("--checkpoint", required=True, help="training run directory (or its export/model.pt)")
-    ap.add_argument("--dataset", choices=DATASETS, default=None, help="corpus to prepare from --root")
-    ap.add_argument("--root", default=None, help="raw corpus folder for --dataset")
-    ap.add_argument("--manifest", default=None, help="manifest CSV for --dataset manifest")
+    ap.add_argument("--dataset", choices=DATASETS, default=None,
+                    help="corpus to evaluate: the run's own prepared copy when it trained on it, else prepared "
+                         "from --root")
+    ap.add_argument("--root", default=None, help="raw corpus folder for --dataset (not needed for sample)")
+    ap.add_argument("--manifest", default=None, help="manifest CSV for --dataset manifest (default: ROOT/manifest.csv)")
     ap.add_argument("--prepared", default=None,
-                    help="prepared folder (python -m fastclap.data prepare); with --dataset: where to prepare")
-    ap.add_argument("--split", default="test", choices=("train", "valid", "test"))
+                    help="prepared folder (python -m fastclap.data prepare); with --dataset: where to prepare "
+                         "(default: the run's copy, else OUT/prepared/DATASET)")
+    ap.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split to score")
     ap.add_argument("--prompts", nargs="+", default=list(DEFAULT_TEMPLATES), metavar="TEMPLATE",
-                    help="prompt templates with {label}; several are averaged (default: %(default)s)")
+                    help="prompt templates with {label}; several are averaged")
     ap.add_argument("--label-space", choices=LABEL_SPACES, default="dataset",
-                    help="dataset: the corpus' own label words; shared: the cross-corpus classes")
-    ap.add_argument("--shared-only", action="store_true", help="keep only clips of the shared classes")
+                    help="dataset: the corpus' own label words (EmoDB 'anger' and RAVDESS 'angry' are two "
+                         "classes); shared: the four cross-corpus classes (with --shared-only for corpora that "
+                         "have others)")
+    ap.add_argument("--shared-only", action="store_true",
+                    help="keep only clips of the shared classes anger, happiness, sadness, neutral (default: all)")
     ap.add_argument("--label-word", action="append", default=[], metavar="CLASS=WORD",
-                    help="prompt word of a class (default: the class name)")
+                    help="prompt word of a class, repeatable (default: the class name)")
     ap.add_argument("--norm", choices=NORM_CHOICES, default="auto",
                     help="LLD normalisation: the run's train statistics (run), the corpus' own (dataset), "
                          "run if the run has them (auto)")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=32, help="clips per embedding batch")
     ap.add_argument("--ordinal-top-k", type=int, default=10,
                     help="clips each valence / arousal level prompt retrieves in the ordinal evaluation")
-    ap.add_argument("--out", default=None, help="output folder (default RUN_DIR/eval/NAME_SPLIT)")
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--out", default=None, help="output folder (default: RUN_DIR/eval/NAME_SPLIT)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars (default: tqdm bars)")
+    add_debug_flag(ap)
     return ap
 
 
@@ -64,6 +77,11 @@ def _prepared_corpus(args, out: str):
         if not os.path.isdir(args.prepared):
             raise FileNotFoundError(f"--prepared {args.prepared}: no such folder")
         return load_prepared(args.prepared)
+    if not args.prepared:
+        own = run_prepared_dir(args.checkpoint, args.dataset, args.root)
+        if own is not None:
+            print(f"using the run's prepared {args.dataset} data: {own}", file=sys.stderr, flush=True)
+            return load_prepared(own)
     target = args.prepared or os.path.join(out, "prepared", args.dataset)
     if not os.path.isfile(os.path.join(target, "meta.json")):
         if args.dataset != "sample" and not args.root:
@@ -76,40 +94,44 @@ def _prepared_corpus(args, out: str):
         argv += ["--root", args.root] if args.root else []
         argv += ["--manifest", args.manifest] if args.manifest else []
         argv += ["--no-progress"] if args.no_progress else []
-        if data_main(argv) != 0:
+        if data_main(argv, prog="python -m fastclap.data") != 0:
             raise ValueError(f"preparing --dataset {args.dataset} from {args.root} failed (see the error above)")
     return load_prepared(target)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        from fastclap.evaluation.report import markdown_summary, plot_confusion, write_json
-        from fastclap.evaluation.runner import evaluate_model, full_report, load_model, run_dir_of, with_run_norm
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
+    """Run the command line; returns the exit status (2 with ``error: ...`` on bad input)."""
+    return run_cli(lambda a: _main(a, prog), argv)
 
-        if args.ordinal_top_k < 1:
-            raise ValueError(f"--ordinal-top-k must be >= 1, got {args.ordinal_top_k}")
-        label_words = parse_label_words(args.label_word)
-        model = load_model(args.checkpoint)
-        name = args.dataset or os.path.basename(os.path.normpath(args.prepared or "data"))
-        out = args.out or os.path.join(run_dir_of(args.checkpoint), "eval", f"{name}_{args.split}")
-        prepared = _prepared_corpus(args, out)
-        prepared, norm = with_run_norm(prepared, args.checkpoint, args.norm)
-        result = evaluate_model(model, prepared, args.split, args.prompts, args.label_space, label_words,
-                                args.shared_only, args.batch_size, progress=not args.no_progress,
-                                ordinal_top_k=args.ordinal_top_k)
-        report = full_report(result, args.checkpoint, name, norm)
-        write_json(report, os.path.join(out, "report.json"))
-        summary = markdown_summary(report)
-        with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as f:
-            f.write(summary)
-        zs = report["zero_shot"]
-        plot_confusion(zs["confusion"], zs["classes"], os.path.join(out, "confusion.png"),
-                       f"{name} {args.split}: UAR {100 * zs['uar']:.1f}% (chance {100 * zs['chance_uar']:.1f}%)")
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+def _main(argv: List[str], prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from fastclap.engine.console import quiet_libraries
+
+    quiet_libraries(verbose=False, progress_bars=not args.no_progress)  # no weight-loading bar with --no-progress
+    from fastclap.evaluation.report import markdown_summary, plot_confusion, write_json
+    from fastclap.evaluation.runner import evaluate_model, full_report, load_model, run_dir_of, with_run_norm
+
+    if args.ordinal_top_k < 1:
+        raise ValueError(f"--ordinal-top-k must be >= 1, got {args.ordinal_top_k}")
+    label_words = parse_label_words(args.label_word)
+    model = load_model(args.checkpoint)
+    name = args.dataset or os.path.basename(os.path.normpath(args.prepared or "data"))
+    out = args.out or os.path.join(run_dir_of(args.checkpoint), "eval", f"{name}_{args.split}")
+    prepared = _prepared_corpus(args, out)
+    prepared, norm = with_run_norm(prepared, args.checkpoint, args.norm)
+    result = evaluate_model(model, prepared, args.split, args.prompts, args.label_space, label_words,
+                            args.shared_only, args.batch_size, progress=not args.no_progress,
+                            ordinal_top_k=args.ordinal_top_k)
+    report = full_report(result, args.checkpoint, name, norm)
+    write_json(report, os.path.join(out, "report.json"))
+    summary = markdown_summary(report)
+    with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as f:
+        f.write(summary)
+    zs = report["zero_shot"]
+    plot_confusion(zs["confusion"], zs["classes"], os.path.join(out, "confusion.png"),
+                   f"{name} {args.split}: UAR {100 * zs['uar']:.1f}% (chance {100 * zs['chance_uar']:.1f}%)")
     print(summary, end="")
     print(f"wrote {out}/report.json, summary.md, confusion.png")
     return 0

@@ -36,6 +36,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
+
 SETTINGS: Dict[str, Dict[str, Any]] = {
     "ravdess->emodb": {"prepared": "ravdess_to_emodb", "corpus": "ravdess", "test_corpus": "emodb"},
     "emodb->ravdess": {"prepared": "emodb_to_ravdess", "corpus": "emodb", "test_corpus": "ravdess"},
@@ -113,17 +115,16 @@ def select_step(metrics_path: str) -> Dict[str, Any]:
 
 def load_checkpoint_model(run_dir: str, step: int):
     """The CLAP model of a ZeRO stage 0 fp32 checkpoint (``checkpoints/step_N/mp_rank_00_model_states.pt``)."""
-    import torch
-
     from fastclap.engine.checkpoint import checkpoint_dir, tag_for
     from fastclap.model.export import model_from_state
+    from fastclap.serialization import safe_load
 
     with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
     path = os.path.join(checkpoint_dir(run_dir), tag_for(step), "mp_rank_00_model_states.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: checkpoint of step {step} not found")
-    state = torch.load(path, map_location="cpu", weights_only=False)["module"]
+    state = safe_load(path, map_location="cpu")["module"]
     return model_from_state(cfg["fastclap"]["model"], state)
 
 
@@ -267,24 +268,41 @@ def plot(rows: List[Dict[str, Any]], settings: List[str], losses: List[str], pat
     plt.close(fig)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fastclap.experiment", description=__doc__.split("\n")[0])
+PROG = "python -m fastclap.experiment"
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     ap.add_argument("--data-root", default="../shared/data", help="folder with the raw emodb/ and ravdess/ corpora")
     ap.add_argument("--prepared-root", required=True, help="prepared folders (made here when missing)")
-    ap.add_argument("--cache-dir", default=None, help="openSMILE feature cache for preparing")
+    ap.add_argument("--cache-dir", default=None, help="openSMILE feature cache for preparing (default: each "
+                                                      "prepared folder's own)")
     ap.add_argument("--work-dir", required=True, help="run directories and cached per-run results")
-    ap.add_argument("--out", default="benchmarks/results/experiment")
-    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    ap.add_argument("--losses", nargs="+", default=list(LOSSES), choices=list(LOSSES))
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--eval-every", type=int, default=15)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    args = ap.parse_args(argv)
-    command = "python -m fastclap.experiment " + " ".join(shlex.quote(a) for a in (argv if argv is not None
-                                                                                   else sys.argv[1:]))
+    ap.add_argument("--out", default="benchmarks/results/experiment", help="where results.md/json and uar.png go")
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
+                    help="train->test corpus pairs (cross-corpus) or one corpus (speaker-independent); "
+                         "default: all")
+    ap.add_argument("--losses", nargs="+", default=list(LOSSES), choices=list(LOSSES),
+                    help="clap (beta 0), smoothclap (beta 0.1, gamma 0.5), smoothclap_paper (beta 0.5, gamma 0.1); "
+                         "default: all")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds per (setting, loss)")
+    ap.add_argument("--steps", type=int, default=60, help="training steps per run")
+    ap.add_argument("--eval-every", type=int, default=15, help="validation UAR every N steps (checkpoint choice)")
+    ap.add_argument("--batch-size", type=int, default=64, help="contrastive batch (pairs per step)")
+    ap.add_argument("--repeats", type=int, default=4, help="random crops per training clip per epoch")
+    ap.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    add_debug_flag(ap)
+    return ap
+
+
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
+    """Run the command line; returns the exit status (2 with ``error: ...`` on bad input)."""
+    return run_cli(lambda a: _main(a, prog), argv)
+
+
+def _main(argv: List[str], prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
+    command = "python -m fastclap.experiment " + " ".join(shlex.quote(a) for a in argv)
     t0 = time.perf_counter()
     runs = []
     for s in args.settings:

@@ -3,6 +3,8 @@
     deepspeed fastclap/train.py --config configs/large_batch.json      # any number of ranks / GPUs
     python fastclap/train.py --config configs/quickstart.json           # one process, CPU or GPU
     python fastclap/train.py --config configs/quickstart.json --resume  # continue from the last checkpoint
+    python fastclap/train.py --config configs/quickstart.json --resume-from step_00000200  # from this one
+    fastclap train --config configs/quickstart.json                     # the same, as the fastclap command
     deepspeed --num_gpus 2 fastclap/train.py --config configs/large_batch.json \
         --set zero_optimization.stage=3 --set fastclap.schedule.steps=3     # override any key of the file
 
@@ -29,7 +31,6 @@ if __name__ == "__main__":
 
 import argparse
 import itertools
-import json
 import time
 from typing import Any, Dict, List, Optional
 
@@ -43,26 +44,55 @@ except ImportError:  # pragma: no cover - the message is the point
 
 from fastclap import RankNContrastLoss, SmoothCLAPLoss
 from fastclap.losses.combined import ContrastiveRnCLoss
+from fastclap import SmoothCLAPLoss
+from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
 from fastclap.config import check_deepspeed_section, check_grad_cache, load_config, resolve_path, to_dict
 from fastclap.engine import checkpoint
+from fastclap.engine.checkpoint_files import write_json
+from fastclap.engine.fingerprint import check_unchanged, fingerprint, record_config_change
 from fastclap.engine.data import build_corpora, copy_prepared_artifacts, fit_lld_stats, iterate_steps, StepBatches
+from fastclap.engine.console import eval_line, quiet_deepspeed_handlers, quiet_libraries, summary_line
 from fastclap.engine.distributed import init_distributed, mean_over_ranks
 from fastclap.engine.grad_cache import make_grad_cache
 from fastclap.engine.metrics import LossTimer, MetricsWriter, sync_device
+from fastclap.engine.runlock import RunLock
 from fastclap.engine.setup import build_engine, clamp_logit_scale
 from fastclap.evaluation.metrics import classification_metrics, zero_shot_predict
 from fastclap.model import CLAPModel, save_exported
 from fastclap.model.export import full_fp32_state_dict
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Train a SmoothCLAP / CLAP model with DeepSpeed.")
-    p.add_argument("--config", required=True, help="DeepSpeed JSON with a 'fastclap' section")
-    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+PROG = "deepspeed fastclap/train.py"
+
+
+def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog=prog, formatter_class=HelpFormatter,
+        description="Train a SmoothCLAP / CLAP model with DeepSpeed ZeRO from one config file. Run it as\n"
+                    "`deepspeed fastclap/train.py` (any number of ranks), `python fastclap/train.py` or\n"
+                    "`fastclap train` (one process).")
+    p.add_argument("--config", required=True,
+                   help="DeepSpeed JSON with a 'fastclap' section (fields documented in fastclap/config.py), "
+                        "e.g. configs/quickstart.json")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run directory's newest checkpoint that verifies against its manifest "
+                        "(default: start a new run)")
+    p.add_argument("--resume-from", default=None, metavar="step_N",
+                   help="continue from this checkpoint of the run directory; implies --resume (default: none)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="with --resume: continue although settings that change the math or the data order differ "
+                        "from the checkpoint's; config.json records the change and the step (default: stop)")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                   help="override a config key (dotted path, JSON value), e.g. --set zero_optimization.stage=3")
-    p.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
-    return p.parse_args(argv)
+                   help="override a config key (dotted path, JSON value or a plain string), repeatable, e.g. "
+                        "--set zero_optimization.stage=3 (default: none)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show DeepSpeed's and transformers' INFO logging and progress bars (default: warnings "
+                        "only)")
+    add_debug_flag(p)
+    p.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher; do not pass it")
+    args = p.parse_args(argv)
+    args.resume = args.resume or args.resume_from is not None
+    return args
 
 
 def build_loss(cfg, rank: int = 0, world: int = 1) -> torch.nn.Module:
@@ -135,13 +165,23 @@ def evaluate(engine, dataset, collate, cfg, loss_fn) -> Dict[str, float]:
             "eval/chance": scores["chance_uar"]}
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    args = parse_args(argv)
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> Dict[str, Any]:
+    """Train; returns the summary (run_dir, steps, wall_s, history, last_eval). User errors raise (ValueError,
+    OSError); :func:`cli` turns them into ``error: ...`` and exit status 2."""
+    args = parse_args(argv, prog)
+    quiet_libraries(args.verbose)
     ds_cfg, cfg = load_config(args.config, args.overrides)
     rank, world, device = init_distributed()
+    quiet_deepspeed_handlers(args.verbose)
     check_deepspeed_section(ds_cfg, on_cuda=device.type == "cuda", world_size=world)
     run_dir = resolve_path(cfg.run.dir)
     os.makedirs(run_dir, exist_ok=True)
+    with RunLock(run_dir, rank):  # one trainer per run directory, for the life of the run
+        return train(args, ds_cfg, cfg, rank, world, device, run_dir)
+
+
+def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, world: int, device: torch.device,
+          run_dir: str) -> Dict[str, Any]:
     if not args.resume:
         checkpoint.start_fresh(run_dir, cfg.run.overwrite, rank)
     torch.manual_seed(cfg.run.seed)
@@ -162,14 +202,19 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     order = StepBatches(len(data.train), micro, world, rank, cfg.run.seed)
     loss_fn, eval_loss_fn = build_loss(cfg, rank, world), build_loss(cfg)  # every rank evaluates all eval data
     metrics = MetricsWriter(run_dir, cfg.run.tensorboard, enabled=rank == 0)
+    full_cfg = dict(ds_cfg, fastclap=to_dict(cfg))
+    settings = fingerprint(full_cfg, world, micro)
 
     start = 0
     if args.resume:
-        start = int(checkpoint.load(engine, run_dir)["step"])
+        tag = checkpoint.choose(run_dir, args.resume_from, log=print if rank == 0 else lambda _: None)
+        changed = check_unchanged(checkpoint.read_fingerprint(run_dir, tag), settings, tag, args.allow_config_change)
+        start = int(checkpoint.load(engine, run_dir, tag, rank)["step"])
         metrics.truncate_after(start)
+        if changed and rank == 0:
+            record_config_change(run_dir, full_cfg, start, changed)
     elif rank == 0:
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(dict(ds_cfg, fastclap=to_dict(cfg)), f, indent=2)
+        write_json(os.path.join(run_dir, "config.json"), full_cfg)
         copy_prepared_artifacts(data.prepared_dirs, run_dir)
 
     # training loop ---------------------------------------------------------------------------------------
@@ -179,7 +224,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         from tqdm import tqdm
 
         bar = tqdm(total=steps, initial=start, unit="step", dynamic_ncols=True)
-    timer, history, t_run = LossTimer(), [], time.perf_counter()
+    timer, history, t_run, last_eval = LossTimer(), [], time.perf_counter(), None
     engine.train()
     step = start
     batches = iterate_steps(data.train, data.collate, order, start, cfg.data.num_workers)  # endless
@@ -209,9 +254,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         if step % cfg.run.log_every == 0 or step == steps:
             metrics.write(rec)
         if cfg.eval.every and data.eval is not None and (step % cfg.eval.every == 0 or step == steps):
-            metrics.write({"step": step, **evaluate(engine, data.eval, data.collate, cfg, eval_loss_fn)})
+            last_eval = evaluate(engine, data.eval, data.collate, cfg, eval_loss_fn)
+            metrics.write({"step": step, **last_eval})
+            if rank == 0:
+                (bar.write if bar is not None else print)(eval_line(step, steps, last_eval))
         if step == steps or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
-            checkpoint.save(engine, run_dir, step, {"epoch": epoch}, cfg.run.keep_checkpoints, rank)
+            checkpoint.save(engine, run_dir, step, {"epoch": epoch}, cfg.run.keep_checkpoints, rank, settings)
             if cfg.run.pause_after_checkpoint:
                 time.sleep(cfg.run.pause_after_checkpoint)
     batches.close()  # stops the data loader's workers now
@@ -224,14 +272,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     metrics.close()
     wall = time.perf_counter() - t_run
     summary = {"run_dir": run_dir, "steps": step, "start_step": start, "global_batch": global_batch,
-               "wall_s": wall, "history": history}
+               "wall_s": wall, "history": history, "last_eval": last_eval}
     if rank == 0 and history:
-        tail = history[1:] or history  # the first step includes one-off warm-up costs
-        print(f"fastclap: {len(history)} steps in {wall:.1f}s, final loss {history[-1]['loss']:.4f}, "
-              f"{np.mean([h['pairs_per_s'] for h in tail]):.0f} pairs/s, loss share "
-              f"{100 * np.mean([h['loss_share'] for h in tail]):.1f}% of step time, run dir {run_dir}", flush=True)
+        print(summary_line(history, wall, run_dir, last_eval), flush=True)
     return summary
 
 
+def cli(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
+    """The command line: :func:`main` with user errors as ``error: <message>`` and exit status 2."""
+    return run_cli(lambda a: main(a, prog), argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

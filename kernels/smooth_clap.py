@@ -52,7 +52,11 @@ and C^k once in each pass.
 
   Rejected: a forward that computes S once per direction (2 B^2 d, 1.34 x the floor with two sources);
   a backward that recomputes S per output slice (up to 6 B^2 d at d = 768); dY by fp32 atomics from every
-  program (contended, non-deterministic); caching C^k or S (B x B).
+  program (contended, non-deterministic); caching C^k or S (B x B). The previous kernels (S in both
+  directions in the forward, per-slice recomputation in the backward: 10 B^2 d for the hard loss at
+  d = 768) are gone: they executed more multiply-adds at every B and d. Only at very small B, where launch
+  latency dominates, could their two launches beat this schedule's three plus two GEMMs per chunk; that
+  regime is not what the fused loss is for and has not been measured on a GPU.
 
 Precision. Tiles accumulate in fp32. Feature GEMMs: bf16 / fp16 tensor-core dots; fp32 features use
 PRECISION ("tf32x3" on a GPU, close to fp32 and on tensor cores; "tf32" when the caller allows TF32; the
@@ -200,9 +204,13 @@ def smooth_clap_fwd_kernel(
     n_col_groups = tl.num_programs(1)
     s = tl.load(scale_ptr)
     r_start = rg * rows_per_group
-    r_end = tl.minimum(r_start + rows_per_group, n_rows)
+    r_end = r_start + rows_per_group
+    if r_end > n_rows:
+        r_end = n_rows
     c_start = cg * cols_per_group
-    c_end = tl.minimum(c_start + cols_per_group, n_rows)
+    c_end = c_start + cols_per_group
+    if c_end > n_rows:
+        c_end = n_rows
     for m0 in range(r_start, r_end, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         mask_m = offs_m < r_end
@@ -268,7 +276,7 @@ def smooth_clap_grad_kernel(
     x_ptr, y_ptr, scale_ptr,            # X, Y (B, d); logit_scale (1,) fp32
     u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2,
     lse_ptr, norm_ptr,                  # (2, B) [lse_row; lse_col] and (K, B) n^k, fp32
-    g_ptr,                              # out (n_block_rows, n_block_cols), dtype of X: G * G_SCALE / g_out
+    g_ptr,                              # out (n_block_rows, n_block_cols), dtype of X: g_scale (2B / g) G
     ds_ptr,                             # out (cdiv(n_block_rows, BLOCK_M), cdiv(n_block_cols, BLOCK_N)) fp32
     n_rows, dim, r0, n_block_rows, c0_col, n_block_cols,   # the block of G: rows r0.., columns c0_col..
     row_lo, row_hi, col_lo, col_hi,

@@ -1,8 +1,11 @@
 """Public API: open_clip calling convention, backend selection and every bad-input error."""
+import warnings
+
 import pytest
 import torch
 
 from fastclap import SmoothCLAPLoss, smooth_clap_loss
+from fastclap.losses.smooth_clap import MissingSoftTargetsWarning
 from fastclap.losses.reference import reference_smooth_clap_loss
 from helpers import random_inputs
 
@@ -27,12 +30,37 @@ def test_module_and_functional_agree_with_reference(backend):
 def test_output_dict_and_hard_loss_paths():
     x, y, s, sources = _inputs()
     hard = reference_smooth_clap_loss(x, y, s)
-    out = SmoothCLAPLoss()(x, y, s, output_dict=True)  # no sources -> hard CLAP loss
+    with pytest.warns(MissingSoftTargetsWarning):
+        out = SmoothCLAPLoss()(x, y, s, output_dict=True)  # no sources -> hard CLAP loss
     assert set(out) == {"contrastive_loss"}
     torch.testing.assert_close(out["contrastive_loss"], hard, rtol=1e-5, atol=0)
     zero_beta = SmoothCLAPLoss(soft_weight=0.0)(x, y, s, soft_target_features=sources)
     torch.testing.assert_close(zero_beta, hard, rtol=1e-5, atol=0)
-    assert smooth_clap_loss(x, y, 14.3).item() == pytest.approx(hard.item(), rel=1e-5)  # float scale accepted
+    assert smooth_clap_loss(x, y, 14.3, soft_weight=0.0).item() == pytest.approx(hard.item(), rel=1e-5)  # float scale
+
+
+def test_soft_weight_without_sources_warns_once_per_module():
+    x, y, s, sources = _inputs()
+    hard = reference_smooth_clap_loss(x, y, s)
+    loss_fn = SmoothCLAPLoss(soft_weight=0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # the module's own once-only rule, not the warning filter's
+        first = loss_fn(x, y, s)
+        second = loss_fn(x, y, s)
+        SmoothCLAPLoss(soft_weight=0.0)(x, y, s)          # beta 0: CLAP on purpose, no warning
+        loss_fn(x, y, s, soft_target_features=sources)   # sources given: no warning
+    assert [w.category for w in caught] == [MissingSoftTargetsWarning]
+    assert "soft_weight=0.1" in str(caught[0].message) and "soft_target_features" in str(caught[0].message)
+    assert caught[0].filename == __file__  # points at the caller's line
+    torch.testing.assert_close(first, hard, rtol=1e-5, atol=0)
+    torch.testing.assert_close(second, hard, rtol=1e-5, atol=0)
+    other = SmoothCLAPLoss(soft_weight=0.5)
+    with pytest.warns(MissingSoftTargetsWarning, match="soft_weight=0.5"):  # another module warns for itself
+        other(x, y, s)
+    with pytest.warns(MissingSoftTargetsWarning):  # the functional form warns as well
+        smooth_clap_loss(x, y, s, soft_weight=0.3)
+    with pytest.raises(ValueError, match="soft_weight"):  # a bad soft_weight is still an error, not a warning
+        SmoothCLAPLoss(soft_weight=1.5)(x, y, s)
 
 
 def test_logit_bias_cancels_and_gets_zero_gradient():

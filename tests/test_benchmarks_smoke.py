@@ -113,16 +113,23 @@ def test_cpu_targets_pass_and_fail(tmp_path):
 
 
 def test_gpu_check_covers_every_gpu_target():
-    """run_gpu.sh measures the preset gpu-check; every row the GPU targets read is in it, and the script parses."""
+    """run_gpu.sh measures the preset gpu-check; every row the GPU targets read is in it, and the script parses.
+    (In a subprocess from the repository root: the test run does not put the root on sys.path, where
+    ``kernels/`` must never be importable as a top-level module.)"""
     import subprocess
+    import sys
     from pathlib import Path
 
-    from benchmarks.sweep import preset_configs
-    from benchmarks.targets import gpu_targets
-
-    rows = [dict(c, device="cuda", status="ok", time_ms=1.0, peak_bytes=1, repeats=1, loadavg=[0, 0, 0])
-            for c in preset_configs("gpu-check")]
-    names = [name for name, _, _ in gpu_targets(rows)]
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "from benchmarks.sweep import preset_configs\n"
+        "from benchmarks.targets import gpu_targets\n"
+        "rows = [dict(c, device='cuda', status='ok', time_ms=1.0, peak_bytes=1, repeats=1, loadavg=[0, 0, 0])\n"
+        "        for c in preset_configs('gpu-check')]\n"
+        "for name, _, _ in gpu_targets(rows): print(name)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    names = run.stdout.strip().splitlines()
     assert len(names) == 5 and all("B=65536" in n for n in names)
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "run_gpu.sh"
-    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert subprocess.run(["bash", "-n", str(root / "benchmarks" / "run_gpu.sh")]).returncode == 0

@@ -2,6 +2,7 @@
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastclap.data.manifest import (
@@ -143,3 +144,11 @@ def test_make_sample_reproduces_the_shipped_sample(tmp_path):
     assert shipped == sorted(p.name for p in tmp_path.glob("*.flac"))
     for name in shipped:
         assert (tmp_path / name).read_bytes() == (SAMPLE / name).read_bytes(), name
+    # the shipped openSMILE features: the same hashes and arrays (openSMILE float32 output; 1e-6 relative
+    # leaves room for another CPU's SIMD rounding)
+    with np.load(tmp_path / "egemaps_features.npz") as new, np.load(SAMPLE / "egemaps_features.npz") as old:
+        assert str(new["feature_key"]) == str(old["feature_key"])
+        np.testing.assert_array_equal(new["sha256"], old["sha256"])
+        np.testing.assert_array_equal(new["lld_offsets"], old["lld_offsets"])
+        for key in ("functionals", "lld"):
+            np.testing.assert_allclose(new[key], old[key], rtol=1e-6, atol=1e-6)

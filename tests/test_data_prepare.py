@@ -200,9 +200,10 @@ def test_degenerate_features_are_errors():
 def test_parallel_extraction_matches_serial(tmp_path):
     rows = read_manifest(SAMPLE_DIR / "manifest.csv")[:4]
     jobs = [(r.path, None, None) for r in rows]
-    serial = extract_many(jobs, None, workers=1, progress=False)
-    par = extract_many(jobs, tmp_path / "c", workers=2, progress=False)
-    cached = extract_many(jobs, tmp_path / "c", workers=1, progress=False)
+    # use_shipped=False: openSMILE runs on each (sample) file instead of the features shipped with the sample
+    serial = extract_many(jobs, None, workers=1, progress=False, use_shipped=False)
+    par = extract_many(jobs, tmp_path / "c", workers=2, progress=False, use_shipped=False)
+    cached = extract_many(jobs, tmp_path / "c", workers=1, progress=False, use_shipped=False)
     for (a, _), (b, _), (c, _) in zip(serial, par, cached):
         assert c.cached and not b.cached and a.sha256 == b.sha256 == c.sha256
         for f in ("functionals", "lld", "waveform"):

@@ -25,7 +25,7 @@ def gathered_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("gathered")
     mp.spawn(gathered_loss_worker, nprocs=WORLD, join=True,
              args=(WORLD, free_tcp_init_method(), str(out), BATCH, DIM, CASES))
-    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
 @pytest.mark.parametrize("backend,local_loss,k,beta", CASES)

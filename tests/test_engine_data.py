@@ -91,8 +91,7 @@ def test_epoch_is_set_on_the_dataset_before_its_batches():
     a = torch.rand(1)
     torch.manual_seed(0)
     list(itertools.islice(iterate_steps(IndexDataset(12), collate, order, 0, 0), 4))
-    torch.manual_seed(0)
-    assert torch.equal(torch.rand(1), a)  # the order never draws from the global RNG
+    assert torch.equal(torch.rand(1), a)  # the order (and its DataLoader) never draws from the global RNG
 
 
 def test_cpu_threads_are_shared_among_local_ranks(monkeypatch):

@@ -32,6 +32,35 @@ def trained(tmp_path_factory):
     return str(run_dir), prep
 
 
+def _audio_by_hand(model, prep, idx):
+    """Audio embeddings clip by clip (one (1, D) tensor per clip)."""
+    audio = []
+    with torch.no_grad():
+        for i in idx:
+            lld = torch.from_numpy(np.asarray(prep.lld_frames(int(i)), dtype=np.float32))[None]
+            audio.append(model.encode_audio({"lld": lld, "lld_mask": torch.ones(lld.shape[:2], dtype=torch.long)}))
+    return audio
+
+
+def _recall_by_hand(model, prep, split, ks=(1, 5, 10)):
+    """Recall@k with loops: a query is a hit at k when fewer than k wrong answers score >= its best right one."""
+    idx = prep.split_indices(split)
+    captions = [prep.captions[i] for i in idx]
+    texts = sorted(set(captions))
+    audio = [a[0].tolist() for a in _audio_by_hand(model, prep, idx)]
+    with torch.no_grad():
+        text = [model.encode_text([t])[0].tolist() for t in texts]
+    sim = [[sum(p * q for p, q in zip(a, t)) for t in text] for a in audio]
+    a2t_rank = [sum(sim[i][j] >= sim[i][texts.index(c)] for j in range(len(texts)) if texts[j] != c)
+                for i, c in enumerate(captions)]
+    t2a_rank = []
+    for j, t in enumerate(texts):
+        best = max(sim[i][j] for i in range(len(audio)) if captions[i] == t)
+        t2a_rank.append(sum(sim[i][j] >= best for i in range(len(audio)) if captions[i] != t))
+    hits = lambda ranks, k: sum(r < k for r in ranks) / len(ranks)
+    return ({str(k): hits(a2t_rank, k) for k in ks}, {str(k): hits(t2a_rank, k) for k in ks})
+
+
 def _uar_war_by_hand(model, prep, split, template):
     """Independent recomputation: embed clip by clip, prompt by prompt, recall per class with loops."""
     idx = prep.split_indices(split)
@@ -39,10 +68,7 @@ def _uar_war_by_hand(model, prep, split, template):
     classes = sorted(set(labels))
     with torch.no_grad():
         text = torch.cat([model.encode_text([template.format(label=c)]) for c in classes])
-        audio = []
-        for i in idx:
-            lld = torch.from_numpy(np.asarray(prep.lld_frames(int(i)), dtype=np.float32))[None]
-            audio.append(model.encode_audio({"lld": lld, "lld_mask": torch.ones(lld.shape[:2], dtype=torch.long)}))
+    audio = _audio_by_hand(model, prep, idx)
     pred = [classes[int(torch.argmax(a @ text.T))] for a in audio]
     recalls = [np.mean([p == c for p, t in zip(pred, labels) if t == c]) for c in classes]
     return float(np.mean(recalls)), float(np.mean([p == t for p, t in zip(pred, labels)])), classes
@@ -63,8 +89,10 @@ def test_cli_round_trip_matches_independent_computation(trained, tmp_path, capsy
     assert zs["classes"] == classes and zs["chance_uar"] == pytest.approx(1 / len(classes))
     assert zs["uar"] == pytest.approx(uar) and zs["war"] == pytest.approx(war)
     r = report["retrieval"]
-    assert r["n_audio"] == zs["n"] and all(0.0 <= v <= 1.0 for d in ("audio_to_text", "text_to_audio")
-                                           for v in r[d].values())
+    a2t, t2a = _recall_by_hand(load_model(run_dir), prep, "test")
+    assert r["n_audio"] == zs["n"] and r["n_text"] == len(set(prep.captions[i] for i in prep.split_indices("test")))
+    assert r["audio_to_text"] == pytest.approx(a2t) and r["text_to_audio"] == pytest.approx(t2a)
+    assert 0 < a2t["1"] < a2t["10"] or 0 < t2a["1"] < t2a["10"]  # not a degenerate all-or-nothing case
 
 
 def test_template_ensemble_and_shared_label_space(trained):
@@ -98,3 +126,40 @@ def test_bad_inputs_name_the_problem(trained, tmp_path, capsys):
     rows = [dataclasses.replace(r, split="train") for r in prep.rows]
     with pytest.raises(ValueError, match="'test' .* is empty"):
         evaluate_model(load_model(run_dir), dataclasses.replace(prep, rows=rows), "test", progress=False)
+
+
+def test_dataset_the_run_trained_on_reuses_its_prepared_data(trained, tmp_path, capsys, caplog):
+    from fastclap.evaluation.runner import run_prepared_dir
+
+    run_dir, prep = trained
+    out = tmp_path / "eval"
+    rc = evaluate_main(["--checkpoint", run_dir, "--dataset", "sample", "--split", "test", "--out", str(out),
+                        "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert f"using the run's prepared sample data: {prep.out_dir}" in err
+    assert not (out / "prepared").exists()  # nothing prepared again
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"]["prepared_dir"] == str(prep.out_dir)
+    # the corpus words of one shared class are scored apart in the dataset space: the evaluator says so
+    assert any("anger / angry" in r.getMessage() and "--label-space shared --shared-only" in r.getMessage()
+               for r in caplog.records)
+    # another corpus, another root, or a run without config.json: not reused
+    assert run_prepared_dir(run_dir, "sample") == str(prep.out_dir)
+    assert run_prepared_dir(run_dir, "sample", root=str(tmp_path)) is None
+    assert run_prepared_dir(run_dir, "emodb") is None
+    assert run_prepared_dir(str(tmp_path), "sample") is None
+
+
+def test_shared_label_space_error_names_the_flag_to_add(trained, tmp_path, capsys):
+    run_dir, prep = trained
+    rc = evaluate_main(["--checkpoint", run_dir, "--prepared", str(prep.out_dir), "--label-space", "shared",
+                        "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "add --shared-only" in err[0] and "--label-space dataset" in err[0]
+    assert "label_space=" not in err[0]
+    rc = evaluate_main(["--checkpoint", run_dir, "--prepared", str(prep.out_dir), "--label-space", "shared",
+                        "--shared-only", "--out", str(tmp_path / "o"), "--no-progress"])
+    assert rc == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert set(report["zero_shot"]["classes"]) <= {"anger", "happiness", "sadness", "neutral"}

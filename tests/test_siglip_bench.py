@@ -1,17 +1,13 @@
 """benchmarks.siglip: one tiny configuration per CPU provider measured in-process gives a complete row, every
 provider computes the same loss, and the rows are written to JSONL / CSV and plotted."""
 import json
-import pathlib
 import sys
 
 import pytest
 
 from peer_losses import open_clip_loss
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # benchmarks/ is a folder of the repository, not an installed package
-    sys.path.insert(0, str(REPO))
-from benchmarks import siglip as bench  # noqa: E402
+from benchmarks import siglip as bench  # (tests/conftest.py makes the benchmarks folder importable)
 
 
 def test_providers_agree_and_rows_are_written(tmp_path):

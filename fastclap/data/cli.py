@@ -4,17 +4,18 @@ prepare --corpus emodb|ravdess|manifest|sample --root DIR --out DIR [--manifest 
         [--workers N] [--seed S] [--cache-dir DIR] [--test-corpus emodb|ravdess|manifest|sample --test-root DIR]
     Reads the corpus, extracts features (cached), splits by speaker, fits bins and normalisation on the train
     split, writes captions and prints a summary. With --test-corpus: cross-corpus mode (train/valid from
-    --corpus, test = the other corpus' shared classes). Exit status 2 with "error: ..." on bad input.
+    --corpus, test = the other corpus' shared classes). Exit status 2 with "error: ..." on bad input
+    (``--debug`` shows the traceback). The same as ``fastclap prepare ...``.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import List, Optional
 
+from ..cli import HelpFormatter, add_debug_flag, run_cli
 from .manifest import ManifestRow, read_emodb, read_manifest, read_ravdess
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
@@ -61,30 +62,51 @@ def _make_sample(args) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fastclap.data", description="fastclap data pipeline")
+def build_parser(prog: str = "python -m fastclap.data") -> argparse.ArgumentParser:
+    """The parser of ``python -m fastclap.data`` (subcommands ``prepare`` and ``make-sample``)."""
+    ap = argparse.ArgumentParser(prog=prog, description="fastclap data pipeline", formatter_class=HelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("prepare", help="manifest, features, splits and captions for one corpus")
-    p.add_argument("--corpus", required=True, choices=CORPORA)
-    p.add_argument("--root", default=None, help="corpus folder (labels.csv / manifest.csv); default for sample")
-    p.add_argument("--manifest", default=None, help="manifest CSV for --corpus manifest (default ROOT/manifest.csv)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--on-bad-audio", default="error", choices=("error", "skip"))
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-dir", default=None, help="feature cache (default OUT/feature_cache)")
-    p.add_argument("--test-corpus", default=None, choices=CORPORA, help="cross-corpus mode: test corpus")
-    p.add_argument("--test-root", default=None)
-    p.add_argument("--test-manifest", default=None)
-    p.add_argument("--no-progress", action="store_true")
-    s = sub.add_parser("make-sample", help="regenerate the embedded sample from the shared corpora")
+    p = sub.add_parser("prepare", help="manifest, features, splits and captions for one corpus",
+                       formatter_class=HelpFormatter,
+                       description="Read a corpus, extract openSMILE eGeMAPSv02 features (cached by content hash),\n"
+                                   "split it by speaker, fit caption bins and normalisation on the train split,\n"
+                                   "and write the prepared folder the trainer and the evaluator read.")
+    p.add_argument("--corpus", required=True, choices=CORPORA,
+                   help="emodb / ravdess: a folder with labels.csv; manifest: your CSV; sample: the embedded "
+                        "sample")
+    p.add_argument("--root", default=None,
+                   help="corpus folder (labels.csv / manifest.csv); optional for --corpus sample (default: the "
+                        "embedded sample)")
+    p.add_argument("--manifest", default=None, help="manifest CSV for --corpus manifest (default: ROOT/manifest.csv)")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--on-bad-audio", default="error", choices=("error", "skip"),
+                   help="error: stop at the first bad file, naming it; skip: drop it and list it in the summary "
+                        "and meta.json")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="processes extracting features")
+    p.add_argument("--seed", type=int, default=0, help="seed of the speaker split")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default: OUT/feature_cache)")
+    p.add_argument("--test-corpus", default=None, choices=CORPORA,
+                   help="cross-corpus mode: train/valid from --corpus, test = this corpus' shared classes "
+                        "(default: off)")
+    p.add_argument("--test-root", default=None, help="folder of --test-corpus (as --root)")
+    p.add_argument("--test-manifest", default=None, help="manifest CSV of --test-corpus manifest "
+                                                         "(default: TEST_ROOT/manifest.csv)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a tqdm bar)")
+    add_debug_flag(p)
+    s = sub.add_parser("make-sample", help="regenerate the embedded sample from the shared corpora",
+                       formatter_class=HelpFormatter)
     s.add_argument("--emodb", required=True, help="EmoDB folder with labels.csv")
     s.add_argument("--ravdess", required=True, help="RAVDESS folder with labels.csv")
-    s.add_argument("--out", default=str(SAMPLE_DIR))
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    s.add_argument("--out", default=str(SAMPLE_DIR), help="output folder")
+    add_debug_flag(s)
+    return ap
+
+
+def main(argv: Optional[List[str]] = None, prog: str = "python -m fastclap.data") -> int:
+    """Run the command line; returns the exit status (2 with ``error: ...`` on bad input)."""
+    def run(a: List[str]) -> int:
+        args = build_parser(prog).parse_args(a)
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return _prepare(args) if args.cmd == "prepare" else _make_sample(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(run, argv)

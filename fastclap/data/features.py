@@ -11,6 +11,11 @@ Cache: ``<cache_dir>/<sha256[:2]>/<sha256>.<FEATURE_KEY>.npz`` where sha256 is o
 FEATURE_KEY names the feature set, the sample rate and the opensmile version, so a changed file or a
 changed feature definition never reads a stale entry. The resampled waveform is cached beside them.
 
+Shipped features: the embedded sample's eGeMAPSv02 features ship beside it (``sample/egemaps_features.npz``),
+keyed like the cache by each FLAC file's SHA-256 and the feature key, so preparing the sample decodes it but runs
+no openSMILE (the quickstart's first minute); a changed clip, or another opensmile version, has another key and
+is extracted as usual. ``python -m fastclap.data make-sample`` rewrites the file.
+
 Degenerate results are errors (:class:`~fastclap.data.audio.BadAudioError`): non-finite values, or no voiced
 frame at all (openSMILE then reports pitch, jitter and shimmer as 0, which would give a meaningless caption).
 """
@@ -31,7 +36,9 @@ from .audio import TARGET_SR, BadAudioError, check_expected, decode_audio, read_
 N_FUNCTIONALS = 88
 N_LLD = 25
 LLD_HOP_S = 0.01
+SHIPPED_FEATURES = Path(__file__).resolve().parent / "sample" / "egemaps_features.npz"
 _SMILE: Dict[str, object] = {}
+_SHIPPED: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
 
 
 def feature_key() -> str:
@@ -91,6 +98,41 @@ class FileFeatures:
     lld: np.ndarray           # (frames, 25) float32, raw
     info: dict                # sample_rate, channels, frames, duration_s of the original file
     cached: bool = False
+    shipped: bool = False     # features read from SHIPPED_FEATURES (no openSMILE run)
+
+
+def shipped_features(digest: str, path: Path = SHIPPED_FEATURES) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """Shipped (functionals (88,), lld (frames, 25)) float32 of the file whose bytes hash to ``digest``, when
+    ``path`` holds them for this feature key (feature set, sample rate, opensmile version); else None."""
+    key = str(path)
+    if key not in _SHIPPED:
+        _SHIPPED[key] = {}
+        if path.is_file():
+            with np.load(path) as z:
+                if str(z["feature_key"]) == feature_key():
+                    func, lld, off = z["functionals"], z["lld"], z["lld_offsets"]  # each read decompresses
+                    _SHIPPED[key] = {str(d): (func[i], lld[off[i]:off[i + 1]]) for i, d in enumerate(z["sha256"])}
+    return _SHIPPED[key].get(digest)
+
+
+def write_shipped_features(paths: Sequence[str], out: Path = SHIPPED_FEATURES) -> str:
+    """Extract the features of ``paths`` with openSMILE (never from a cache) and write them as ``out``,
+    keyed by each file's SHA-256 and the feature key. Returns a one-line summary."""
+    digests, funcs, llds = [], [], []
+    for p in paths:
+        data = read_bytes(p)
+        wave, _ = decode_audio(data, p)
+        func, lld = extract_signal(wave, p)
+        digests.append(sha256_bytes(data))
+        funcs.append(func)
+        llds.append(lld)
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in llds])]).astype(np.int64)
+    tmp = out.with_name(out.stem + f".tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, feature_key=np.array(feature_key()), sha256=np.array(digests),
+                        functionals=np.stack(funcs), lld=np.concatenate(llds), lld_offsets=offsets)
+    os.replace(tmp, out)
+    _SHIPPED.pop(str(out), None)
+    return f"shipped features: {len(paths)} files, {out.stat().st_size / 1e6:.2f} MB in {out}"
 
 
 def process_file(
@@ -98,8 +140,10 @@ def process_file(
     cache_dir: Optional[str],
     expected_sr: Optional[int] = None,
     expected_channels: Optional[int] = None,
+    use_shipped: bool = True,
 ) -> FileFeatures:
-    """Read one file, hash it, and return its features from the cache or by extracting (then caching) them.
+    """Read one file, hash it, and return its features from the cache, from the features shipped with the
+    sample (``use_shipped``), or by extracting them; new results are cached.
 
     Raises BadAudioError naming ``path`` for a missing, unreadable or degenerate file.
     """
@@ -113,13 +157,14 @@ def process_file(
             check_expected(path, cached.info["sample_rate"], cached.info["channels"], expected_sr, expected_channels)
             return cached
     wave, info = decode_audio(data, path, expected_sr=expected_sr, expected_channels=expected_channels)
-    func, lld = extract_signal(wave, path)
+    shipped = shipped_features(digest) if use_shipped else None
+    func, lld = shipped if shipped is not None else extract_signal(wave, path)
     if entry is not None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = entry.with_name(entry.name + f".tmp{os.getpid()}.npz")
         np.savez(tmp, waveform=wave, functionals=func, lld=lld, info=np.array(json.dumps(info)))
         os.replace(tmp, entry)
-    return FileFeatures(digest, wave, func, lld, info)
+    return FileFeatures(digest, wave, func, lld, info, shipped=shipped is not None)
 
 
 def _read_cache_entry(entry: Path, digest: str) -> Optional[FileFeatures]:
@@ -134,9 +179,9 @@ def _read_cache_entry(entry: Path, digest: str) -> Optional[FileFeatures]:
 
 
 def _safe_process(args) -> Tuple[Optional[FileFeatures], Optional[str]]:
-    path, cache_dir, sr, ch = args
+    path, cache_dir, sr, ch, use_shipped = args
     try:
-        return process_file(path, cache_dir, sr, ch), None
+        return process_file(path, cache_dir, sr, ch, use_shipped), None
     except BadAudioError as exc:
         return None, str(exc)
 
@@ -146,15 +191,17 @@ def extract_many(
     cache_dir: Optional[str],
     workers: int = 2,
     progress: bool = True,
+    use_shipped: bool = True,
 ) -> List[Tuple[Optional[FileFeatures], Optional[str]]]:
-    """Process ``(path, expected_sr, expected_channels)`` jobs, in ``workers`` processes when > 1.
+    """Process ``(path, expected_sr, expected_channels)`` jobs, in ``workers`` processes when > 1
+    (``use_shipped``: see :func:`process_file`).
 
     Returns one ``(features, None)`` or ``(None, error message)`` per job, in job order. A tqdm bar shows
     progress. Errors are returned, not raised, so the caller decides between failing and skipping.
     """
     from tqdm.auto import tqdm
 
-    args = [(p, None if cache_dir is None else os.fspath(cache_dir), sr, ch) for p, sr, ch in jobs]
+    args = [(p, None if cache_dir is None else os.fspath(cache_dir), sr, ch, use_shipped) for p, sr, ch in jobs]
     with tqdm(total=len(args), desc="eGeMAPSv02", unit="file", disable=not progress) as bar:
         if workers <= 1 or len(args) < 4:
             return [_tick(bar, _safe_process(a)) for a in args]

@@ -11,7 +11,8 @@ Selection (deterministic, sorted file names):
   neutral - 8 clips per speaker.
 
 Each clip is decoded with soundfile, mixed down to mono, resampled to 16 kHz with soxr and written as 16-bit
-FLAC. ``manifest.csv`` lists them in the manifest format with the source file and its sha256.
+FLAC. ``manifest.csv`` lists them in the manifest format with the source file and its sha256;
+``egemaps_features.npz`` holds their openSMILE eGeMAPSv02 features (see :mod:`fastclap.data.features`).
 """
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ README = """# fastclap embedded sample
 in all. `manifest.csv` lists them in fastclap's manifest format (columns `source_path` and `source_sha256` name the
 original file). Regenerate with
 `python -m fastclap.data make-sample --emodb ../shared/data/emodb --ravdess ../shared/data/ravdess`
-(selection rule in `fastclap/data/make_sample.py`).
+(selection rule in `fastclap/data/make_sample.py`). `egemaps_features.npz` holds the clips' openSMILE eGeMAPSv02
+features, keyed by each file's SHA-256 and the opensmile version, so preparing the sample needs no openSMILE run;
+a changed clip is extracted again.
 
 **Changes from the originals:** decoded, mixed down to mono, resampled to 16 kHz (soxr, HQ) and stored as 16-bit
 FLAC. EmoDB clips were already 16 kHz mono; they are only re-encoded losslessly as FLAC. Nothing else (no trimming,
@@ -99,4 +102,7 @@ def make_sample(emodb_root: str, ravdess_root: str, out_dir: str) -> str:
     n_rav = sum(r.corpus == "ravdess" for r in picked)
     (out / "README.md").write_text(README.format(n=len(picked), n_rav=n_rav, n_emo=len(picked) - n_rav,
                                                  n_spk=len({r.speaker for r in picked})), encoding="utf-8")
-    return f"sample: {len(picked)} clips ({n_rav} RAVDESS, {len(picked) - n_rav} EmoDB), {total / 1e6:.2f} MB FLAC in {out}"
+    from .features import write_shipped_features
+
+    shipped = write_shipped_features([str(out / r.path) for r in rows], out / "egemaps_features.npz")
+    return f"{shipped}\nsample: {len(picked)} clips ({n_rav} RAVDESS, {len(picked) - n_rav} EmoDB), {total / 1e6:.2f} MB FLAC in {out}"

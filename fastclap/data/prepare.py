@@ -204,10 +204,12 @@ def prepare(
     bins.save(out / "caption_bins.json")
     elapsed = time.perf_counter() - t0
     n_cached = sum(f.cached for f in feats)
+    n_shipped = sum(f.shipped for f in feats)
     summary = "\n".join([
         f"fastclap.data prepare: corpus={corpus} root={root or '-'} out={out}",
         f"files: {len(rows)} in manifest, {len(keep)} prepared, {len(skipped)} skipped; "
-        f"features from cache: {n_cached}, extracted: {len(keep) - n_cached}",
+        f"features from cache: {n_cached}, shipped with the sample: {n_shipped}, "
+        f"extracted: {len(keep) - n_cached - n_shipped}",
         _counts_table(keep),
         *([f"skipped ({len(skipped)}):"] + [f"  {s['reason']}" for s in skipped] if skipped else []),
         *([f"duplicate content ({len(dup_notes)}):"] + dup_notes if dup_notes else []),

@@ -156,10 +156,12 @@ def iterate_steps(dataset: Dataset, collate: Callable, order: StepBatches, start
 
 @torch.no_grad()
 def fit_lld_stats(dataset: Dataset, max_items: int = 512) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-feature mean and std (lld_dim,) of the LLD frames of up to ``max_items`` evenly spaced items."""
+    """Per-feature mean and std (lld_dim,) of the LLD frames of up to ``max_items`` evenly spaced items
+    (the frames of each item's ``length``: the zero padding of a clip shorter than the crop is not data)."""
     n = len(dataset)
     idx = sorted({int(i * n / min(n, max_items)) for i in range(min(n, max_items))})
-    llds = [dataset[i]["lld"] for i in idx]
+    items = [dataset[i] for i in idx]
+    llds = [it["lld"][: int(it.get("length", it["lld"].shape[0]))] for it in items]
     frames = torch.cat([x.reshape(-1, x.shape[-1]) for x in llds])
     frames = frames[torch.isfinite(frames).all(dim=1)]
     return frames.mean(0), frames.std(0)

@@ -84,3 +84,13 @@ def mean_over_ranks(x: torch.Tensor) -> float:
 def barrier() -> None:
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
+
+
+def all_ranks_true(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on every rank (one collective; a plain bool without ranks)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return bool(flag)
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(int(t))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from typing import Any, Dict, Optional
@@ -9,8 +10,17 @@ from typing import Any, Dict, Optional
 import torch
 
 
+def json_line(record: Dict[str, Any]) -> str:
+    """One strict-JSON line: a non-finite float (a NaN loss, an infinite lr) becomes ``null`` and its key is
+    listed under ``"nonfinite"`` (JSON has no NaN / Infinity; Python's ``json`` would write the bare tokens)."""
+    bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        record = dict({k: (None if k in bad else v) for k, v in record.items()}, nonfinite=bad)
+    return json.dumps(record, allow_nan=False) + "\n"
+
+
 class MetricsWriter:
-    """Appends one JSON object per logged step to ``<run_dir>/metrics.jsonl`` and mirrors scalars to
+    """Appends one JSON object per logged step (:func:`json_line`) to ``<run_dir>/metrics.jsonl`` and mirrors scalars to
     TensorBoard (``<run_dir>/tensorboard``). ``truncate_after(step)`` drops records past a resumed step, so a
     resumed run's file reads as one uninterrupted curve."""
 
@@ -37,7 +47,7 @@ class MetricsWriter:
         if not self.enabled:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json_line(record))
         if self.tb is not None:
             step = int(record["step"])
             for k, v in record.items():

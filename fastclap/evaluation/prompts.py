@@ -53,8 +53,8 @@ def map_label(label: str, label_space: str) -> str:
         cls = shared_label(label)
         if cls is None:
             raise ValueError(f"label {label!r} has no shared cross-corpus class (the shared classes: "
-                             f"{sorted(SHARED_CLASSES)}); evaluate it with label_space='dataset' or "
-                             "restrict the classes")
+                             f"{sorted(SHARED_CLASSES)}): add --shared-only (shared_only=True) to keep only the "
+                             "clips of those classes, or score the corpus' own labels with --label-space dataset")
         return cls
     raise ValueError(f"label_space must be one of {LABEL_SPACES}, got {label_space!r}")
 

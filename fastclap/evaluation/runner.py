@@ -41,6 +41,36 @@ def run_dir_of(checkpoint: str) -> str:
     return checkpoint if os.path.isdir(checkpoint) else os.path.dirname(os.path.dirname(checkpoint))
 
 
+def run_prepared_dir(checkpoint: str, dataset: str, root: Optional[str] = None) -> Optional[str]:
+    """The prepared folder a training run read corpus ``dataset`` from, when it still holds that corpus.
+
+    Read from ``<run_dir>/config.json``: the corpus' ``prepared_dir``, else ``<run.cache_dir>/<corpus>`` (default
+    ``<run_dir>/cache/<corpus>``). Used only when its ``meta.json`` names the same corpus and, if ``root`` is
+    given, the same root folder; else None (the caller prepares the corpus itself).
+    """
+    run_dir = run_dir_of(checkpoint)
+    try:
+        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+            fc = json.load(f).get("fastclap", {})
+    except (OSError, ValueError):
+        return None
+    run = fc.get("run") or {}
+    cache = run.get("cache_dir") or os.path.join(run_dir, "cache")
+    for c in (fc.get("data") or {}).get("corpora") or []:
+        if not isinstance(c, dict) or c.get("corpus") != dataset:
+            continue
+        folder = c.get("prepared_dir") or os.path.join(cache, dataset)
+        try:
+            with open(os.path.join(folder, "meta.json"), encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            continue
+        same_root = root is None or os.path.realpath(root) == os.path.realpath(str(meta.get("root", "")))
+        if meta.get("corpus") == dataset and same_root:
+            return folder
+    return None
+
+
 def run_norm_stats(checkpoint: str) -> Optional[str]:
     """The LLD/functional normalisation file the run was trained with (``<run>/prepared/<name>/norm_stats.json``)
     when the run used exactly one prepared corpus, else None."""
@@ -150,6 +180,8 @@ def evaluate_model(model: torch.nn.Module, prepared: Any, split: str = "test",
     audio = emb["audio_features"][keep]
     labels = [map_label(emb["labels"][i], label_space) for i in keep]
     captions = [emb["captions"][i] for i in keep]
+    if label_space == "dataset":
+        _note_synonyms(sorted(set(labels)))
     prompts = ClassPrompts.build(sorted(set(labels)), templates, label_words)
     class_emb = prompts.encode(lambda t: encode_texts(model, t))
     pred = zero_shot_predict(audio, class_emb).tolist()
@@ -169,6 +201,21 @@ def evaluate_model(model: torch.nn.Module, prepared: Any, split: str = "test",
                     "split": split, "n_clips": len(keep), "dropped": dropped,
                     "speakers": sorted({emb["speakers"][i] for i in keep})},
     }
+
+
+def _note_synonyms(classes: Sequence[str]) -> None:
+    """Warn when corpus words of one shared class (e.g. EmoDB 'anger', RAVDESS 'angry') are scored apart."""
+    from fastclap.data import shared_label
+
+    groups: Dict[str, List[str]] = {}
+    for c in classes:
+        if shared_label(c):
+            groups.setdefault(shared_label(c), []).append(c)
+    same = [" / ".join(g) for g in groups.values() if len(g) > 1]
+    if same:
+        log.warning("classes %s are scored as separate classes of the corpora's own words; "
+                    "--label-space shared --shared-only scores the shared classes %s instead",
+                    ", ".join(same), sorted(groups))
 
 
 def full_report(result: Dict[str, Any], checkpoint: str, name: str, norm: str) -> Dict[str, Any]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -24,6 +26,24 @@ from torch import nn
 from .reference import reference_smooth_clap_loss
 
 BACKENDS = ("auto", "triton", "chunked", "reference")
+_NO_SOURCES_WARNING = (
+    "SmoothCLAP loss with soft_weight={} called without soft_target_features: computing the hard CLAP loss "
+    "(soft_weight has no effect). Pass soft_target_features=(audio_source, text_source), or soft_weight=0.0 "
+    "for CLAP on purpose.")
+
+
+class MissingSoftTargetsWarning(UserWarning):
+    """A SmoothCLAP loss with ``soft_weight > 0`` was called without ``soft_target_features`` (hard loss)."""
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` for a warning issued here that names the user's line, past this file and nn.Module's
+    call machinery."""
+    skip = (os.path.abspath(__file__), os.path.dirname(os.path.abspath(nn.Module.__call__.__code__.co_filename)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _WEIGHT_SUM_TOL = 1e-5
 
@@ -131,6 +151,7 @@ def validate_inputs(
     if not isinstance(logit_scale, torch.Tensor) or logit_scale.numel() != 1:
         raise ValueError("logit_scale must be a one-element tensor (exp of the learned log-scale)")
     values.finite("logit_scale", logit_scale)
+    values.add(~(logit_scale > 0).all(), lambda: "logit_scale must be > 0 (it is exp of the learned log-scale)")
     if logit_bias is not None:
         if not isinstance(logit_bias, torch.Tensor) or logit_bias.numel() != 1:
             raise ValueError("logit_bias must be None or a one-element tensor")
@@ -208,7 +229,9 @@ def smooth_clap_loss(
         text_features: Y (B, d), same dtype and device as X. Row i pairs with audio row i.
         logit_scale: s, one-element tensor = exp(learned log-scale) = 1 / temperature (open_clip convention).
         soft_target_features: K detached soft-target sources U_k (B, d_k), cosine similarity is used, so
-            any scale is fine. ``None`` gives the hard CLAP loss. Gradients never flow into U_k.
+            any scale is fine. ``None`` gives the hard CLAP loss (with ``soft_weight > 0`` a
+            :class:`MissingSoftTargetsWarning` says so: shown once per call site by Python's default
+            warning filter; :class:`SmoothCLAPLoss` warns once per module). Gradients never flow into U_k.
         logit_bias: optional one-element tensor added to every logit; it cancels in every softmax
             cross-entropy, so the value is unchanged and its gradient is zero.
         output_dict: return ``{"contrastive_loss": loss}`` as open_clip does.
@@ -243,6 +266,9 @@ def smooth_clap_loss(
         weights = tuple(float(w) for w in source_weights)
         temps = tuple(float(t) for t in source_temperatures)
     name = resolve_backend(backend, audio_features.device, len(sources))
+    if soft_target_features is None and float(soft_weight) > 0.0:
+        warnings.warn(_NO_SOURCES_WARNING.format(soft_weight), MissingSoftTargetsWarning,
+                      stacklevel=_user_stacklevel())
     scale = logit_scale.reshape(())
     beta = float(soft_weight) if sources else 0.0
     if world_size > 1:
@@ -293,6 +319,7 @@ class SmoothCLAPLoss(nn.Module):
         self.source_weights = tuple(source_weights)
         self.source_temperatures = tuple(source_temperatures)
         self.backend = backend
+        self._warned_no_sources = False
 
     def forward(
         self,
@@ -303,9 +330,16 @@ class SmoothCLAPLoss(nn.Module):
         logit_bias: Optional[torch.Tensor] = None,
         output_dict: bool = False,
     ) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
+        soft_weight = self.soft_weight
+        if soft_target_features is None and isinstance(soft_weight, (int, float)) and 0 < soft_weight <= 1:
+            if not self._warned_no_sources:  # once per loss module, whatever the warning filters say
+                self._warned_no_sources = True
+                warnings.warn(_NO_SOURCES_WARNING.format(soft_weight), MissingSoftTargetsWarning,
+                              stacklevel=_user_stacklevel())
+            soft_weight = 0.0  # the same hard loss; the functional form need not warn again
         return smooth_clap_loss(
             audio_features, text_features, logit_scale, soft_target_features, logit_bias, output_dict,
-            soft_weight=self.soft_weight, source_weights=self.source_weights,
+            soft_weight=soft_weight, source_weights=self.source_weights,
             source_temperatures=self.source_temperatures, backend=self.backend, local_loss=self.local_loss,
             gather_with_grad=self.gather_with_grad, rank=self.rank, world_size=self.world_size,
         )

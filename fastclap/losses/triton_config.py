@@ -179,7 +179,7 @@ def launch_config(
             fwd = KernelLaunch(128, 64, 64, num_warps=8, num_stages=stages)
             grad = KernelLaunch(128, 64, 64, num_warps=8, num_stages=stages)
         else:
-            fwd = KernelLaunch(64, 64, 32, num_warps=8, num_stages=stages if k <= 2 else 2)
+            fwd = KernelLaunch(64, 64, 32, num_warps=8, num_stages=stages if k <= 2 else 1)
             grad = KernelLaunch(128 if k <= 2 else 64, 64, 64 if k <= 2 else 32, num_warps=8, num_stages=stages)
         rows_g, cols_g = _groups(batch, fwd.BLOCK_M, fwd.BLOCK_N, programs=4 * 132)
         block_dk = tuple(fit_block_dk(dk) for dk in source_dims)

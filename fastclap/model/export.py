@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, from_dict, to_dict
+from ..serialization import safe_load, save_tensors
 from .clap import CLAPModel
 
 EXPORT_FILE = os.path.join("export", "model.pt")
@@ -48,12 +49,12 @@ def full_fp32_state_dict(module: nn.Module) -> Dict[str, torch.Tensor]:
 
 
 def save_exported(state_dict: Dict[str, torch.Tensor], model_cfg: ModelConfig, run_dir: str) -> str:
-    """Write ``<run_dir>/export/model.pt`` atomically (temp file, then rename). Returns its path."""
+    """Write ``<run_dir>/export/model.pt`` atomically (temp file, then rename). Returns its path.
+
+    Raises ``fastclap.serialization.WriteError`` (path, bytes needed, free space) when it cannot be written."""
     path = os.path.join(run_dir, EXPORT_FILE)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    torch.save({"format": FORMAT, "model_config": to_dict(model_cfg), "state_dict": state_dict}, tmp)
-    os.replace(tmp, path)
+    save_tensors({"format": FORMAT, "model_config": to_dict(model_cfg), "state_dict": state_dict}, path)
     return path
 
 
@@ -66,12 +67,13 @@ def load_exported(run_dir: str, map_location: str = "cpu") -> CLAPModel:
         CLAPModel with ``encode_audio(batch) -> (B, D)`` and ``encode_text(list[str]) -> (B, D)``, both
         L2-normalised. Audio batches are ``fastclap.data.collate_clap`` dicts.
     Raises:
-        FileNotFoundError: no export in ``run_dir``. ValueError: not a fastclap export.
+        FileNotFoundError: no export in ``run_dir``. ValueError: not a fastclap export
+            (``fastclap.serialization.UnsafeFileError``: unreadable, or not plain tensor data).
     """
     path = run_dir if os.path.isfile(run_dir) else os.path.join(run_dir, EXPORT_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no exported model (run the trainer with fastclap.run.export: true)")
-    blob: Dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    blob: Dict[str, Any] = safe_load(path, map_location="cpu")
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} file")
     return model_from_state(blob["model_config"], blob["state_dict"]).to(map_location)

@@ -1,0 +1,101 @@
+"""The fingerprint of a run: every setting that changes the math or the data order, as ``{dotted key: value}``.
+
+Every checkpoint stores the fingerprint of the run that wrote it (``fingerprint.json``). ``--resume`` compares
+it with the fingerprint of the config it is started with, before anything is loaded: a resumed run that
+silently trained on with another ``soft_weight``, seed, micro batch or ZeRO stage would not be the run its
+directory claims. Keys that only change what is logged or kept (progress bar, logging and checkpoint
+intervals, evaluation, TensorBoard, export, data loader workers - the batch order is a function of the seed
+and the step alone) are left out.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Tuple
+
+from ..config import CHANGES_KEY
+from .checkpoint_files import write_json
+
+# dotted keys (or key prefixes, ending in ".") that do not change the math or the data order
+IGNORED = (
+    "fastclap.run.dir", "fastclap.run.cache_dir", "fastclap.run.log_every", "fastclap.run.checkpoint_every",
+    "fastclap.run.keep_checkpoints", "fastclap.run.export", "fastclap.run.tensorboard", "fastclap.run.progress",
+    "fastclap.run.pause_after_checkpoint", "fastclap.run.overwrite", "fastclap.eval.", "fastclap.data.num_workers",
+    "steps_per_print", "wall_clock_breakdown", "tensorboard.", "csv_monitor.", "wandb.", "comet.",
+    "comms_logger.", "flops_profiler.", "dump_state",
+)
+
+# keys that shape DeepSpeed's checkpoint files: a checkpoint cannot be loaded with other values
+FIXED = {"zero_optimization.stage": 0, "bf16.enabled": False, "fp16.enabled": False}  # with DeepSpeed's defaults
+
+
+class ConfigChangedError(ValueError):
+    """``--resume`` with settings that differ from the checkpoint's (the message lists every changed key)."""
+
+
+def _flatten(obj: Any, prefix: str, out: Dict[str, Any]) -> None:
+    if isinstance(obj, dict) and obj:
+        for k, v in obj.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    else:
+        out[prefix] = json.loads(json.dumps(obj))  # tuples become lists, as in a JSON file
+
+
+def _ignored(key: str) -> bool:
+    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in IGNORED)
+
+
+def fingerprint(full_config: Dict[str, Any], world_size: int, micro_batch: int) -> Dict[str, Any]:
+    """``{dotted key: value}`` of a full config dict (DeepSpeed keys and the ``fastclap`` section) plus the
+    world size and the per-rank micro batch DeepSpeed settled on, without the :data:`IGNORED` keys."""
+    flat: Dict[str, Any] = {}
+    _flatten(full_config, "", flat)
+    flat = {k: v for k, v in flat.items() if not _ignored(k)}
+    for k, default in FIXED.items():
+        flat.setdefault(k, default)
+    flat["world_size"] = int(world_size)
+    flat["train_micro_batch_size_per_gpu (effective)"] = int(micro_batch)
+    return dict(sorted(flat.items()))
+
+
+def changes(old: Dict[str, Any], new: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
+    """(key, old value, new value) of every key whose value differs; a key absent on one side reads "<unset>"."""
+    unset = "<unset>"
+    keys = sorted(set(old) | set(new))
+    return [(k, old.get(k, unset), new.get(k, unset)) for k in keys if old.get(k, unset) != new.get(k, unset)]
+
+
+def check_unchanged(old: Dict[str, Any], new: Dict[str, Any], tag: str, allow: bool) -> List[Tuple[str, Any, Any]]:
+    """The changes from the checkpoint's fingerprint ``old`` to ``new``.
+
+    Raises:
+        ConfigChangedError: there are changes and ``allow`` is false, or a :data:`FIXED` key changed; the
+            message names every changed key with its old and new value and the way on.
+    """
+    diff = changes(old, new)
+    fixed = [(k, a, b) for k, a, b in diff if k in FIXED]
+    if fixed:
+        lines = "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in fixed)
+        raise ConfigChangedError(
+            f"--resume: checkpoint {tag} cannot continue with\n{lines}\nDeepSpeed's checkpoint layout depends on "
+            "these settings, so not even --allow-config-change accepts them; resume with the old values")
+    if diff and not allow:
+        lines = "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in diff)
+        raise ConfigChangedError(
+            f"--resume: the config differs from the one checkpoint {tag} was trained with:\n{lines}\n"
+            "resume with the same config, or pass --allow-config-change to continue with the new values "
+            "(config.json then records the change and the step)")
+    return diff
+
+
+def record_config_change(run_dir: str, full_config: Dict[str, Any], step: int,
+                         changed: List[Tuple[str, Any, Any]]) -> None:
+    """Rewrite ``<run_dir>/config.json`` with the new settings and append ``{"step", "changes": {key: {"old",
+    "new"}}}`` to its ``config_changes`` list (the history of ``--allow-config-change`` resumes)."""
+    path = os.path.join(run_dir, "config.json")
+    history: List[Any] = []
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            history = list(json.load(f).get(CHANGES_KEY, []))
+    history.append({"step": int(step), "changes": {k: {"old": a, "new": b} for k, a, b in changed}})
+    write_json(path, dict(full_config, **{CHANGES_KEY: history}))

@@ -1,0 +1,81 @@
+"""Train with a SIGKILL planted at a chosen point: ``python tests/fault_train.py KIND N MODE -- TRAIN ARGS``.
+
+KIND "write": the N-th file the trainer writes through ``fastclap.serialization`` (checkpoint files, their
+fingerprint and manifest, ``latest``, config.json, the export); MODE "before" kills when the file is opened,
+"mid" after half of its first chunk is written (a torn file). KIND "step": after the N-th metrics record is
+written (between steps). N = 0: no kill. The test process sends nothing; the trainer kills itself, so the
+point is exact and the result does not depend on timing.
+"""
+import os
+import signal
+import sys
+
+
+def _die():
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class WrappedFile:
+    """A file opened for writing whose ``write`` a subclass replaces (the faults of the tests)."""
+
+    def __init__(self, path):
+        self._f = open(path, "wb")
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+class _TornFile(WrappedFile):
+    def write(self, data):
+        data = bytes(data)
+        self._f.write(data[: max(1, len(data) // 2)])
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        _die()
+
+
+def plant(kind, n, mode):
+    import fastclap.serialization as serialization
+    from fastclap.engine import metrics
+
+    count = [0]
+    if kind == "write":
+        real = serialization._open_for_write
+
+        def opener(path):
+            count[0] += 1
+            if count[0] == n:
+                if mode == "before":
+                    _die()
+                return _TornFile(path)
+            return real(path)
+
+        serialization._open_for_write = opener
+    elif kind == "step":
+        real_write = metrics.MetricsWriter.write
+
+        def write(self, record):
+            real_write(self, record)
+            if "loss" in record:
+                count[0] += 1
+                if count[0] == n:
+                    _die()
+
+        metrics.MetricsWriter.write = write
+
+
+if __name__ == "__main__":
+    # run as a script: Python put tests/ first on sys.path; the package comes from the installed fastclap
+    kind, n, mode, sep, *train_args = sys.argv[1:]
+    assert sep == "--", "usage: fault_train.py KIND N MODE -- TRAIN ARGS"
+    plant(kind, int(n), mode)
+    from fastclap.train import main
+
+    main(train_args)

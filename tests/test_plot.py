@@ -1,0 +1,99 @@
+"""benchmarks.plot draws what it has: lines when a series has two or more batch sizes, bars when every series
+has one (the quick preset), and exits 2 with `error: ...` when nothing finished, never silently."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from benchmarks.plot import main as plot_main, plot_file  # noqa: E402
+
+REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def _row(provider, kind, batch, status="ok", mode="forward+backward", dim=32, dtype="fp32", **kw):
+    row = dict(provider=provider, kind=kind, batch=batch, status=status, mode=mode, dim=dim, dtype=dtype,
+               time_ms=1.5 * batch / 256, peak_bytes=2**20 * batch / 64, device_name="cpu")
+    row.update(kw)
+    return row
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _axes_content(png_path, monkeypatch):
+    """Re-draw through plot_file with savefig captured: (kind of chart per panel, labels of the bars)."""
+    import matplotlib.figure
+
+    seen = []
+    orig = matplotlib.figure.Figure.savefig
+
+    def capture(self, fname, *a, **kw):
+        seen.append([(len(ax.patches), len(ax.lines), [t.get_text() for t in ax.get_xticklabels()])
+                     for ax in self.axes])
+        return orig(self, fname, *a, **kw)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capture)
+    return seen
+
+
+def test_single_batch_rows_give_a_bar_chart(tmp_path, monkeypatch):
+    # what `python -m benchmarks.sweep --preset quick` writes: one B per series, a skip and an estimated oom
+    rows = [_row("reference", "smooth2", 256), _row("chunked", "smooth2", 256),
+            _row("triton", "smooth2", 256, status="skipped", reason="CUDA only"),
+            _row("reference", "smooth2", 65536, status="oom", needed_bytes=2**36)]
+    data = _write(tmp_path / "quick.jsonl", rows)
+    seen = _axes_content(data, monkeypatch)
+    written = plot_file(data, tmp_path / "png")
+    assert [p.name for p in written] == ["quick_forward_backward_d32_fp32.png"]
+    assert written[0].read_bytes()[:4] == b"\x89PNG"
+    (panels,) = seen
+    for n_bars, n_lines, labels in panels:  # time and memory: one bar per finished series, no lines
+        assert n_bars == 2 and n_lines == 0
+        assert labels == ["chunked smooth2\nB=256", "reference smooth2\nB=256"]
+
+
+def test_two_batch_sizes_give_lines(tmp_path, monkeypatch):
+    rows = [_row("chunked", "hard", 256), _row("chunked", "hard", 512), _row("reference", "hard", 256)]
+    data = _write(tmp_path / "r.jsonl", rows)
+    seen = _axes_content(data, monkeypatch)
+    assert len(plot_file(data)) == 1 and (tmp_path / "r_forward_backward_d32_fp32.png").is_file()
+    (panels,) = seen
+    for n_bars, n_lines, _ in panels:  # the single-size series is a marker-only line
+        assert n_bars == 0 and n_lines == 2
+
+
+def test_nothing_finished_is_an_error_not_a_silent_exit(tmp_path, capsys):
+    data = _write(tmp_path / "bad.jsonl", [_row("triton", "hard", 256, status="skipped"),
+                                           _row("reference", "hard", 65536, status="oom")])
+    assert plot_main([str(data), "--out-dir", str(tmp_path / "png")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"error: {data}: nothing to plot: no row finished with status 'ok' (1 oom, 1 skipped)"
+    assert not (tmp_path / "png").exists()
+    empty = _write(tmp_path / "empty.jsonl", [])
+    assert plot_main([str(empty)]) == 2 and "no result rows" in capsys.readouterr().err
+    odd = _write(tmp_path / "odd.jsonl", [{"provider": "x"}])
+    assert plot_main([str(odd)]) == 2 and "row 1 lacks" in capsys.readouterr().err
+
+
+def test_a_group_without_results_is_reported_on_stderr(tmp_path, capsys):
+    rows = [_row("chunked", "hard", 256), _row("chunked", "hard", 256, mode="forward", status="error")]
+    data = _write(tmp_path / "mix.jsonl", rows)
+    assert plot_main([str(data)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(tmp_path / "mix_forward_backward_d32_fp32.png")
+    assert "forward, d=32, fp32: nothing to draw, no row finished (1 error)" in err
+
+
+def test_plot_command_line_exit_status(tmp_path):
+    data = _write(tmp_path / "q.jsonl", [_row("chunked", "hard", 256)])
+    ok = subprocess.run([sys.executable, "-m", "benchmarks.plot", str(data)], cwd=REPO, capture_output=True,
+                        text=True, timeout=120)
+    assert ok.returncode == 0 and ok.stdout.strip().endswith(".png"), ok.stderr
+    bad = _write(tmp_path / "none.jsonl", [_row("triton", "hard", 256, status="skipped")])
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.plot", str(bad)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nothing to plot" in proc.stderr
