@@ -21,7 +21,7 @@ def compat_results(tmp_path_factory):
     open_clip_loss(), laion_clap_loss()  # skips unless both are installed
     out = tmp_path_factory.mktemp("compat")
     mp.spawn(compat_worker, nprocs=WORLD, join=True, args=(WORLD, free_tcp_init_method(), str(out), BATCH, DIM))
-    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
 @pytest.mark.parametrize("case", cases(), ids=lambda c: "-".join(str(v) for v in c if v != ""))
