@@ -70,14 +70,22 @@ def check_equal_local_batches(local_batch: int, world_size: int, device: torch.d
         raise ValueError(f"audio_features: every rank must hold the same local batch size, got {values}")
 
 
+def require_process_group(world_size: int) -> None:
+    """Raises ValueError naming ``world_size`` without an initialised process group of that many ranks."""
+    if not dist.is_available() or not dist.is_initialized():
+        raise ValueError(f"world_size={world_size} needs an initialised torch.distributed process group")
+    if dist.get_world_size() != world_size:
+        raise ValueError(f"world_size={world_size} does not match the initialised process group "
+                         f"({dist.get_world_size()} ranks)")
+
+
 def gather_global_batch(x: torch.Tensor, y: torch.Tensor, extras: Sequence[torch.Tensor], rank: int,
                         world_size: int, with_grad: bool):
     """(all_x, all_y, all_extras): this rank's features and per-pair tensors (soft-target sources, labels)
     gathered into the global batch; features with their gradient when ``with_grad``, extras detached.
 
     Raises ValueError without an initialised process group or when the ranks hold different local batches."""
-    if not dist.is_available() or not dist.is_initialized():
-        raise ValueError(f"world_size={world_size} needs an initialised torch.distributed process group")
+    require_process_group(world_size)
     check_equal_local_batches(x.shape[0], world_size, x.device)
     all_x = gather_rows(x, rank, world_size, with_grad)
     all_y = gather_rows(y, rank, world_size, with_grad)

@@ -5,14 +5,8 @@ from __future__ import annotations
 from typing import Sequence, Tuple
 
 import torch
-import torch.distributed as dist
 
-from .distributed import check_equal_local_batches, gather_rows
-
-
-def require_process_group(world_size: int) -> None:
-    if not dist.is_available() or not dist.is_initialized():
-        raise ValueError(f"world_size={world_size} needs an initialised torch.distributed process group")
+from .distributed import check_equal_local_batches, gather_rows, require_process_group
 
 
 def gather_global(tensors: Sequence[torch.Tensor], rank: int, world_size: int, local_loss: bool,
