@@ -270,6 +270,26 @@ class RunConfig:
 
 
 @dataclass
+class GradCacheConfig:
+    """Gradient caching (GradCache: Gao et al., "Scaling Deep Contrastive Learning Batch Size under Memory
+    Limited Setup", RepL4NLP 2021): a contrastive batch larger than the encoders' activation memory.
+
+    Each step first embeds the rank's micro batch in sub-batches without autograd graphs (recording each
+    sub-batch's random state), computes the loss over the whole global contrastive batch and the gradient of
+    every embedding, then runs each sub-batch again with its graph and the same random state (the same dropout
+    masks) and back-propagates its cached embedding gradient. Gradients equal those of the plain step; the
+    price is one extra forward of both towers per step (fastclap/engine/grad_cache.py).
+
+    Attributes:
+        sub_batch: pairs per sub-batch on each rank; 0 turns gradient caching off (one forward and backward of
+            the whole micro batch). At most ``train_micro_batch_size_per_gpu``; need not divide it (the last
+            sub-batch is smaller).
+    """
+
+    sub_batch: int = 0
+
+
+@dataclass
 class FastClapConfig:
     """The ``fastclap`` section of a config file.
 
@@ -280,6 +300,7 @@ class FastClapConfig:
         schedule: run length and learning-rate schedule.
         eval: periodic evaluation.
         run: run directory, logging, checkpoints.
+        grad_cache: gradient caching of the encoders (off by default).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -288,6 +309,7 @@ class FastClapConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    grad_cache: GradCacheConfig = field(default_factory=GradCacheConfig)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -460,7 +482,31 @@ def split_config(raw: Dict[str, Any]) -> Tuple[Dict[str, Any], FastClapConfig]:
     section = raw.pop("fastclap", {})
     _check_finite(raw, "")  # the DeepSpeed keys; the fastclap section is checked field by field
     cfg = validate(from_dict(FastClapConfig, section, "fastclap"))
+    check_grad_cache(cfg.grad_cache, raw)
     return raw, cfg
+
+
+def check_grad_cache(gc: GradCacheConfig, ds: Dict[str, Any], micro: Optional[int] = None) -> None:
+    """Check ``fastclap.grad_cache`` against the DeepSpeed batch keys. Raises ``ValueError`` naming the key.
+
+    ``micro``: the per-rank micro batch when known (the engine's, after start-up); else it is read from
+    ``train_micro_batch_size_per_gpu``, or bounded by ``train_batch_size / gradient_accumulation_steps`` (its
+    value on one rank). Gradient caching builds the whole contrastive batch in one step, so it does not combine
+    with DeepSpeed's gradient accumulation.
+    """
+    key = "fastclap.grad_cache.sub_batch"
+    _check(gc.sub_batch >= 0, key, f"must be >= 0 (0: off), got {gc.sub_batch}")
+    if gc.sub_batch == 0:
+        return
+    gas = ds.get("gradient_accumulation_steps", 1)
+    _check(gas == 1, key, f"gradient caching needs gradient_accumulation_steps 1, got {gas!r}")
+    if micro is None:
+        micro = ds.get("train_micro_batch_size_per_gpu")
+        if micro is None and _positive_int(ds.get("train_batch_size")):
+            micro = ds["train_batch_size"]
+    if _positive_int(micro):
+        _check(gc.sub_batch <= micro, key,
+               f"{gc.sub_batch} is larger than the micro batch per rank ({micro} pairs)")
 
 
 def resolve_path(p: Optional[str]) -> Optional[str]:

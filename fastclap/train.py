@@ -46,13 +46,14 @@ from fastclap import RankNContrastLoss, SmoothCLAPLoss
 from fastclap.losses.combined import ContrastiveRnCLoss
 from fastclap import SmoothCLAPLoss
 from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
-from fastclap.config import check_deepspeed_section, load_config, resolve_path, to_dict
+from fastclap.config import check_deepspeed_section, check_grad_cache, load_config, resolve_path, to_dict
 from fastclap.engine import checkpoint
 from fastclap.engine.checkpoint_files import write_json
 from fastclap.engine.fingerprint import check_unchanged, fingerprint, record_config_change
 from fastclap.engine.data import build_corpora, copy_prepared_artifacts, fit_lld_stats, iterate_steps, StepBatches
 from fastclap.engine.console import eval_line, quiet_deepspeed_handlers, quiet_libraries, summary_line
 from fastclap.engine.distributed import init_distributed, mean_over_ranks
+from fastclap.engine.grad_cache import make_grad_cache
 from fastclap.engine.metrics import LossTimer, MetricsWriter, sync_device
 from fastclap.engine.runlock import RunLock
 from fastclap.engine.setup import build_engine, clamp_logit_scale
@@ -196,6 +197,8 @@ def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, worl
         model.audio_tower.set_input_stats(*fit_lld_stats(data.train))
     engine, _ = build_engine(model, ds_cfg, cfg)
     micro = engine.train_micro_batch_size_per_gpu()
+    check_grad_cache(cfg.grad_cache, ds_cfg, micro)
+    cache = make_grad_cache(engine, cfg.grad_cache.sub_batch, device)  # None: plain forward / backward
     order = StepBatches(len(data.train), micro, world, rank, cfg.run.seed)
     loss_fn, eval_loss_fn = build_loss(cfg, rank, world), build_loss(cfg)  # every rank evaluates all eval data
     metrics = MetricsWriter(run_dir, cfg.run.tensorboard, enabled=rank == 0)
@@ -227,14 +230,14 @@ def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, worl
     batches = iterate_steps(data.train, data.collate, order, start, cfg.data.num_workers)  # endless
     for step0, epoch, batch in itertools.islice(batches, max(0, steps - start)):
         t0 = time.perf_counter()
-        out = engine(batch)
+        out = engine(batch) if cache is None else cache.forward(batch)
         x, y, sources = loss_inputs(out, batch, cfg)
         timer.reset()
         x, y = timer.wrap(x), timer.wrap(y)
         timer.start(x.device)
         loss = loss_fn(x, y, out["logit_scale"], soft_target_features=sources, **loss_labels(batch, cfg, x.device))
         timer.stop_forward(loss)
-        engine.backward(loss)
+        engine.backward(loss) if cache is None else cache.backward(loss)
         lr = engine.get_lr()[0]  # the lr this step uses (the scheduler advances inside engine.step)
         engine.step()
         clamp_logit_scale(engine, cfg.model.logit_scale_max)

@@ -1,4 +1,5 @@
-"""Two ranks with micro batch B/2 follow the one-rank curve with micro batch B (fp32, ZeRO 0, 2 and 3).
+"""Two ranks with micro batch B/2 follow the one-rank curve with micro batch B (fp32, ZeRO 0, 2 and 3, and
+ZeRO 2 with gradient caching).
 
 Both runs see the same global batch every step (the ranks' shards concatenate to the single-process batch,
 tests/test_engine_data.py), the loss all-gathers features and sources with their gradient (local_loss), and
@@ -61,6 +62,9 @@ def runs(tmp_path_factory):
     single = root / "one_rank"
     main(["--config", write_config(root / "one.json", _config(single, 0, BATCH))])
     paths = [write_config(root / f"two_z{st}.json", _config(root / f"two_z{st}", st, BATCH // WORLD)) for st in STAGES]
+    cached = _config(root / "two_gc", 2, BATCH // WORLD)
+    cached["fastclap"]["grad_cache"] = {"sub_batch": 3}  # 8 pairs per rank: sub-batches of 3, 3 and 2
+    paths.append(write_config(root / "two_gc.json", cached))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(WORLD_SIZE=str(WORLD), LOCAL_SIZE=str(WORLD), HF_HUB_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([HERE] + env.get("PYTHONPATH", "").split(os.pathsep)))
@@ -71,11 +75,12 @@ def runs(tmp_path_factory):
         break
     for r, (p, log) in enumerate(zip(procs, logs)):
         assert p.returncode == 0, f"rank {r} failed:\n{log[-4000:]}"
-    return single, {st: root / f"two_z{st}" for st in STAGES}
+    return single, dict({st: root / f"two_z{st}" for st in STAGES}, gc=root / "two_gc")
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", STAGES + ("gc",))
 def test_two_ranks_follow_the_one_rank_curve(runs, stage):
+    # stage "gc": ZeRO 2 with gradient caching (fastclap.grad_cache.sub_batch 3) through the same trainer
     single, two = runs
     ref = [r["loss"] for r in read_metrics(single)]
     got = read_metrics(two[stage])
