@@ -62,6 +62,8 @@ class SyntheticClapDataset(Dataset):
             n = min(len(clip["lld"]), int(self.crop_seconds * FRAME_RATE))
             start = int(rng.integers(0, len(clip["lld"]) - n + 1)) if self.mode == "train" else 0
             item["lld"] = torch.from_numpy(clip["lld"][start:start + n].copy())
+        elif self.input == "functionals":
+            n = 0
         else:
             n = int(self.crop_seconds * SAMPLE_RATE * (0.6 + 0.4 * rng.random()))
             t = np.arange(n) / SAMPLE_RATE
