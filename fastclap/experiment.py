@@ -165,6 +165,31 @@ def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
     return out
 
 
+def reference_rows(settings: List[str], features: List[str], args) -> List[Dict[str, Any]]:
+    """The supervised linear-probe reference of every setting (fastclap.evaluation.supervised): fitted on the
+    setting's train split, C chosen on its valid split, scored on the same test clips and classes as the zero-shot
+    runs (the four shared classes across corpora). Cached as ``WORK/<setting>/reference_<features>.json``."""
+    from fastclap.data import load_prepared
+    from fastclap.evaluation.report import write_json
+    from fastclap.evaluation.supervised import linear_probe
+
+    rows = []
+    for s in settings:
+        for feat in features:
+            path = os.path.join(args.work_dir, s.replace("->", "_to_"), f"reference_{feat}.json")
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    rows.append(json.load(f))
+                continue
+            t0 = time.perf_counter()
+            space = "shared" if SETTINGS[s]["test_corpus"] else "dataset"
+            res = linear_probe(load_prepared(ensure_prepared(s, args)), feat, space)
+            row = dict(res, setting=s, total_s=round(time.perf_counter() - t0, 1))
+            write_json(row, path)
+            rows.append(row)
+    return rows
+
+
 def mean_sd(xs: List[float]) -> tuple:
     """Mean and sample standard deviation (ddof = 1; 0 for a single value)."""
     a = np.asarray(xs, dtype=float)
@@ -230,6 +255,16 @@ def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: st
             o = r["ordinal"]
             lines.append(f"| {r['setting']} | {LOSS_LABELS[r['loss']]} | " + " | ".join(
                 g(o[f"{d}/{w}"]) for d, w, _ in ORDINAL_KEYS) + " |")
+    refs = getattr(args, "reference_rows", [])
+    if refs:
+        lines += ["", "Supervised reference (scikit-learn logistic regression, balanced class weights, standardised "
+                  "features; C chosen on the valid split, trained on the same train split, scored on the same test "
+                  "clips and classes; deterministic, one fit):", "",
+                  "| setting | features | test UAR | test WAR | chance UAR | valid UAR | C |", "|---|---|---|---|---|---|---|"]
+        for r in refs:
+            t = r["test"]
+            lines.append(f"| {r['setting']} | {r['features']} | {100 * t['uar']:.1f} | {100 * t['war']:.1f} | "
+                         f"{100 * t['chance_uar']:.1f} | {100 * r['valid_uar']:.1f} | {r['C']:g} |")
     run_min = sum(r["total_s"] for r in runs) / 60
     lines += ["", f"{len(runs)} runs, {run_min:.1f} min of run time in all (training, selection and test scoring; "
               "measured when each run was made, on a CPU shared with other jobs). Per-run results (selected step, "
@@ -237,7 +272,8 @@ def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: st
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: List[Dict[str, Any]], settings: List[str], losses: List[str], path: str) -> None:
+def plot(rows: List[Dict[str, Any]], settings: List[str], losses: List[str], path: str,
+         refs: Optional[List[Dict[str, Any]]] = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -259,6 +295,11 @@ def plot(rows: List[Dict[str, Any]], settings: List[str], losses: List[str], pat
         if r:
             ax.hlines(100 * r["chance_uar"], i - 0.45, i + 0.45, colors="k", linestyles="dashed",
                       label="chance" if i == 0 else None)
+    for i, s in enumerate(settings):  # the supervised eGeMAPS reference of each setting
+        ref = next((r for r in refs or [] if r["setting"] == s and r["features"] == "egemaps"), None)
+        if ref:
+            ax.hlines(100 * ref["test"]["uar"], i - 0.45, i + 0.45, colors="tab:red",
+                      label="supervised eGeMAPS LR" if i == 0 else None)
     ax.set_xticks(range(len(settings)), settings)
     ax.set_ylabel("zero-shot test UAR (%)")
     ax.legend(fontsize=8)
@@ -282,6 +323,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--reference-features", nargs="*", default=["egemaps"], choices=["egemaps", "ge2e", "egemaps+ge2e"],
+                    help="supervised logistic-regression reference rows (none: skip them)")
     args = ap.parse_args(argv)
     command = "python -m fastclap.experiment " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                    else sys.argv[1:]))
@@ -295,17 +338,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(f"experiment: {s} {l} seed {seed}: test UAR {100 * r['test_uar']:.1f} WAR "
                       f"{100 * r['test_war']:.1f} (valid UAR {100 * r['valid_uar']:.1f} at step "
                       f"{r['selected_step']}), {r['total_s']:.0f}s", flush=True)
+    args.reference_rows = reference_rows(args.settings, args.reference_features, args)
     wall = time.perf_counter() - t0
     rows = summarise(runs, args.settings, args.losses)
     os.makedirs(args.out, exist_ok=True)
     from fastclap.evaluation.report import now_utc, versions, write_json
 
     write_json({"command": command, "date": now_utc(), "versions": versions(), "wall_s": wall,
-                "args": vars(args), "summary": rows, "runs": runs}, os.path.join(args.out, "results.json"))
+                "args": {k: v for k, v in vars(args).items() if k != "reference_rows"}, "summary": rows,
+                "reference": args.reference_rows, "runs": runs}, os.path.join(args.out, "results.json"))
     md = markdown(rows, runs, command, args)
     with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
         f.write(md)
-    plot(rows, args.settings, args.losses, os.path.join(args.out, "uar.png"))
+    plot(rows, args.settings, args.losses, os.path.join(args.out, "uar.png"), args.reference_rows)
     print(md, end="")
     return 0
 

@@ -34,3 +34,21 @@ def test_summarise_groups_runs_by_setting_and_loss():
     assert [(r["setting"], r["loss"], r["seeds"]) for r in rows] == [("emodb", "clap", [0, 1]),
                                                                     ("emodb", "smoothclap", [0])]
     assert rows[0]["test_uar"][0] == pytest.approx(0.6) and rows[1]["test_uar"] == (pytest.approx(0.6), 0.0)
+
+
+def test_markdown_and_plot_show_the_supervised_reference(tmp_path):
+    import argparse
+
+    from fastclap.experiment import markdown, plot
+
+    zs = {"classes": ["a", "b"], "n": 4}
+    runs = [{"setting": "emodb", "loss": "clap", "seed": 0, "test_uar": 0.5, "test_war": 0.5, "valid_uar": 0.5,
+             "chance_uar": 0.5, "zero_shot": zs, "total_s": 1.0}]
+    rows = summarise(runs, ["emodb"], ["clap"])
+    ref = {"setting": "emodb", "features": "egemaps", "C": 0.1, "valid_uar": 0.75,
+           "test": {"uar": 0.625, "war": 0.7, "chance_uar": 0.5}}
+    args = argparse.Namespace(seeds=[0], steps=2, batch_size=8, eval_every=1, reference_rows=[ref])
+    md = markdown(rows, runs, "python -m fastclap.experiment", args)
+    assert "| emodb | egemaps | 62.5 | 70.0 | 50.0 | 75.0 | 0.1 |" in md
+    plot(rows, ["emodb"], ["clap"], str(tmp_path / "uar.png"), [ref])
+    assert (tmp_path / "uar.png").read_bytes()[:4] == b"\x89PNG"
