@@ -63,7 +63,10 @@ class DataConfig:
         input: "lld" (openSMILE eGeMAPS low-level descriptors, 25 per 10 ms frame: the CPU-practical input),
             "waveform" (16 kHz samples, for the "hf" and "ge2e" audio towers) or "functionals" (no audio
             frames: only the 88 z-normalised eGeMAPS functionals of each whole clip, batch key ``paraling``,
-            for the "functionals" audio tower; crops do not apply).
+            for the "functionals" audio tower; crops do not apply) or "ge2e" (the frozen "ge2e" tower's
+            embeddings, computed once per clip and cached in the prepared folder, fastclap.engine.ge2e_cache: a
+            training crop is the mean of a random run of the 1.6 s windows a crop of crop_seconds spans; the
+            fast way to train on GE2E with thousands of pairs per step).
         crop_seconds: length of the random crop taken from every clip for training (the full clip,
             up to this length, in evaluation).
         repeats: random crops drawn per clip per epoch; the training set has clips x repeats pairs. This is how
@@ -76,7 +79,7 @@ class DataConfig:
     """
 
     corpora: List[CorpusConfig] = field(default_factory=lambda: [CorpusConfig()])
-    input: Literal["lld", "waveform", "functionals"] = "lld"
+    input: Literal["lld", "waveform", "functionals", "ge2e"] = "lld"
     crop_seconds: float = 2.0
     repeats: int = 1
     phrase_sampling: bool = False
@@ -111,7 +114,7 @@ class AudioTowerConfig:
             of each 1.6 s partial window, linear + ReLU + L2 norm, mean over windows; a frozen tower caches it per
             clip and crop) or "attention" (learned attention weights over the frame-level LSTM outputs).
         fusion: the towers a "fusion" tower concatenates before the projection head, a non-empty subset of
-            "lld", "functionals", "ge2e" ("lld" needs data.input "lld", "ge2e" needs "waveform"). For "ge2e"
+            "lld", "functionals", "ge2e" ("lld" needs data.input "lld", "ge2e" needs "waveform" or "ge2e"). For "ge2e"
             and "fusion" towers ``trainable`` false freezes only the pretrained GE2E network (the LLD,
             functionals and attention parts always train); ``lr`` applies to the whole tower.
     """
@@ -390,7 +393,10 @@ def _check_extra_towers(a: AudioTowerConfig, data_input: str) -> None:
         for p in parts:
             _check(p in FUSION_PARTS, f"{key}.fusion", f"unknown tower {p!r} (known: {list(FUSION_PARTS)})")
     for p in parts:
-        if p != "functionals":  # the functionals ride along with every input
+        if p == "ge2e" and data_input == "ge2e":  # cached embeddings: only for the frozen network's own pooling
+            _check(not a.trainable, f"{key}.trainable", "data.input 'ge2e' reads cached embeddings: must be false")
+            _check(a.pooling == "ge2e", f"{key}.pooling", "data.input 'ge2e' reads pooled embeddings: must be 'ge2e'")
+        elif p != "functionals":  # the functionals ride along with every input
             _check(data_input == _PART_INPUT[p], "fastclap.data.input",
                    f"the {p!r} audio tower reads {_PART_INPUT[p]!r} (input: {_PART_INPUT[p]})")
     if parts == ["functionals"]:

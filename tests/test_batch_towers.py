@@ -69,7 +69,7 @@ def test_trainable_ge2e_gets_gradients_and_its_own_lr():
                       embed_dim=16)
     model = CLAPModel(cfg)
     out = model.encode_audio(_batch([17_000, 20_000]))
-    out.sum().backward()
+    (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(0))).sum().backward()
     assert model.audio_tower.encoder.lstm.weight_ih_l0.grad.abs().sum() > 0
     groups = {g["name"]: g["lr"] for g in model.param_groups(1e-3, 0.01)}
     assert groups["audio"] == 1e-5 and groups["heads"] == 1e-3
@@ -155,3 +155,55 @@ def test_train_functionals_tower_on_synthetic(tmp_path):
     model = load_exported(str(run_dir))
     emb = model.encode_audio({"paraling": torch.from_numpy(np.ones((2, 88), np.float32))})
     assert emb.shape == (2, 16) and torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_cached_ge2e_input_equals_the_tower_on_waveforms(monkeypatch):
+    pytest.importorskip("opensmile")
+    from data_helpers import prepared_sample
+    from fastclap.data import ClapDataset, collate_clap
+    from fastclap.engine import ge2e_cache
+    from fastclap.engine.data import ge2e_windows
+
+    prep = prepared_sample()[0]
+    cached = ge2e_windows(prep, None, 2.0)
+    assert cached[2] == 2 and cached[1].shape == (len(prep) + 1,)  # a 2 s crop spans two 1.6 s windows
+    monkeypatch.setattr(ge2e_cache, "GE2EEncoder", None)  # the second call must read the file, not recompute
+    again = ge2e_windows(prep, None, 2.0)
+    assert np.array_equal(again[0], cached[0])
+    monkeypatch.undo()
+    ev = ClapDataset(prep, "test", mode="eval", input="ge2e", ge2e=cached)
+    wav = ClapDataset(prep, "test", mode="eval", input="waveform")
+    tower = GE2ETower(AudioTowerConfig(kind="ge2e", trainable=False))
+    items = [0, len(ev) - 1]
+    got = collate_clap([ev[k] for k in items])["ge2e"]
+    want = tower.forward_batch(collate_clap([wav[k] for k in items]), torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(got, want, atol=2e-6, rtol=0)
+    torch.testing.assert_close(tower.forward_batch({"ge2e": got}, torch.device("cpu"), torch.float32), got)
+    tr = ClapDataset(prep, "train", mode="train", input="ge2e", ge2e=cached, crop_seconds=2.0, seed=3)
+    i = int(tr.indices[0])
+    w = cached[0][cached[1][i]:cached[1][i + 1]]
+    runs = [w[s:s + 2].mean(0) for s in range(max(1, len(w) - 1))]
+    runs = [r / np.linalg.norm(r) for r in runs]
+    crop = tr[0]["ge2e"].numpy()
+    assert min(np.abs(crop - r).max() for r in runs) < 1e-6
+
+
+def test_cached_ge2e_needs_a_frozen_tower():
+    with pytest.raises(ValueError, match=r"fastclap\.model\.audio\.trainable"):
+        validate(from_dict(FastClapConfig, {"data": {"input": "ge2e"}, "model": {"audio": {"kind": "ge2e"}}}))
+
+
+def test_train_fusion_on_cached_ge2e_synthetic(tmp_path):
+    pytest.importorskip("deepspeed")
+    from fastclap.train import main
+    from test_train_helpers import read_metrics, tiny_config, write_config
+
+    run_dir = tmp_path / "run"
+    cfg = tiny_config(run_dir, stage=0, steps=3, micro=16,
+                      data={"corpora": [{"corpus": "synthetic", "synthetic_clips": 32}], "input": "ge2e"},
+                      model={"audio": {"kind": "fusion", "fusion": ["functionals", "ge2e"], "hidden": 16,
+                                       "trainable": False}},
+                      eval={"every": 3, "batch_size": 8, "max_batches": 1})
+    main(["--config", write_config(tmp_path / "c.json", cfg)])
+    recs = read_metrics(run_dir)
+    assert [r["step"] for r in recs] == [1, 2, 3] and all(math.isfinite(r["loss"]) for r in recs)

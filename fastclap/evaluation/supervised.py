@@ -54,7 +54,7 @@ def clip_features(prepared: Any, indices: Sequence[int], features: str, ge2e: Op
         enc = ge2e or GE2EEncoder().eval()
         with torch.no_grad():
             parts.append(np.stack([enc.embed_utterance(normalize_volume(torch.from_numpy(
-                np.asarray(prepared.waveform(i), dtype=np.float32)))).numpy() for i in indices]).astype(np.float64))
+                np.array(prepared.waveform(i), dtype=np.float32)))).numpy() for i in indices]).astype(np.float64))
     return np.concatenate(parts, axis=1)
 
 

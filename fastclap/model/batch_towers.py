@@ -9,7 +9,8 @@ Each has ``forward_batch(batch, device, dtype) -> (B, output_dim)`` (the model c
   L2 norm, mean over windows, re-normalised: resemblyzer's utterance embedding) or by learned attention over the
   frame-level LSTM outputs (``pooling: "attention"``, then the pretrained linear + ReLU + L2 norm). A frozen tower
   with ``"ge2e"`` pooling caches each embedding under a hash of the clip's (or crop's) valid samples, so a crop
-  seen before costs one dictionary look-up.
+  seen before costs one dictionary look-up; it also accepts the embeddings the data pipeline cached per clip
+  (batch key ``ge2e`` (B, 256), data.input "ge2e": fastclap.engine.ge2e_cache).
 * :class:`FunctionalsEncoder` - an MLP over ``paraling`` (B, 88), the z-normalised eGeMAPSv02 functionals of
   each clip (Eyben et al., IEEE TAC 2016).
 * :class:`FusionEncoder` - the named towers side by side, outputs concatenated (B, sum of output_dims).
@@ -82,8 +83,12 @@ class GE2ETower(nn.Module):
         return self.encoder.project(pooled)
 
     def forward_batch(self, batch: Dict[str, Any], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        if "ge2e" in batch:  # embeddings cached by the data pipeline (data.input "ge2e", frozen network)
+            if not self.frozen or self.pooling != "ge2e":
+                raise ValueError("cached 'ge2e' embeddings need a frozen GE2E tower with pooling 'ge2e'")
+            return batch["ge2e"].to(device, dtype)
         if "waveforms" not in batch:
-            raise ValueError("the 'ge2e' audio tower reads 'waveforms' (set fastclap.data.input to 'waveform')")
+            raise ValueError("the 'ge2e' audio tower reads 'waveforms' or cached 'ge2e' embeddings")
         clips = self._clips(batch)
         if self.pooling == "attention":
             return self._attention(clips).to(dtype)
