@@ -47,12 +47,25 @@ LOSSES: Dict[str, Dict[str, Any]] = {
     "smoothclap": {"name": "smoothclap", "soft_weight": 0.1, "gamma": 0.5},
     "smoothclap_paper": {"name": "smoothclap", "soft_weight": 0.5, "gamma": 0.1},
     "smoothclap_rnc": {"name": "smoothclap", "soft_weight": 0.1, "gamma": 0.5, "rnc_weight": 0.5},
+    "smoothclap_warm": {"name": "smoothclap", "soft_weight": 0.5, "gamma": 0.1, "temperatures": [0.5, 0.5]},
 }
 LOSS_LABELS = {"clap": "CLAP (β=0)", "smoothclap": "SmoothCLAP (β=0.1, γ=0.5)",
                "smoothclap_paper": "SmoothCLAP (β=0.5, γ=0.1)",
-               "smoothclap_rnc": "SmoothCLAP + RnC (β=0.1, γ=0.5, λ=0.5)"}
+               "smoothclap_rnc": "SmoothCLAP + RnC (β=0.1, γ=0.5, λ=0.5)",
+               "smoothclap_warm": "SmoothCLAP (β=0.5, γ=0.1, source τ=0.5)"}
+# audio towers of the runs: the CPU LLD convolutional encoder, or the pretrained GE2E embeddings (frozen, cached
+# per clip) fused with an MLP over the eGeMAPS functionals
+TOWERS: Dict[str, Dict[str, Any]] = {
+    "lld": {"input": "lld", "audio": {"kind": "lld", "hidden": 128, "layers": 2, "kernel_size": 5}},
+    "ge2e": {"input": "ge2e", "audio": {"kind": "fusion", "fusion": ["functionals", "ge2e"], "hidden": 128,
+                                       "layers": 2, "trainable": False}},
+}
 # ordinal retrieval scores summarised per (setting, loss): (dimension, direction, statistic)
 ORDINAL_KEYS = [(d, w, "kendall_tau") for d in ("valence", "arousal") for w in ("audio_to_text", "text_to_audio")]
+
+
+TOWER_LABELS = {"lld": "LLD convolutional encoder",
+                "ge2e": "frozen pretrained GE2E embeddings (cached per clip) fused with an eGeMAPS-functionals MLP"}
 
 
 def run_config(prepared_dir: str, corpus: str, loss: str, seed: int, run_dir: str, args) -> Dict[str, Any]:
@@ -66,9 +79,10 @@ def run_config(prepared_dir: str, corpus: str, loss: str, seed: int, run_dir: st
                                                   "weight_decay": 0.05, "torch_adam": True}},
         "zero_optimization": {"stage": 0},
         "fastclap": {
-            "data": {"corpora": [{"corpus": corpus, "prepared_dir": prepared_dir}], "input": "lld",
+            "data": {"corpora": [{"corpus": corpus, "prepared_dir": prepared_dir}],
+                     "input": TOWERS[getattr(args, "tower", "lld")]["input"],
                      "crop_seconds": 2.0, "repeats": args.repeats},
-            "model": {"audio": {"kind": "lld", "hidden": 128, "layers": 2, "kernel_size": 5},
+            "model": {"audio": dict(TOWERS[getattr(args, "tower", "lld")]["audio"]),
                       "text": {"path": "builtin:all-MiniLM-L6-v2", "trainable": False}, "embed_dim": 128},
             "loss": dict(LOSSES[loss], backend="chunked"),
             "schedule": {"steps": args.steps, "warmup_steps": max(1, args.steps // 10)},
@@ -133,7 +147,9 @@ def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
     from fastclap.evaluation.report import write_json
     from fastclap.evaluation.runner import evaluate_model
 
-    run_dir = os.path.join(args.work_dir, setting.replace("->", "_to_"), loss, f"seed{seed}")
+    tower = getattr(args, "tower", "lld")
+    run_dir = os.path.join(args.work_dir, *([] if tower == "lld" else [tower]), setting.replace("->", "_to_"), loss,
+                           f"seed{seed}")
     done = os.path.join(run_dir, "result.json")
     if os.path.isfile(done):
         with open(done, encoding="utf-8") as f:
@@ -165,6 +181,27 @@ def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
     return out
 
 
+def paired_differences(runs: List[Dict[str, Any]], baseline: str = "clap") -> List[Dict[str, Any]]:
+    """Test-UAR differences (loss - ``baseline``) paired by (setting, seed), pooled over settings: mean, sample
+    sd, n and a two-sided 95 % Student-t confidence interval of the mean (None for n < 2)."""
+    from scipy import stats
+
+    base = {(r["setting"], r["seed"]): r["test_uar"] for r in runs if r["loss"] == baseline}
+    out = []
+    for loss in dict.fromkeys(r["loss"] for r in runs if r["loss"] != baseline):
+        d = [r["test_uar"] - base[(r["setting"], r["seed"])] for r in runs
+             if r["loss"] == loss and (r["setting"], r["seed"]) in base]
+        if not d:
+            continue
+        m, sd = mean_sd(d)
+        ci = None
+        if len(d) > 1:
+            h = float(stats.t.ppf(0.975, len(d) - 1)) * sd / np.sqrt(len(d))
+            ci = (m - h, m + h)
+        out.append({"loss": loss, "baseline": baseline, "n": len(d), "mean": m, "sd": sd, "ci95": ci})
+    return out
+
+
 def reference_rows(settings: List[str], features: List[str], args) -> List[Dict[str, Any]]:
     """The supervised linear-probe reference of every setting (fastclap.evaluation.supervised): fitted on the
     setting's train split, C chosen on its valid split, scored on the same test clips and classes as the zero-shot
@@ -175,15 +212,15 @@ def reference_rows(settings: List[str], features: List[str], args) -> List[Dict[
 
     rows = []
     for s in settings:
-        for feat in features:
-            path = os.path.join(args.work_dir, s.replace("->", "_to_"), f"reference_{feat}.json")
+        for feat, scaling in [(f, sc) for f in features for sc in ("train", "per_split")]:
+            path = os.path.join(args.work_dir, s.replace("->", "_to_"), f"reference_{feat}_{scaling}.json")
             if os.path.isfile(path):
                 with open(path, encoding="utf-8") as f:
                     rows.append(json.load(f))
                 continue
             t0 = time.perf_counter()
             space = "shared" if SETTINGS[s]["test_corpus"] else "dataset"
-            res = linear_probe(load_prepared(ensure_prepared(s, args)), feat, space)
+            res = linear_probe(load_prepared(ensure_prepared(s, args)), feat, space, scaling=scaling)
             row = dict(res, setting=s, total_s=round(time.perf_counter() - t0, 1))
             write_json(row, path)
             rows.append(row)
@@ -234,7 +271,8 @@ def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: st
         f"# {names}: zero-shot emotion recognition on EmoDB and RAVDESS", "",
         "Command (from the repository root):", "", "```bash", command, "```", "",
         f"Each cell: mean ± sd (sample sd) over seeds {list(args.seeds)}, in %. Training: {args.steps} steps of "
-        f"{args.batch_size} (audio crop, caption) pairs, LLD convolutional encoder + frozen MiniLM text tower, "
+        f"{args.batch_size} (audio crop, caption) pairs, {TOWER_LABELS[getattr(args, 'tower', 'lld')]} + frozen "
+        "MiniLM text tower, "
         f"DeepSpeed ZeRO 0 on a {os.cpu_count()}-core CPU; the checkpoint with the best validation UAR (evaluated "
         f"every {args.eval_every} steps) is scored on the test split. Prompt: '{DEFAULT_TEMPLATES[0]}' with the "
         "test corpus' own label words. Cross-corpus rows test on the four shared classes of the other corpus.",
@@ -255,15 +293,29 @@ def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: st
             o = r["ordinal"]
             lines.append(f"| {r['setting']} | {LOSS_LABELS[r['loss']]} | " + " | ".join(
                 g(o[f"{d}/{w}"]) for d, w, _ in ORDINAL_KEYS) + " |")
+    paired = paired_differences(runs)
+    if paired:
+        lines += ["", "Paired test-UAR difference to CLAP (same setting and seed; pooled over settings; mean, sample "
+                  "sd and 95 % t-interval, in points):", "", "| loss | pairs | mean Δ | sd | 95 % CI |",
+                  "|---|---|---|---|---|"]
+        for p in paired:
+            ci = "n/a" if p["ci95"] is None else f"[{100 * p['ci95'][0]:+.1f}, {100 * p['ci95'][1]:+.1f}]"
+            lines.append(f"| {LOSS_LABELS[p['loss']]} | {p['n']} | {100 * p['mean']:+.1f} | {100 * p['sd']:.1f} | "
+                         f"{ci} |")
     refs = getattr(args, "reference_rows", [])
     if refs:
         lines += ["", "Supervised reference (scikit-learn logistic regression, balanced class weights, standardised "
                   "features; C chosen on the valid split, trained on the same train split, scored on the same test "
                   "clips and classes; deterministic, one fit):", "",
-                  "| setting | features | test UAR | test WAR | chance UAR | valid UAR | C |", "|---|---|---|---|---|---|---|"]
+                  "Scaling 'train': every split standardised with the train split's statistics (as the zero-shot "
+                  "model sees its inputs); 'per_split': each split with its own (unlabelled per-corpus "
+                  "normalisation, which the zero-shot model does not get).", "",
+                  "| setting | features | scaling | test UAR | test WAR | chance UAR | valid UAR | C |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in refs:
             t = r["test"]
-            lines.append(f"| {r['setting']} | {r['features']} | {100 * t['uar']:.1f} | {100 * t['war']:.1f} | "
+            lines.append(f"| {r['setting']} | {r['features']} | {r.get('scaling', 'train')} | {100 * t['uar']:.1f} | "
+                         f"{100 * t['war']:.1f} | "
                          f"{100 * t['chance_uar']:.1f} | {100 * r['valid_uar']:.1f} | {r['C']:g} |")
     run_min = sum(r["total_s"] for r in runs) / 60
     lines += ["", f"{len(runs)} runs, {run_min:.1f} min of run time in all (training, selection and test scoring; "
@@ -296,7 +348,8 @@ def plot(rows: List[Dict[str, Any]], settings: List[str], losses: List[str], pat
             ax.hlines(100 * r["chance_uar"], i - 0.45, i + 0.45, colors="k", linestyles="dashed",
                       label="chance" if i == 0 else None)
     for i, s in enumerate(settings):  # the supervised eGeMAPS reference of each setting
-        ref = next((r for r in refs or [] if r["setting"] == s and r["features"] == "egemaps"), None)
+        ref = next((r for r in refs or [] if r["setting"] == s and r["features"] == "egemaps"
+                    and r.get("scaling", "train") == "train"), None)
         if ref:
             ax.hlines(100 * ref["test"]["uar"], i - 0.45, i + 0.45, colors="tab:red",
                       label="supervised eGeMAPS LR" if i == 0 else None)
@@ -323,6 +376,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--tower", choices=list(TOWERS), default="lld",
+                    help="audio tower: LLD conv encoder, or frozen GE2E embeddings fused with a functionals MLP")
     ap.add_argument("--reference-features", nargs="*", default=["egemaps"], choices=["egemaps", "ge2e", "egemaps+ge2e"],
                     help="supervised logistic-regression reference rows (none: skip them)")
     args = ap.parse_args(argv)
@@ -346,7 +401,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     write_json({"command": command, "date": now_utc(), "versions": versions(), "wall_s": wall,
                 "args": {k: v for k, v in vars(args).items() if k != "reference_rows"}, "summary": rows,
-                "reference": args.reference_rows, "runs": runs}, os.path.join(args.out, "results.json"))
+                "reference": args.reference_rows, "paired": paired_differences(runs), "runs": runs}, os.path.join(args.out, "results.json"))
     md = markdown(rows, runs, command, args)
     with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
         f.write(md)

@@ -46,3 +46,24 @@ def test_probe_errors_name_the_problem():
     prep = prepared_sample()[0]
     with pytest.raises(ValueError, match="features must be one of"):
         linear_probe(prep, "mfcc")
+    with pytest.raises(ValueError, match="scaling must be one of"):
+        linear_probe(prep, "egemaps", scaling="global")
+
+
+def test_per_split_scaling_standardises_each_split_on_its_own():
+    prep = prepared_sample()[0]
+    from sklearn.linear_model import LogisticRegression
+
+    a = linear_probe(prep, "egemaps", c_grid=(1.0,), scaling="per_split")
+
+    def split(name):
+        idx = [int(i) for i in prep.split_indices(name)]
+        x = np.stack([prep.paraling(i) for i in idx]).astype(np.float64)
+        return (x - x.mean(0)) / np.maximum(x.std(0), 1e-12), [prep.rows[i].emotion for i in idx]
+
+    (xt, lt), (xs, ls) = split("train"), split("test")
+    classes = sorted(set(lt))
+    clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000, random_state=0).fit(
+        xt, [classes.index(l) for l in lt])
+    want = float(np.mean(clf.predict(xs) == np.array([classes.index(l) for l in ls])))
+    assert a["scaling"] == "per_split" and a["test"]["war"] == pytest.approx(want)

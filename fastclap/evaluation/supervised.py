@@ -2,7 +2,7 @@
 
 Every zero-shot table should show how far it is from a supervised classifier trained on the very clips the CLAP
 model was trained on. :func:`linear_probe` fits scikit-learn's ``LogisticRegression`` (balanced class weights,
-standardised inputs) on the ``train`` split of a prepared corpus, picks the inverse regularisation ``C`` by UAR on
+standardised inputs, see ``scaling``) on the ``train`` split of a prepared corpus, picks the inverse regularisation ``C`` by UAR on
 the ``valid`` split only, and scores the ``test`` split with the same UAR as the zero-shot evaluation.
 
 Features: ``"egemaps"`` - the 88 eGeMAPSv02 functionals of each clip (``prepared.paraling``, z-normalised with the
@@ -21,6 +21,7 @@ import numpy as np
 
 FEATURES = ("egemaps", "ge2e", "egemaps+ge2e")
 C_GRID = (0.01, 0.1, 1.0, 10.0)
+SCALINGS = ("train", "per_split")
 
 
 def _split(prepared: Any, split: str, label_space: str) -> Tuple[List[int], List[str]]:
@@ -59,8 +60,12 @@ def clip_features(prepared: Any, indices: Sequence[int], features: str, ge2e: Op
 
 
 def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "dataset",
-                 c_grid: Sequence[float] = C_GRID, seed: int = 0) -> Dict[str, Any]:
+                 c_grid: Sequence[float] = C_GRID, seed: int = 0, scaling: str = "train") -> Dict[str, Any]:
     """Fit on ``train``, choose C on ``valid`` (UAR; ties: the smaller C), score ``test``.
+
+    ``scaling``: "train" standardises every split with the train split's mean and sd (what the zero-shot model
+    sees); "per_split" standardises each split with its own statistics (unlabelled per-corpus normalisation, a
+    common cross-corpus practice; it uses the test clips' features, never their labels).
 
     Returns ``{"features", "label_space", "C", "valid_uar", "test": classification_metrics(...), "n_train"}``.
     Raises ValueError for an empty split, unknown features, or a test label the training split never had.
@@ -82,7 +87,11 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
         from fastclap.model.ge2e import GE2EEncoder
 
         enc = GE2EEncoder().eval()
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     x = {s: clip_features(prepared, splits[s][0], features, enc) for s in splits}
+    if scaling == "per_split":
+        x = {s: (v - v.mean(0)) / np.maximum(v.std(0), 1e-12) for s, v in x.items()}
     y = {s: np.array([classes.index(lab) for lab in splits[s][1]]) for s in splits}
 
     def fit(c: float):
@@ -97,5 +106,5 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
         scored.append((uar, -c, clf))
     valid_uar, neg_c, clf = max(scored, key=lambda t: (t[0], t[1]))
     test = classification_metrics(y["test"].tolist(), clf.predict(x["test"]).tolist(), classes)
-    return {"features": features, "label_space": label_space, "C": -neg_c, "valid_uar": valid_uar, "test": test,
+    return {"features": features, "scaling": scaling, "label_space": label_space, "C": -neg_c, "valid_uar": valid_uar, "test": test,
             "n_train": int(len(y["train"]))}
