@@ -123,40 +123,6 @@ def test_config_errors_name_the_key(section, key):
         validate(from_dict(FastClapConfig, section))
 
 
-def test_train_fusion_tower_on_synthetic_waveforms(tmp_path):
-    pytest.importorskip("deepspeed")
-    from fastclap.train import main
-    from test_train_helpers import read_metrics, tiny_config, write_config
-
-    run_dir = tmp_path / "run"
-    cfg = tiny_config(run_dir, stage=0, steps=2, micro=8,
-                      data={"corpora": [{"corpus": "synthetic", "synthetic_clips": 16}], "input": "waveform",
-                            "crop_seconds": 1.0, "repeats": 1},
-                      model={"audio": {"kind": "fusion", "fusion": ["functionals", "ge2e"], "hidden": 16,
-                                       "trainable": False}},
-                      eval={"every": 2, "batch_size": 8, "max_batches": 1})
-    main(["--config", write_config(tmp_path / "c.json", cfg)])
-    recs = read_metrics(run_dir)
-    assert [r["step"] for r in recs] == [1, 2] and all(math.isfinite(r["loss"]) for r in recs)
-
-
-def test_train_functionals_tower_on_synthetic(tmp_path):
-    pytest.importorskip("deepspeed")
-    from fastclap.model import load_exported
-    from fastclap.train import main
-    from test_train_helpers import read_metrics, tiny_config, write_config
-
-    run_dir = tmp_path / "run"
-    cfg = tiny_config(run_dir, stage=0, steps=2, micro=8,
-                      data={"corpora": [{"corpus": "synthetic", "synthetic_clips": 16}], "input": "functionals"},
-                      model={"audio": {"kind": "functionals", "hidden": 16}})
-    main(["--config", write_config(tmp_path / "c.json", cfg)])
-    assert len(read_metrics(run_dir)) == 2
-    model = load_exported(str(run_dir))
-    emb = model.encode_audio({"paraling": torch.from_numpy(np.ones((2, 88), np.float32))})
-    assert emb.shape == (2, 16) and torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
-
-
 def test_cached_ge2e_input_equals_the_tower_on_waveforms(monkeypatch):
     pytest.importorskip("opensmile")
     from data_helpers import prepared_sample
@@ -191,19 +157,3 @@ def test_cached_ge2e_input_equals_the_tower_on_waveforms(monkeypatch):
 def test_cached_ge2e_needs_a_frozen_tower():
     with pytest.raises(ValueError, match=r"fastclap\.model\.audio\.trainable"):
         validate(from_dict(FastClapConfig, {"data": {"input": "ge2e"}, "model": {"audio": {"kind": "ge2e"}}}))
-
-
-def test_train_fusion_on_cached_ge2e_synthetic(tmp_path):
-    pytest.importorskip("deepspeed")
-    from fastclap.train import main
-    from test_train_helpers import read_metrics, tiny_config, write_config
-
-    run_dir = tmp_path / "run"
-    cfg = tiny_config(run_dir, stage=0, steps=3, micro=16,
-                      data={"corpora": [{"corpus": "synthetic", "synthetic_clips": 32}], "input": "ge2e"},
-                      model={"audio": {"kind": "fusion", "fusion": ["functionals", "ge2e"], "hidden": 16,
-                                       "trainable": False}},
-                      eval={"every": 3, "batch_size": 8, "max_batches": 1})
-    main(["--config", write_config(tmp_path / "c.json", cfg)])
-    recs = read_metrics(run_dir)
-    assert [r["step"] for r in recs] == [1, 2, 3] and all(math.isfinite(r["loss"]) for r in recs)

@@ -67,3 +67,20 @@ def test_per_split_scaling_standardises_each_split_on_its_own():
         xt, [classes.index(l) for l in lt])
     want = float(np.mean(clf.predict(xs) == np.array([classes.index(l) for l in ls])))
     assert a["scaling"] == "per_split" and a["test"]["war"] == pytest.approx(want)
+
+
+def test_ge2e_features_are_the_utterance_embeddings():
+    import torch
+
+    from fastclap.evaluation.supervised import clip_features
+    from fastclap.model.ge2e import GE2EEncoder, normalize_volume
+
+    prep = prepared_sample()[0]
+    idx = [0, len(prep) - 1]
+    got = clip_features(prep, idx, "egemaps+ge2e")
+    enc = GE2EEncoder().eval()
+    with torch.no_grad():
+        want = np.stack([enc.embed_utterance(normalize_volume(torch.from_numpy(
+            np.array(prep.waveform(i), dtype=np.float32)))).numpy() for i in idx])
+    np.testing.assert_allclose(got[:, 88:], want, atol=2e-6)
+    np.testing.assert_allclose(got[:, :88], np.stack([prep.paraling(i) for i in idx]), rtol=1e-6)

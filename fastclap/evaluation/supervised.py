@@ -15,7 +15,7 @@ those of the other); ``"dataset"`` keeps the corpus' own labels (within-corpus p
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -40,22 +40,20 @@ def _split(prepared: Any, split: str, label_space: str) -> Tuple[List[int], List
     return idx, labels
 
 
-def clip_features(prepared: Any, indices: Sequence[int], features: str, ge2e: Optional[Any] = None) -> np.ndarray:
-    """(len(indices), d) float64 features of the clips ``indices`` of a prepared corpus (see the module doc)."""
+def clip_features(prepared: Any, indices: Sequence[int], features: str) -> np.ndarray:
+    """(len(indices), d) float64 features of the clips ``indices`` of a prepared corpus (see the module doc; the
+    GE2E embeddings come from the per-corpus cache of :mod:`fastclap.engine.ge2e_cache`)."""
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     parts = []
     if "egemaps" in features:
         parts.append(np.stack([prepared.paraling(i) for i in indices]).astype(np.float64))
-    if "ge2e" in features:
-        import torch
+    if "ge2e" in features:  # utterance embedding: normalised mean of the clip's cached window embeddings
+        from fastclap.engine.ge2e_cache import ge2e_partials
 
-        from fastclap.model.ge2e import GE2EEncoder, normalize_volume
-
-        enc = ge2e or GE2EEncoder().eval()
-        with torch.no_grad():
-            parts.append(np.stack([enc.embed_utterance(normalize_volume(torch.from_numpy(
-                np.array(prepared.waveform(i), dtype=np.float32)))).numpy() for i in indices]).astype(np.float64))
+        emb, off = ge2e_partials(prepared)
+        utt = np.stack([emb[off[i]:off[i + 1]].mean(axis=0) for i in indices]).astype(np.float64)
+        parts.append(utt / np.maximum(np.linalg.norm(utt, axis=1, keepdims=True), 1e-12))
     return np.concatenate(parts, axis=1)
 
 
@@ -82,14 +80,9 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
         unseen = sorted(set(splits[s][1]) - set(classes))
         if unseen:
             raise ValueError(f"{s} labels {unseen} never occur in the train split of {prepared.out_dir}")
-    enc = None
-    if "ge2e" in features:
-        from fastclap.model.ge2e import GE2EEncoder
-
-        enc = GE2EEncoder().eval()
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
-    x = {s: clip_features(prepared, splits[s][0], features, enc) for s in splits}
+    x = {s: clip_features(prepared, splits[s][0], features) for s in splits}
     if scaling == "per_split":
         x = {s: (v - v.mean(0)) / np.maximum(v.std(0), 1e-12) for s, v in x.items()}
     y = {s: np.array([classes.index(lab) for lab in splits[s][1]]) for s in splits}
