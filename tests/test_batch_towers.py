@@ -157,3 +157,26 @@ def test_cached_ge2e_input_equals_the_tower_on_waveforms(monkeypatch):
 def test_cached_ge2e_needs_a_frozen_tower():
     with pytest.raises(ValueError, match=r"fastclap\.model\.audio\.trainable"):
         validate(from_dict(FastClapConfig, {"data": {"input": "ge2e"}, "model": {"audio": {"kind": "ge2e"}}}))
+
+
+def test_evaluation_of_a_frozen_ge2e_model_reads_the_cache_with_equal_vectors():
+    pytest.importorskip("opensmile")
+    from data_helpers import prepared_sample
+    from fastclap.config import ModelConfig, TextTowerConfig
+    from fastclap.data import ClapDataset, collate_clap
+    from fastclap.evaluation.runner import embed_split
+    from fastclap.model import CLAPModel
+
+    prep = prepared_sample()[0]
+    cfg = ModelConfig(audio=AudioTowerConfig(kind="fusion", fusion=["functionals", "ge2e"], hidden=8, trainable=False),
+                      text=TextTowerConfig(hf_config={"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1,
+                                                      "num_attention_heads": 2, "intermediate_size": 64,
+                                                      "vocab_size": 30522}, tokenizer="builtin:all-MiniLM-L6-v2"),
+                      embed_dim=16)
+    model = CLAPModel(cfg).eval()
+    got = embed_split(model, prep, "test", batch_size=4, progress=False)["audio_features"]
+    wav = ClapDataset(prep, "test", mode="eval", input="waveform")
+    with torch.no_grad():
+        want = torch.cat([model.encode_audio(collate_clap([wav[k] for k in range(i, min(i + 4, len(wav)))]))
+                          for i in range(0, len(wav), 4)])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

@@ -85,6 +85,16 @@ def model_input(model: torch.nn.Module) -> str:
     return "functionals" if parts == ["functionals"] else "waveform"
 
 
+def _cached_ge2e_ok(model: torch.nn.Module) -> bool:
+    """True when the model's GE2E part is the frozen wheel network with its own pooling (and no waveform-reading
+    part besides it): full-clip embeddings can then come from the per-corpus cache."""
+    audio = getattr(getattr(model, "cfg", None), "audio", None)
+    kind = getattr(audio, "kind", "lld")
+    parts = list(getattr(audio, "fusion", [])) if kind == "fusion" else [kind]
+    return ("ge2e" in parts and set(parts) <= {"ge2e", "functionals"} and not audio.trainable
+            and audio.pooling == "ge2e" and audio.path is None)
+
+
 @torch.no_grad()
 def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: int = 32,
                 progress: bool = True) -> Dict[str, Any]:
@@ -99,7 +109,12 @@ def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: i
 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    ds = ClapDataset(prepared, split, mode="eval", crop_seconds=None, input=model_input(model))
+    kind, extra = model_input(model), {}
+    if kind == "waveform" and _cached_ge2e_ok(model):  # same vectors as the tower computes, without the LSTM pass
+        from fastclap.engine.data import ge2e_windows
+
+        kind, extra = "ge2e", {"ge2e": ge2e_windows(prepared, None, 1.0)}
+    ds = ClapDataset(prepared, split, mode="eval", crop_seconds=None, input=kind, **extra)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_clap)
     if progress:
         from tqdm import tqdm
