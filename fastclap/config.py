@@ -66,8 +66,13 @@ class DataConfig:
 
     Attributes:
         corpora: the corpora concatenated into one training set (and one evaluation set).
-        input: "lld" (openSMILE eGeMAPS low-level descriptors, 25 per 10 ms frame: the CPU-practical input)
-            or "waveform" (16 kHz samples, for wav2vec2 / HuBERT / WavLM audio towers).
+        input: "lld" (openSMILE eGeMAPS low-level descriptors, 25 per 10 ms frame: the CPU-practical input),
+            "waveform" (16 kHz samples, for the "hf" and "ge2e" audio towers) or "functionals" (no audio
+            frames: only the 88 z-normalised eGeMAPS functionals of each whole clip, batch key ``paraling``,
+            for the "functionals" audio tower; crops do not apply) or "ge2e" (the frozen "ge2e" tower's
+            embeddings, computed once per clip and cached in the prepared folder, fastclap.engine.ge2e_cache: a
+            training crop is the mean of a random run of the 1.6 s windows a crop of crop_seconds spans; the
+            fast way to train on GE2E with thousands of pairs per step).
         crop_seconds: length of the random crop taken from every clip for training (the full clip,
             up to this length, in evaluation).
         repeats: random crops drawn per clip per epoch; the training set has clips x repeats pairs. This is how
@@ -80,7 +85,7 @@ class DataConfig:
     """
 
     corpora: List[CorpusConfig] = field(default_factory=lambda: [CorpusConfig()])
-    input: Literal["lld", "waveform"] = "lld"
+    input: Literal["lld", "waveform", "functionals", "ge2e"] = "lld"
     crop_seconds: float = 2.0
     repeats: int = 1
     phrase_sampling: bool = False
@@ -94,23 +99,33 @@ class AudioTowerConfig:
     """Audio encoder.
 
     Attributes:
-        kind: "lld" (a small 1-D convolutional network over openSMILE LLD frames, masked mean pooling) or
+        kind: "lld" (a small 1-D convolutional network over openSMILE LLD frames, masked mean pooling),
             "hf" (any Hugging Face audio encoder loadable with ``transformers.AutoModel``: wav2vec2, HuBERT,
-            WavLM; mean pooling over the frames the attention mask keeps, as ParaCLAP).
-        path: local directory of a pretrained Hugging Face model ("hf" only).
+            WavLM; mean pooling over the frames the attention mask keeps, as ParaCLAP), "ge2e" (the pretrained
+            GE2E speaker encoder of the resemblyzer wheel, 256-d; fastclap.model.ge2e), "functionals" (an MLP
+            over the 88 eGeMAPS functionals) or "fusion" (the towers named by ``fusion``, concatenated).
+        path: local directory of a pretrained Hugging Face model ("hf"); for "ge2e" a resemblyzer-format
+            checkpoint file (null: the wheel's ``pretrained.pt``).
         hf_config: a Hugging Face config dict (with "model_type") for a randomly initialised model, used when
             ``path`` is null ("hf" only).
         lld_dim: number of LLD features per frame ("lld" only; eGeMAPS has 25).
-        hidden: channels of the LLD network ("lld" only).
+        hidden: channels of the LLD network and width of the functionals MLP.
         layers: convolution layers of the LLD network ("lld" only).
         kernel_size: temporal kernel of each convolution, in frames (odd; "lld" only).
-        dropout: dropout after each convolution ("lld" only).
+        dropout: dropout after each convolution or MLP layer ("lld", "functionals").
         trainable: train this tower (false: frozen, no optimizer state).
         lr: learning rate of this tower's parameters; null: the optimizer's lr.
         gradient_checkpointing: enable the Hugging Face model's gradient checkpointing ("hf" only).
+        pooling: how the "ge2e" tower pools its LSTM ("ge2e" only): "ge2e" (the network's own: final hidden state
+            of each 1.6 s partial window, linear + ReLU + L2 norm, mean over windows; a frozen tower caches it per
+            clip and crop) or "attention" (learned attention weights over the frame-level LSTM outputs).
+        fusion: the towers a "fusion" tower concatenates before the projection head, a non-empty subset of
+            "lld", "functionals", "ge2e" ("lld" needs data.input "lld", "ge2e" needs "waveform" or "ge2e"). For "ge2e"
+            and "fusion" towers ``trainable`` false freezes only the pretrained GE2E network (the LLD,
+            functionals and attention parts always train); ``lr`` applies to the whole tower.
     """
 
-    kind: Literal["lld", "hf"] = "lld"
+    kind: Literal["lld", "hf", "ge2e", "functionals", "fusion"] = "lld"
     path: Optional[str] = None
     hf_config: Optional[Dict[str, Any]] = None
     lld_dim: int = 25
@@ -121,6 +136,8 @@ class AudioTowerConfig:
     trainable: bool = True
     lr: Optional[float] = None
     gradient_checkpointing: bool = False
+    pooling: Literal["ge2e", "attention"] = "ge2e"
+    fusion: List[str] = field(default_factory=lambda: ["functionals", "ge2e"])
 
 
 @dataclass
@@ -227,13 +244,15 @@ class EvalConfig:
         every: evaluate every this many steps and at the end; 0 disables evaluation.
         batch_size: pairs per evaluation batch.
         max_batches: evaluate at most this many batches (0: the whole split).
-        prompt: zero-shot class prompt, "{label}" is replaced by the label word.
+        prompt: zero-shot class prompt, "{label}" is replaced by the label word. The default repeats the
+            ParaCLAP caption phrase ("... and emotion is angry"), which scores better than a sentence the captions
+            never contain.
     """
 
     every: int = 0
     batch_size: int = 256
     max_batches: int = 0
-    prompt: str = "this person is feeling {label}."
+    prompt: str = "emotion is {label}"
 
 
 @dataclass
@@ -336,6 +355,37 @@ def _check(cond: bool, key: str, msg: str) -> None:
         raise ValueError(f"{key}: {msg}")
 
 
+FUSION_PARTS = ("lld", "functionals", "ge2e")
+_PART_INPUT = {"lld": "lld", "ge2e": "waveform", "functionals": "functionals"}
+
+
+def _check_extra_towers(a: AudioTowerConfig, data_input: str) -> None:
+    """Checks of the "ge2e", "functionals" and "fusion" audio towers (keys named in the errors)."""
+    key = "fastclap.model.audio"
+    parts = list(a.fusion) if a.kind == "fusion" else [a.kind]
+    if a.kind == "fusion":
+        _check(len(parts) >= 1 and len(set(parts)) == len(parts), f"{key}.fusion",
+               f"must name distinct towers among {list(FUSION_PARTS)}, got {parts}")
+        for p in parts:
+            _check(p in FUSION_PARTS, f"{key}.fusion", f"unknown tower {p!r} (known: {list(FUSION_PARTS)})")
+    for p in parts:
+        if p == "ge2e" and data_input == "ge2e":  # cached embeddings: only for the frozen network's own pooling
+            _check(not a.trainable, f"{key}.trainable", "data.input 'ge2e' reads cached embeddings: must be false")
+            _check(a.pooling == "ge2e", f"{key}.pooling", "data.input 'ge2e' reads pooled embeddings: must be 'ge2e'")
+        elif p != "functionals":  # the functionals ride along with every input
+            _check(data_input == _PART_INPUT[p], "fastclap.data.input",
+                   f"the {p!r} audio tower reads {_PART_INPUT[p]!r} (input: {_PART_INPUT[p]})")
+    if parts == ["functionals"]:
+        _check(data_input == "functionals", "fastclap.data.input",
+               "the 'functionals' audio tower reads the eGeMAPS functionals (input: functionals)")
+    if "functionals" in parts or "lld" in parts:
+        _check(a.hidden >= 1 and a.layers >= 1, f"{key}.hidden", "hidden and layers must be >= 1")
+    if "lld" in parts:
+        _check(a.kernel_size % 2 == 1, f"{key}.kernel_size", "must be odd")
+    if "ge2e" in parts and a.path is not None:
+        _check(os.path.isfile(os.path.expanduser(a.path)), f"{key}.path", f"GE2E checkpoint {a.path!r} not found")
+
+
 def validate(cfg: FastClapConfig) -> FastClapConfig:
     """Range and consistency checks beyond types. Raises ``ValueError`` naming the key."""
     d, m, lo, s, e, r = cfg.data, cfg.model, cfg.loss, cfg.schedule, cfg.eval, cfg.run
@@ -354,6 +404,8 @@ def validate(cfg: FastClapConfig) -> FastClapConfig:
         _check(a.path is not None or a.hf_config is not None, "fastclap.model.audio.path",
                "an 'hf' audio tower needs path or hf_config")
         _check(d.input == "waveform", "fastclap.data.input", "an 'hf' audio tower reads waveforms")
+    elif a.kind in ("ge2e", "functionals", "fusion"):
+        _check_extra_towers(a, d.input)
     else:
         _check(d.input == "lld", "fastclap.data.input", "the 'lld' audio tower reads LLD frames (input: lld)")
         _check(a.kernel_size % 2 == 1 and a.kernel_size >= 1, "fastclap.model.audio.kernel_size", "must be odd")

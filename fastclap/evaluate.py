@@ -47,7 +47,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                          "(default: the run's copy, else OUT/prepared/DATASET)")
     ap.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split to score")
     ap.add_argument("--prompts", nargs="+", default=list(DEFAULT_TEMPLATES), metavar="TEMPLATE",
-                    help="prompt templates with {label}; several are averaged")
+                    help="prompt templates with {label}; several are averaged (default: %(default)s)")
+    ap.add_argument("--choose-prompts", action="store_true",
+                    help="score --prompts and each named prompt set on the valid split; evaluate with the best")
     ap.add_argument("--label-space", choices=LABEL_SPACES, default="dataset",
                     help="dataset: the corpus' own label words (EmoDB 'anger' and RAVDESS 'angry' are two "
                          "classes); shared: the four cross-corpus classes (with --shared-only for corpora that "
@@ -121,10 +123,20 @@ def _main(argv: List[str], prog: str) -> int:
     out = args.out or os.path.join(run_dir_of(args.checkpoint), "eval", f"{name}_{args.split}")
     prepared = _prepared_corpus(args, out)
     prepared, norm = with_run_norm(prepared, args.checkpoint, args.norm)
-    result = evaluate_model(model, prepared, args.split, args.prompts, args.label_space, label_words,
+    templates, choice = args.prompts, None
+    if args.choose_prompts:
+        from fastclap.evaluation.prompts import TEMPLATE_SETS
+        from fastclap.evaluation.runner import choose_templates
+
+        choice = choose_templates(model, prepared, {"given": args.prompts, **TEMPLATE_SETS}, "valid",
+                                  args.label_space, label_words, args.shared_only, args.batch_size)
+        templates = choice["templates"]
+    result = evaluate_model(model, prepared, args.split, templates, args.label_space, label_words,
                             args.shared_only, args.batch_size, progress=not args.no_progress,
                             ordinal_top_k=args.ordinal_top_k)
     report = full_report(result, args.checkpoint, name, norm)
+    if choice is not None:
+        report["prompt_choice"] = choice
     write_json(report, os.path.join(out, "report.json"))
     summary = markdown_summary(report)
     with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as f:

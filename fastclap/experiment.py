@@ -49,12 +49,25 @@ LOSSES: Dict[str, Dict[str, Any]] = {
     "smoothclap": {"name": "smoothclap", "soft_weight": 0.1, "gamma": 0.5},
     "smoothclap_paper": {"name": "smoothclap", "soft_weight": 0.5, "gamma": 0.1},
     "smoothclap_rnc": {"name": "smoothclap", "soft_weight": 0.1, "gamma": 0.5, "rnc_weight": 0.5},
+    "smoothclap_warm": {"name": "smoothclap", "soft_weight": 0.5, "gamma": 0.1, "temperatures": [0.5, 0.5]},
 }
 LOSS_LABELS = {"clap": "CLAP (β=0)", "smoothclap": "SmoothCLAP (β=0.1, γ=0.5)",
                "smoothclap_paper": "SmoothCLAP (β=0.5, γ=0.1)",
-               "smoothclap_rnc": "SmoothCLAP + RnC (β=0.1, γ=0.5, λ=0.5)"}
+               "smoothclap_rnc": "SmoothCLAP + RnC (β=0.1, γ=0.5, λ=0.5)",
+               "smoothclap_warm": "SmoothCLAP (β=0.5, γ=0.1, source τ=0.5)"}
+# audio towers of the runs: the CPU LLD convolutional encoder, or the pretrained GE2E embeddings (frozen, cached
+# per clip) fused with an MLP over the eGeMAPS functionals
+TOWERS: Dict[str, Dict[str, Any]] = {
+    "lld": {"input": "lld", "audio": {"kind": "lld", "hidden": 128, "layers": 2, "kernel_size": 5}},
+    "ge2e": {"input": "ge2e", "audio": {"kind": "fusion", "fusion": ["functionals", "ge2e"], "hidden": 128,
+                                       "layers": 2, "trainable": False}},
+}
 # ordinal retrieval scores summarised per (setting, loss): (dimension, direction, statistic)
 ORDINAL_KEYS = [(d, w, "kendall_tau") for d in ("valence", "arousal") for w in ("audio_to_text", "text_to_audio")]
+
+
+TOWER_LABELS = {"lld": "LLD convolutional encoder",
+                "ge2e": "frozen pretrained GE2E embeddings (cached per clip) fused with an eGeMAPS-functionals MLP"}
 
 
 def run_config(prepared_dir: str, corpus: str, loss: str, seed: int, run_dir: str, args) -> Dict[str, Any]:
@@ -68,9 +81,10 @@ def run_config(prepared_dir: str, corpus: str, loss: str, seed: int, run_dir: st
                                                   "weight_decay": 0.05, "torch_adam": True}},
         "zero_optimization": {"stage": 0},
         "fastclap": {
-            "data": {"corpora": [{"corpus": corpus, "prepared_dir": prepared_dir}], "input": "lld",
+            "data": {"corpora": [{"corpus": corpus, "prepared_dir": prepared_dir}],
+                     "input": TOWERS[getattr(args, "tower", "lld")]["input"],
                      "crop_seconds": 2.0, "repeats": args.repeats},
-            "model": {"audio": {"kind": "lld", "hidden": 128, "layers": 2, "kernel_size": 5},
+            "model": {"audio": dict(TOWERS[getattr(args, "tower", "lld")]["audio"]),
                       "text": {"path": "builtin:all-MiniLM-L6-v2", "trainable": False}, "embed_dim": 128},
             "loss": dict(LOSSES[loss], backend="chunked"),
             "schedule": {"steps": args.steps, "warmup_steps": max(1, args.steps // 10)},
@@ -134,7 +148,9 @@ def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
     from fastclap.evaluation.report import write_json
     from fastclap.evaluation.runner import evaluate_model
 
-    run_dir = os.path.join(args.work_dir, setting.replace("->", "_to_"), loss, f"seed{seed}")
+    tower = getattr(args, "tower", "lld")
+    run_dir = os.path.join(args.work_dir, *([] if tower == "lld" else [tower]), setting.replace("->", "_to_"), loss,
+                           f"seed{seed}")
     done = os.path.join(run_dir, "result.json")
     if os.path.isfile(done):
         with open(done, encoding="utf-8") as f:
@@ -164,6 +180,52 @@ def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
     shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)  # ~90 MB each (frozen MiniLM)
     write_json(out, done)
     return out
+
+
+def paired_differences(runs: List[Dict[str, Any]], baseline: str = "clap") -> List[Dict[str, Any]]:
+    """Test-UAR differences (loss - ``baseline``) paired by (setting, seed), pooled over settings: mean, sample
+    sd, n and a two-sided 95 % Student-t confidence interval of the mean (None for n < 2)."""
+    from scipy import stats
+
+    base = {(r["setting"], r["seed"]): r["test_uar"] for r in runs if r["loss"] == baseline}
+    out = []
+    for loss in dict.fromkeys(r["loss"] for r in runs if r["loss"] != baseline):
+        d = [r["test_uar"] - base[(r["setting"], r["seed"])] for r in runs
+             if r["loss"] == loss and (r["setting"], r["seed"]) in base]
+        if not d:
+            continue
+        m, sd = mean_sd(d)
+        ci = None
+        if len(d) > 1:
+            h = float(stats.t.ppf(0.975, len(d) - 1)) * sd / np.sqrt(len(d))
+            ci = (m - h, m + h)
+        out.append({"loss": loss, "baseline": baseline, "n": len(d), "mean": m, "sd": sd, "ci95": ci})
+    return out
+
+
+def reference_rows(settings: List[str], features: List[str], args) -> List[Dict[str, Any]]:
+    """The supervised linear-probe reference of every setting (fastclap.evaluation.supervised): fitted on the
+    setting's train split, C chosen on its valid split, scored on the same test clips and classes as the zero-shot
+    runs (the four shared classes across corpora). Cached as ``WORK/<setting>/reference_<features>.json``."""
+    from fastclap.data import load_prepared
+    from fastclap.evaluation.report import write_json
+    from fastclap.evaluation.supervised import linear_probe
+
+    rows = []
+    for s in settings:
+        for feat, scaling in [(f, sc) for f in features for sc in ("train", "per_split")]:
+            path = os.path.join(args.work_dir, s.replace("->", "_to_"), f"reference_{feat}_{scaling}.json")
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    rows.append(json.load(f))
+                continue
+            t0 = time.perf_counter()
+            space = "shared" if SETTINGS[s]["test_corpus"] else "dataset"
+            res = linear_probe(load_prepared(ensure_prepared(s, args)), feat, space, scaling=scaling)
+            row = dict(res, setting=s, total_s=round(time.perf_counter() - t0, 1))
+            write_json(row, path)
+            rows.append(row)
+    return rows
 
 
 def mean_sd(xs: List[float]) -> tuple:
@@ -210,7 +272,8 @@ def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: st
         f"# {names}: zero-shot emotion recognition on EmoDB and RAVDESS", "",
         "Command (from the repository root):", "", "```bash", command, "```", "",
         f"Each cell: mean ± sd (sample sd) over seeds {list(args.seeds)}, in %. Training: {args.steps} steps of "
-        f"{args.batch_size} (audio crop, caption) pairs, LLD convolutional encoder + frozen MiniLM text tower, "
+        f"{args.batch_size} (audio crop, caption) pairs, {TOWER_LABELS[getattr(args, 'tower', 'lld')]} + frozen "
+        "MiniLM text tower, "
         f"DeepSpeed ZeRO 0 on a {os.cpu_count()}-core CPU; the checkpoint with the best validation UAR (evaluated "
         f"every {args.eval_every} steps) is scored on the test split. Prompt: '{DEFAULT_TEMPLATES[0]}' with the "
         "test corpus' own label words. Cross-corpus rows test on the four shared classes of the other corpus.",
@@ -231,6 +294,30 @@ def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: st
             o = r["ordinal"]
             lines.append(f"| {r['setting']} | {LOSS_LABELS[r['loss']]} | " + " | ".join(
                 g(o[f"{d}/{w}"]) for d, w, _ in ORDINAL_KEYS) + " |")
+    paired = paired_differences(runs)
+    if paired:
+        lines += ["", "Paired test-UAR difference to CLAP (same setting and seed; pooled over settings; mean, sample "
+                  "sd and 95 % t-interval, in points):", "", "| loss | pairs | mean Δ | sd | 95 % CI |",
+                  "|---|---|---|---|---|"]
+        for p in paired:
+            ci = "n/a" if p["ci95"] is None else f"[{100 * p['ci95'][0]:+.1f}, {100 * p['ci95'][1]:+.1f}]"
+            lines.append(f"| {LOSS_LABELS[p['loss']]} | {p['n']} | {100 * p['mean']:+.1f} | {100 * p['sd']:.1f} | "
+                         f"{ci} |")
+    refs = getattr(args, "reference_rows", [])
+    if refs:
+        lines += ["", "Supervised reference (scikit-learn logistic regression, balanced class weights, standardised "
+                  "features; C chosen on the valid split, trained on the same train split, scored on the same test "
+                  "clips and classes; deterministic, one fit):", "",
+                  "Scaling 'train': every split standardised with the train split's statistics (as the zero-shot "
+                  "model sees its inputs); 'per_split': each split with its own (unlabelled per-corpus "
+                  "normalisation, which the zero-shot model does not get).", "",
+                  "| setting | features | scaling | test UAR | test WAR | chance UAR | valid UAR | C |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in refs:
+            t = r["test"]
+            lines.append(f"| {r['setting']} | {r['features']} | {r.get('scaling', 'train')} | {100 * t['uar']:.1f} | "
+                         f"{100 * t['war']:.1f} | "
+                         f"{100 * t['chance_uar']:.1f} | {100 * r['valid_uar']:.1f} | {r['C']:g} |")
     run_min = sum(r["total_s"] for r in runs) / 60
     lines += ["", f"{len(runs)} runs, {run_min:.1f} min of run time in all (training, selection and test scoring; "
               "measured when each run was made, on a CPU shared with other jobs). Per-run results (selected step, "
@@ -238,7 +325,8 @@ def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: st
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: List[Dict[str, Any]], settings: List[str], losses: List[str], path: str) -> None:
+def plot(rows: List[Dict[str, Any]], settings: List[str], losses: List[str], path: str,
+         refs: Optional[List[Dict[str, Any]]] = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,6 +348,12 @@ def plot(rows: List[Dict[str, Any]], settings: List[str], losses: List[str], pat
         if r:
             ax.hlines(100 * r["chance_uar"], i - 0.45, i + 0.45, colors="k", linestyles="dashed",
                       label="chance" if i == 0 else None)
+    for i, s in enumerate(settings):  # the supervised eGeMAPS reference of each setting
+        ref = next((r for r in refs or [] if r["setting"] == s and r["features"] == "egemaps"
+                    and r.get("scaling", "train") == "train"), None)
+        if ref:
+            ax.hlines(100 * ref["test"]["uar"], i - 0.45, i + 0.45, colors="tab:red",
+                      label="supervised eGeMAPS LR" if i == 0 else None)
     ax.set_xticks(range(len(settings)), settings)
     ax.set_ylabel("zero-shot test UAR (%)")
     ax.legend(fontsize=8)
@@ -283,7 +377,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                     help="train->test corpus pairs (cross-corpus) or one corpus (speaker-independent); "
                          "default: all")
     ap.add_argument("--losses", nargs="+", default=list(LOSSES), choices=list(LOSSES),
-                    help="clap (beta 0), smoothclap (beta 0.1, gamma 0.5), smoothclap_paper (beta 0.5, gamma 0.1); "
+                    help="losses to compare (see LOSSES in this module for their beta / gamma / sources); "
                          "default: all")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds per (setting, loss)")
     ap.add_argument("--steps", type=int, default=60, help="training steps per run")
@@ -291,6 +385,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=64, help="contrastive batch (pairs per step)")
     ap.add_argument("--repeats", type=int, default=4, help="random crops per training clip per epoch")
     ap.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    ap.add_argument("--tower", choices=list(TOWERS), default="lld",
+                    help="audio tower: LLD conv encoder, or frozen GE2E embeddings fused with a functionals MLP")
+    ap.add_argument("--reference-features", nargs="*", default=["egemaps"], choices=["egemaps", "ge2e", "egemaps+ge2e"],
+                    help="supervised logistic-regression reference rows (none: skip them)")
     add_debug_flag(ap)
     return ap
 
@@ -313,17 +411,19 @@ def _main(argv: List[str], prog: str) -> int:
                 print(f"experiment: {s} {l} seed {seed}: test UAR {100 * r['test_uar']:.1f} WAR "
                       f"{100 * r['test_war']:.1f} (valid UAR {100 * r['valid_uar']:.1f} at step "
                       f"{r['selected_step']}), {r['total_s']:.0f}s", flush=True)
+    args.reference_rows = reference_rows(args.settings, args.reference_features, args)
     wall = time.perf_counter() - t0
     rows = summarise(runs, args.settings, args.losses)
     os.makedirs(args.out, exist_ok=True)
     from fastclap.evaluation.report import now_utc, versions, write_json
 
     write_json({"command": command, "date": now_utc(), "versions": versions(), "wall_s": wall,
-                "args": vars(args), "summary": rows, "runs": runs}, os.path.join(args.out, "results.json"))
+                "args": {k: v for k, v in vars(args).items() if k != "reference_rows"}, "summary": rows,
+                "reference": args.reference_rows, "paired": paired_differences(runs), "runs": runs}, os.path.join(args.out, "results.json"))
     md = markdown(rows, runs, command, args)
     with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
         f.write(md)
-    plot(rows, args.settings, args.losses, os.path.join(args.out, "uar.png"))
+    plot(rows, args.settings, args.losses, os.path.join(args.out, "uar.png"), args.reference_rows)
     print(md, end="")
     return 0
 

@@ -126,5 +126,10 @@ def test_collate_errors(prep):
     l = ClapDataset(prep, "train", mode="eval", input="lld")[0]
     with pytest.raises(ValueError, match="mix waveform and lld"):
         collate_clap([w, l])
+    f = ClapDataset(prep, "train", mode="eval", input="functionals")[0]
+    with pytest.raises(ValueError, match="mix lld and functionals"):
+        collate_clap([l, f])
+    batch = collate_clap([f, f])  # functionals only: no audio keys, the model reads paraling
+    assert "waveforms" not in batch and "lld" not in batch and batch["paraling"].shape == (2, 88)
     with pytest.raises(IndexError):
         ClapDataset(prep, "train")[10 ** 6]

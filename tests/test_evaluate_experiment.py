@@ -34,3 +34,38 @@ def test_summarise_groups_runs_by_setting_and_loss():
     assert [(r["setting"], r["loss"], r["seeds"]) for r in rows] == [("emodb", "clap", [0, 1]),
                                                                     ("emodb", "smoothclap", [0])]
     assert rows[0]["test_uar"][0] == pytest.approx(0.6) and rows[1]["test_uar"] == (pytest.approx(0.6), 0.0)
+
+
+def test_markdown_and_plot_show_the_supervised_reference(tmp_path):
+    import argparse
+
+    from fastclap.experiment import markdown, plot
+
+    zs = {"classes": ["a", "b"], "n": 4}
+    runs = [{"setting": "emodb", "loss": "clap", "seed": 0, "test_uar": 0.5, "test_war": 0.5, "valid_uar": 0.5,
+             "chance_uar": 0.5, "zero_shot": zs, "total_s": 1.0}]
+    rows = summarise(runs, ["emodb"], ["clap"])
+    ref = {"setting": "emodb", "features": "egemaps", "C": 0.1, "valid_uar": 0.75,
+           "test": {"uar": 0.625, "war": 0.7, "chance_uar": 0.5}}
+    args = argparse.Namespace(seeds=[0], steps=2, batch_size=8, eval_every=1, reference_rows=[ref])
+    md = markdown(rows, runs, "python -m fastclap.experiment", args)
+    assert "| emodb | egemaps | train | 62.5 | 70.0 | 50.0 | 75.0 | 0.1 |" in md
+    plot(rows, ["emodb"], ["clap"], str(tmp_path / "uar.png"), [ref])
+    assert (tmp_path / "uar.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_paired_differences_against_hand_computation():
+    from scipy import stats
+
+    from fastclap.experiment import paired_differences
+
+    uar = {("a", 0): (0.50, 0.55), ("a", 1): (0.40, 0.47), ("b", 0): (0.30, 0.29)}
+    runs = [{"setting": s, "seed": k, "loss": l, "test_uar": u[i]} for (s, k), u in uar.items()
+            for i, l in enumerate(("clap", "smoothclap"))]
+    (p,) = paired_differences(runs)
+    d = [0.05, 0.07, -0.01]
+    m, sd = statistics.mean(d), statistics.stdev(d)
+    h = stats.t.ppf(0.975, 2) * sd / 3 ** 0.5
+    assert p["loss"] == "smoothclap" and p["n"] == 3
+    assert p["mean"] == pytest.approx(m) and p["sd"] == pytest.approx(sd)
+    assert p["ci95"] == (pytest.approx(m - h), pytest.approx(m + h))

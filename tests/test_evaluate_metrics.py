@@ -119,7 +119,7 @@ def test_prompts_average_templates_and_renormalise():
 def test_prompts_label_words_and_errors():
     p = ClassPrompts.build(["anger", "sadness"], label_words={"anger": "angry"})
     assert p.words == ("angry", "sadness")
-    assert p.texts()[0] == ["this person is feeling angry."]
+    assert p.texts()[0] == ["emotion is angry"]  # the default: the caption phrase
     with pytest.raises(ValueError, match="'calm' has no prompt word"):
         p.index("calm")
     with pytest.raises(ValueError, match="not classes"):

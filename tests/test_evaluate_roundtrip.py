@@ -84,7 +84,7 @@ def test_cli_round_trip_matches_independent_computation(trained, tmp_path, capsy
     assert {"zero_shot", "retrieval", "prompts", "dataset", "versions", "date", "checkpoint"} <= set(report)
     assert report["dataset"]["normalisation"].startswith("run")
     assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG" and "| UAR |" in (out / "summary.md").read_text()
-    uar, war, classes = _uar_war_by_hand(load_model(run_dir), prep, "test", "this person is feeling {label}.")
+    uar, war, classes = _uar_war_by_hand(load_model(run_dir), prep, "test", "emotion is {label}")  # default
     zs = report["zero_shot"]
     assert zs["classes"] == classes and zs["chance_uar"] == pytest.approx(1 / len(classes))
     assert zs["uar"] == pytest.approx(uar) and zs["war"] == pytest.approx(war)
@@ -93,6 +93,26 @@ def test_cli_round_trip_matches_independent_computation(trained, tmp_path, capsy
     assert r["n_audio"] == zs["n"] and r["n_text"] == len(set(prep.captions[i] for i in prep.split_indices("test")))
     assert r["audio_to_text"] == pytest.approx(a2t) and r["text_to_audio"] == pytest.approx(t2a)
     assert 0 < a2t["1"] < a2t["10"] or 0 < t2a["1"] < t2a["10"]  # not a degenerate all-or-nothing case
+
+
+def test_prompt_choice_on_valid_matches_independent_uar(trained, tmp_path, capsys):
+    from fastclap.evaluation.runner import choose_templates
+
+    run_dir, prep = trained
+    model = load_model(run_dir)
+    cands = {"caption": ["emotion is {label}"], "odd": ["{label}"], "sentence": ["this person is feeling {label}."]}
+    choice = choose_templates(model, prep, cands, "valid")
+    want = {name: _uar_war_by_hand(model, prep, "valid", t[0])[0] for name, t in cands.items()}
+    assert choice["uar"] == pytest.approx(want) and choice["split"] == "valid"
+    best = max(want.values())
+    assert choice["chosen"] == next(n for n in cands if want[n] == best)  # ties: the earlier name
+    out = tmp_path / "eval"
+    rc = evaluate_main(["--checkpoint", run_dir, "--prepared", str(prep.out_dir), "--choose-prompts",
+                        "--out", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["prompt_choice"]["split"] == "valid"
+    assert report["prompts"]["templates"] == report["prompt_choice"]["templates"]
 
 
 def test_template_ensemble_and_shared_label_space(trained):

@@ -20,7 +20,7 @@ Item (dict):
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -34,7 +34,11 @@ from .prepare import PreparedCorpus
 from .va_labels import va_matrix
 
 MODES = ("train", "eval")
-INPUTS = ("waveform", "lld")
+INPUTS = ("waveform", "lld", "functionals", "ge2e")
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 
 def repeats_for_batch(n_clips: int, batch_size: int) -> int:
@@ -53,7 +57,12 @@ class ClapDataset(Dataset):
         mode: "train" (random crop/pad to ``crop_seconds``, optional phrase sampling) or "eval" (full clips,
             full captions, no randomness).
         crop_seconds: training crop length in seconds (> 0), or None for full clips.
-        input: "waveform" (16 kHz audio) or "lld" (eGeMAPSv02 LLD frames, 10 ms hop).
+        input: "waveform" (16 kHz audio), "lld" (eGeMAPSv02 LLD frames, 10 ms hop) or "functionals" (no audio:
+            the item's ``paraling`` functionals are the model input; ``length`` is 0).
+            "ge2e": the clip's cached GE2E window embeddings (``ge2e``); item ``ge2e`` (256,) is the L2-normalised
+            mean of a random run of ``windows`` consecutive windows (train mode with a crop) or of all of them.
+        ge2e: (embeddings (W, 256), offsets (N + 1,), windows) for input "ge2e" (see
+            :func:`fastclap.engine.ge2e_cache.ge2e_partials`): clip i owns rows offsets[i]:offsets[i + 1].
         phrase_sampling: train mode only; each item keeps a random non-empty ordered subset of its phrases.
         seed: base seed of all randomness.
         repeats: integer >= 1; the split is traversed this many times per epoch with independent draws.
@@ -63,7 +72,8 @@ class ClapDataset(Dataset):
     """
 
     def __init__(self, prepared: PreparedCorpus, split: str, mode: str = "train", crop_seconds: float | None = None,
-                 input: str = "waveform", phrase_sampling: bool = False, seed: int = 0, repeats: int = 1):
+                 input: str = "waveform", phrase_sampling: bool = False, seed: int = 0, repeats: int = 1,
+                 ge2e: Optional[Tuple[np.ndarray, np.ndarray, int]] = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if input not in INPUTS:
@@ -74,6 +84,9 @@ class ClapDataset(Dataset):
             raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
         if phrase_sampling and mode != "train":
             raise ValueError("phrase_sampling=True is only allowed with mode='train' (evaluation uses full captions)")
+        if input == "ge2e" and (ge2e is None or len(ge2e[1]) != len(prepared) + 1 or int(ge2e[2]) < 1):
+            raise ValueError("input 'ge2e' needs ge2e=(embeddings, offsets with one entry per clip + 1, windows >= 1)")
+        self.ge2e = ge2e
         self.prepared = prepared
         self.indices = prepared.split_indices(split)
         if self.indices.size == 0:
@@ -94,6 +107,14 @@ class ClapDataset(Dataset):
     def __len__(self) -> int:
         return int(self.indices.size) * self.repeats
 
+    def _ge2e_item(self, i: int, rng: Optional[np.random.Generator]) -> Dict[str, object]:
+        emb, off, windows = self.ge2e
+        w = emb[int(off[i]):int(off[i + 1])]
+        if rng is not None and len(w) > windows:
+            start = int(rng.integers(0, len(w) - windows + 1))
+            w = w[start:start + windows]
+        return {"ge2e": torch.from_numpy(_unit(w.mean(axis=0))), "length": int(len(w))}
+
     def __getitem__(self, k: int) -> Dict[str, object]:
         if not 0 <= k < len(self):
             raise IndexError(f"index {k} out of range for {len(self)} items")
@@ -102,20 +123,25 @@ class ClapDataset(Dataset):
         row = p.rows[i]
         train = self.mode == "train"
         rng = np.random.default_rng([self.seed, self.epoch, k]) if train else None
-        if self.input == "waveform":
-            x = np.asarray(p.waveform(i), dtype=np.float32)
-            unit = 1.0 / TARGET_SR
-        else:
-            x = p.lld_frames(i)
-            unit = LLD_HOP_S
-        if train and self.crop_seconds is not None:
-            x, length = crop_or_pad(x, max(1, round(self.crop_seconds / unit)), rng)
-        else:
-            x, length = np.array(x, dtype=np.float32), x.shape[0]
+        audio: Dict[str, object] = {"length": 0}
+        if self.input == "ge2e":
+            audio = self._ge2e_item(i, rng if train and self.crop_seconds is not None else None)
+        elif self.input != "functionals":
+            if self.input == "waveform":
+                x = np.asarray(p.waveform(i), dtype=np.float32)
+                unit = 1.0 / TARGET_SR
+            else:
+                x = p.lld_frames(i)
+                unit = LLD_HOP_S
+            if train and self.crop_seconds is not None:
+                x, length = crop_or_pad(x, max(1, round(self.crop_seconds / unit)), rng)
+            else:
+                x, length = np.array(x, dtype=np.float32), x.shape[0]
+            audio = {self.input: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), "length": int(length)}
         phrases = p.phrases[i]
         caption = join_caption(sample_phrases(phrases, rng)) if (self.phrase_sampling and phrases) else p.captions[i]
         return {
-            self.input: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), "length": int(length),
+            **audio,
             "caption": caption, "label": row.emotion, "shared_label": shared_label(row.emotion) or "",
             "paraling": torch.from_numpy(p.paraling(i)), "va": self.va[i], "speaker": row.speaker, "index": i,
         }
@@ -127,28 +153,35 @@ def collate_clap(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
     Returns ``waveforms`` (B, T) float32 + ``attention_mask`` (B, T) int64 (1 = real sample), or ``lld``
     (B, F, 25) float32 + ``lld_mask`` (B, F) int64; ``captions`` list[str]; ``paraling`` (B, 88) float32;
     ``va`` (B, 3) float32 (when the items carry it); ``labels`` / ``shared_labels`` / ``speakers`` list[str];
-    ``indices`` (B,) int64. Raises ValueError on an
-    empty list or mixed inputs.
+    ``indices`` (B,) int64. Input "ge2e" gives ``ge2e`` (B, 256); items without audio (input "functionals") give no
+    audio keys. Raises ValueError on
+    an empty list or mixed inputs.
 
     Memory: the waveform batch takes B * T * 12 bytes (float32 audio + int64 mask), e.g. 4.7 GB for 8192 crops
     of 3 s; the LLD batch of the same crops takes 8192 * 300 * 108 bytes = 0.27 GB.
     """
     if not items:
         raise ValueError("collate_clap: empty batch")
-    key = "waveform" if "waveform" in items[0] else "lld"
-    if any(key not in it for it in items):
-        raise ValueError("collate_clap: items mix waveform and lld inputs")
-    lengths = torch.tensor([int(it["length"]) for it in items], dtype=torch.long)
-    sizes = [it[key].shape[0] for it in items]
-    t = max(sizes)
-    if min(sizes) == t:  # training crops: all items already have the same length
-        x = torch.stack([it[key] for it in items])
-    else:
-        x = torch.zeros((len(items), t) + tuple(items[0][key].shape[1:]), dtype=torch.float32)
-        for b, it in enumerate(items):
-            x[b, :sizes[b]] = it[key]
-    mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).long()
-    out: Dict[str, object] = {"waveforms": x, "attention_mask": mask} if key == "waveform" else {"lld": x, "lld_mask": mask}
+    kinds = {next((k for k in ("waveform", "lld", "ge2e") if k in it), "functionals") for it in items}
+    if len(kinds) > 1:
+        named = [k for k in ("waveform", "lld", "ge2e", "functionals") if k in kinds]
+        raise ValueError(f"collate_clap: items mix {' and '.join(named)} inputs")
+    key = kinds.pop()
+    out: Dict[str, object] = {}  # functionals only: the model reads ``paraling``
+    if key == "ge2e":  # cached GE2E embeddings (B, 256)
+        out = {"ge2e": torch.stack([it["ge2e"] for it in items])}
+    elif key != "functionals":
+        lengths = torch.tensor([int(it["length"]) for it in items], dtype=torch.long)
+        sizes = [it[key].shape[0] for it in items]
+        t = max(sizes)
+        if min(sizes) == t:  # training crops: all items already have the same length
+            x = torch.stack([it[key] for it in items])
+        else:
+            x = torch.zeros((len(items), t) + tuple(items[0][key].shape[1:]), dtype=torch.float32)
+            for b, it in enumerate(items):
+                x[b, :sizes[b]] = it[key]
+        mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).long()
+        out = {"waveforms": x, "attention_mask": mask} if key == "waveform" else {"lld": x, "lld_mask": mask}
     out.update({
         "captions": [it["caption"] for it in items], "paraling": torch.stack([it["paraling"] for it in items]),
         "labels": [it["label"] for it in items], "shared_labels": [it["shared_label"] for it in items],

@@ -90,6 +90,8 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
         prepared = _ensure_prepared(c, out, rank)
         dirs.append(out)
         common = dict(crop_seconds=d.crop_seconds, input=d.input, seed=seed + i)
+        if d.input == "ge2e":  # frozen GE2E: window embeddings computed once per prepared corpus
+            common["ge2e"] = ge2e_windows(prepared, cfg.model.audio.path, d.crop_seconds)
         trains.append(ClapDataset(prepared, d.train_split, mode="train", phrase_sampling=d.phrase_sampling,
                                   repeats=d.repeats, **common))
         if prepared.split_indices(d.eval_split).size:  # a corpus without that split gives no evaluation data
@@ -98,6 +100,16 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
     evals = [e for e in evals if len(e) > 0]
     ev = None if not evals else (evals[0] if len(evals) == 1 else EpochConcat(evals))
     return Corpora(train, ev, collate_clap, dirs)
+
+
+def ge2e_windows(prepared: Any, weights: Optional[str], crop_seconds: float) -> Tuple[Any, Any, int]:
+    """(window embeddings, offsets, windows per training crop) of a prepared corpus for input "ge2e": a crop of
+    ``crop_seconds`` spans as many 1.6 s windows as the GE2E tower would cut from it."""
+    from ..model.ge2e import SAMPLE_RATE, partial_slices
+    from .ge2e_cache import ge2e_partials
+
+    emb, off = ge2e_partials(prepared, resolve_path(weights))
+    return emb, off, len(partial_slices(max(1, round(crop_seconds * SAMPLE_RATE))))
 
 
 def copy_prepared_artifacts(prepared_dirs: List[str], run_dir: str) -> None:

@@ -35,6 +35,8 @@ class SyntheticClapDataset(Dataset):
         pattern = gen.normal(size=(len(LABELS), 25)).astype(np.float32)
         par_pattern = gen.normal(size=(len(LABELS), 88)).astype(np.float32)
         self.clips: List[Dict[str, Any]] = []
+        g2 = np.random.default_rng(54321)  # input "ge2e": a stand-in 256-d embedding per clip, label-dependent
+        ge2e_pattern = g2.normal(size=(len(LABELS), 256))
         for i in range(n_clips):
             label = i % len(LABELS)
             frames = int(gen.integers(150, 300))
@@ -43,6 +45,8 @@ class SyntheticClapDataset(Dataset):
             clip = {"lld": lld, "label": LABELS[label], "speaker": f"s{i % 5}",
                     "paraling": (par_pattern[label] + 0.5 * gen.normal(size=88)).astype(np.float32),
                     "caption": f"speaker has a {pitch} pitch and emotion is {LABELS[label]}", "freq": 150 + 60 * label}
+            v = ge2e_pattern[label] + g2.normal(size=256)
+            clip["ge2e"] = (v / np.linalg.norm(v)).astype(np.float32)
             if i in ids:
                 self.clips.append(clip)
 
@@ -62,6 +66,10 @@ class SyntheticClapDataset(Dataset):
             n = min(len(clip["lld"]), int(self.crop_seconds * FRAME_RATE))
             start = int(rng.integers(0, len(clip["lld"]) - n + 1)) if self.mode == "train" else 0
             item["lld"] = torch.from_numpy(clip["lld"][start:start + n].copy())
+        elif self.input == "functionals":
+            n = 0
+        elif self.input == "ge2e":
+            item["ge2e"], n = torch.from_numpy(clip["ge2e"]), 1
         else:
             n = int(self.crop_seconds * SAMPLE_RATE * (0.6 + 0.4 * rng.random()))
             t = np.arange(n) / SAMPLE_RATE

@@ -2,7 +2,9 @@
 
 A class is scored by the text embedding of its prompts: each template with ``{label}`` replaced by the class'
 label word. With several templates the class embedding is the mean of the template embeddings, L2-normalised
-again (prompt ensembling, as CLIP's zero-shot classifier).
+again (prompt ensembling, as CLIP's zero-shot classifier). The default template is the caption phrase
+"emotion is {label}"; :data:`TEMPLATE_SETS` names alternative sets, chosen among on the validation split only
+(:func:`fastclap.evaluation.runner.choose_templates`).
 
 Label words. The classes are the emotion labels of the evaluated split, and by default the word of a class
 is the label itself: the prepared manifests already store English emotion words (EmoDB: anger, boredom,
@@ -21,7 +23,18 @@ import torch
 
 from fastclap.config import EvalConfig
 
-DEFAULT_TEMPLATES: Tuple[str, ...] = (EvalConfig.prompt,)  # the trainer's validation prompt
+DEFAULT_TEMPLATES: Tuple[str, ...] = (EvalConfig.prompt,)  # the trainer's validation prompt: the caption phrase
+# Named prompt sets a zero-shot evaluation may choose among on the validation split (never on the test split).
+# "caption" is the phrase of the ParaCLAP captions; "caption_ensemble" averages it with the other caption
+# phrasings of the same class word; "sentence" is a CLIP-style sentence the captions never contain.
+TEMPLATE_SETS: Dict[str, Tuple[str, ...]] = {
+    "caption": ("emotion is {label}",),
+    "caption_ensemble": ("emotion is {label}", "the emotion is {label}", "speaker sounds {label}",
+                         "the speaker's emotion is {label}"),
+    "sentence": ("this person is feeling {label}.",),
+    "sentence_ensemble": ("this person is feeling {label}.", "a {label} voice.", "the speaker sounds {label}.",
+                          "a recording of {label} speech."),
+}
 LABEL_SPACES = ("dataset", "shared")
 
 

@@ -105,10 +105,24 @@ def with_run_norm(prepared: Any, checkpoint: str, norm: str) -> tuple:
 
 
 def model_input(model: torch.nn.Module) -> str:
-    """"lld" or "waveform": what the model's audio tower reads."""
-    cfg = getattr(model, "cfg", None)
-    kind = getattr(getattr(cfg, "audio", None), "kind", "lld")
-    return "lld" if kind == "lld" else "waveform"
+    """"lld", "waveform" or "functionals": what the model's audio tower reads (a fusion tower: the input of its
+    LLD or GE2E part, else the functionals)."""
+    audio = getattr(getattr(model, "cfg", None), "audio", None)
+    kind = getattr(audio, "kind", "lld")
+    parts = list(getattr(audio, "fusion", [])) if kind == "fusion" else [kind]
+    if "lld" in parts:
+        return "lld"
+    return "functionals" if parts == ["functionals"] else "waveform"
+
+
+def _cached_ge2e_ok(model: torch.nn.Module) -> bool:
+    """True when the model's GE2E part is the frozen wheel network with its own pooling (and no waveform-reading
+    part besides it): full-clip embeddings can then come from the per-corpus cache."""
+    audio = getattr(getattr(model, "cfg", None), "audio", None)
+    kind = getattr(audio, "kind", "lld")
+    parts = list(getattr(audio, "fusion", [])) if kind == "fusion" else [kind]
+    return ("ge2e" in parts and set(parts) <= {"ge2e", "functionals"} and not audio.trainable
+            and audio.pooling == "ge2e" and audio.path is None)
 
 
 @torch.no_grad()
@@ -125,7 +139,12 @@ def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: i
 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    ds = ClapDataset(prepared, split, mode="eval", crop_seconds=None, input=model_input(model))
+    kind, extra = model_input(model), {}
+    if kind == "waveform" and _cached_ge2e_ok(model):  # same vectors as the tower computes, without the LSTM pass
+        from fastclap.engine.data import ge2e_windows
+
+        kind, extra = "ge2e", {"ge2e": ge2e_windows(prepared, None, 1.0)}
+    ds = ClapDataset(prepared, split, mode="eval", crop_seconds=None, input=kind, **extra)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_clap)
     if progress:
         from tqdm import tqdm
@@ -149,6 +168,35 @@ def encode_texts(model: torch.nn.Module, texts: Sequence[str], batch_size: int =
     """(len(texts), D) fp32 L2-normalised text embeddings, in batches."""
     parts = [model.encode_text(list(texts[i:i + batch_size])).float().cpu() for i in range(0, len(texts), batch_size)]
     return torch.cat(parts)
+
+
+def choose_templates(model: torch.nn.Module, prepared: Any, candidates: Mapping[str, Sequence[str]],
+                     split: str = "valid", label_space: str = "dataset",
+                     label_words: Optional[Mapping[str, str]] = None, shared_only: bool = False,
+                     batch_size: int = 32, progress: bool = False) -> Dict[str, Any]:
+    """Pick the prompt set with the best zero-shot UAR on ``split`` (the validation split: never the test split).
+
+    ``candidates`` maps a name to its templates (e.g. :data:`~fastclap.evaluation.prompts.TEMPLATE_SETS`); ties go
+    to the earlier name. ``shared_only`` keeps only clips of the shared classes. Returns ``{"chosen": name, "templates": [...], "split": split, "uar": {name: uar}}``.
+    Raises ValueError for no candidates, bad templates or an empty split.
+    """
+    if not candidates:
+        raise ValueError("choose_templates: no candidate prompt sets")
+    from fastclap.data import shared_label
+
+    emb = embed_split(model, prepared, split, batch_size, progress)
+    keep = [i for i, lab in enumerate(emb["labels"]) if not shared_only or shared_label(lab)]
+    if not keep:
+        raise ValueError(f"split {split!r} of {prepared.out_dir} has no clip of a shared class")
+    audio = emb["audio_features"][keep]
+    labels = [map_label(emb["labels"][i], label_space) for i in keep]
+    uar: Dict[str, float] = {}
+    for name, templates in candidates.items():
+        prompts = ClassPrompts.build(sorted(set(labels)), templates, label_words)
+        pred = zero_shot_predict(audio, prompts.encode(lambda t: encode_texts(model, t))).tolist()
+        uar[name] = classification_metrics([prompts.index(lab) for lab in labels], pred, prompts.classes)["uar"]
+    best = max(uar, key=lambda n: (uar[n], -list(candidates).index(n)))
+    return {"chosen": best, "templates": list(candidates[best]), "split": split, "uar": uar}
 
 
 def evaluate_model(model: torch.nn.Module, prepared: Any, split: str = "test",

@@ -19,7 +19,8 @@ class CLAPModel(nn.Module):
     ``log(cfg.logit_scale_max)`` after every optimizer step.
 
     Batches are the dicts of ``fastclap.data.collate_clap``: ``lld`` (B, F, 25) + ``lld_mask`` (B, F) or
-    ``waveforms`` (B, T) + ``attention_mask`` (B, T), ``captions`` list[str], ``paraling`` (B, 88).
+    ``waveforms`` (B, T) + ``attention_mask`` (B, T), ``captions`` list[str], ``paraling`` (B, 88) (the input of
+    the "functionals" tower).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -31,8 +32,8 @@ class CLAPModel(nn.Module):
         self.text_head = ProjectionHead(self.text_tower.output_dim, cfg.embed_dim, cfg.projection_dropout)
         # shape (1,), not 0-d: DeepSpeed's parameter broadcast views parameters as bytes, which 0-d tensors refuse
         self.logit_scale = nn.Parameter(torch.full((1,), math.log(cfg.logit_scale_init)))
-        if not cfg.audio.trainable:
-            self.audio_tower.requires_grad_(False)
+        if not cfg.audio.trainable and not hasattr(self.audio_tower, "forward_batch"):
+            self.audio_tower.requires_grad_(False)  # batch towers freeze only their pretrained network
 
     # ---- helpers ------------------------------------------------------------------------------------------
     def _dtype(self) -> torch.dtype:
@@ -44,6 +45,8 @@ class CLAPModel(nn.Module):
     def audio_embeddings(self, batch: Dict[str, Any]) -> torch.Tensor:
         """Pooled audio tower output (B, H) for a collated batch (before the head)."""
         dt, dev = self._dtype(), self._device()
+        if hasattr(self.audio_tower, "forward_batch"):  # GE2E, functionals and fusion towers
+            return self.audio_tower.forward_batch(batch, dev, dt)
         if "lld" in batch:
             mask = batch.get("lld_mask")
             return self.audio_tower(batch["lld"].to(dev, dt), None if mask is None else mask.to(dev))

@@ -187,5 +187,9 @@ class HFTextEncoder(nn.Module):
 
 
 def build_audio_tower(cfg: AudioTowerConfig) -> nn.Module:
-    """The audio tower named by ``cfg.kind`` ("lld" or "hf")."""
+    """The audio tower named by ``cfg.kind`` ("lld", "hf", "ge2e", "functionals" or "fusion")."""
+    if cfg.kind in ("ge2e", "functionals", "fusion"):
+        from .batch_towers import FunctionalsEncoder, FusionEncoder, GE2ETower
+
+        return {"ge2e": GE2ETower, "functionals": FunctionalsEncoder, "fusion": FusionEncoder}[cfg.kind](cfg)
     return LLDEncoder(cfg) if cfg.kind == "lld" else HFAudioEncoder(cfg)

@@ -1,0 +1,64 @@
+"""Frozen GE2E embeddings cached per clip, so that a contrastive step of 8192 crops costs no LSTM pass.
+
+For ``data.input: "ge2e"`` every clip of a prepared corpus is embedded once by the pretrained GE2E network
+(:mod:`fastclap.model.ge2e`): its waveform is raised to -30 dBFS if quieter and cut into resemblyzer's 1.6 s
+partial windows (every 0.77 s), each window embedded. The window embeddings of all clips are stored in
+``<prepared_dir>/ge2e_partials.<weights sha256[:16]>.npz`` (``embeddings`` (W, 256) float32, ``offsets`` (N + 1,)
+int64: clip i owns rows offsets[i]:offsets[i + 1]), so another run, another seed or another process reuses them;
+changed weights give another file name. The dataset then builds a training crop as the L2-normalised mean of a
+random run of consecutive windows and a full clip as the mean of all its windows - the utterance embedding the
+waveform-reading GE2E tower computes for the same clip.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Tuple
+
+import numpy as np
+import torch
+
+from ..model.ge2e import GE2EEncoder, resemblyzer_weights_path
+
+
+def _weights_key(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def ge2e_partials(prepared: Any, weights: str | None = None, batch_windows: int = 256
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+    """(embeddings (W, 256) float32, offsets (N + 1,) int64) of every clip of ``prepared``, cached on disk.
+
+    ``weights``: a resemblyzer-format checkpoint (default: the wheel's). Raises FileNotFoundError without the
+    resemblyzer wheel.
+    """
+    from ..model.ge2e import HOP, normalize_volume, partial_slices
+
+    path = weights or resemblyzer_weights_path()
+    cache = os.path.join(str(prepared.out_dir), f"ge2e_partials.{_weights_key(path)}.npz")
+    if os.path.isfile(cache):
+        with np.load(cache) as z:
+            emb, off = z["embeddings"], z["offsets"]
+        if off.shape == (len(prepared) + 1,) and off[-1] == emb.shape[0]:
+            return emb, off
+    enc = GE2EEncoder(path).eval()
+    windows, counts = [], []
+    for i in range(len(prepared)):
+        wav = normalize_volume(torch.from_numpy(np.array(prepared.waveform(i), dtype=np.float32)))
+        slices = partial_slices(int(wav.numel()))
+        wav = torch.nn.functional.pad(wav, (0, max(0, slices[-1][1] * HOP - wav.numel())))
+        mel = enc.mel(wav[None])[0]
+        windows += [mel[a:b] for a, b in slices]
+        counts.append(len(slices))
+    emb = torch.cat([enc(torch.stack(windows[j:j + batch_windows]))
+                     for j in range(0, len(windows), batch_windows)]).numpy().astype(np.float32)
+    off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    tmp = cache + f".tmp{os.getpid()}.npz"
+    np.savez(tmp, embeddings=emb, offsets=off)
+    os.replace(tmp, cache)
+    return emb, off

@@ -1,0 +1,103 @@
+"""Supervised reference for zero-shot scores: a logistic regression on utterance features of the same clips.
+
+Every zero-shot table should show how far it is from a supervised classifier trained on the very clips the CLAP
+model was trained on. :func:`linear_probe` fits scikit-learn's ``LogisticRegression`` (balanced class weights,
+standardised inputs, see ``scaling``) on the ``train`` split of a prepared corpus, picks the inverse regularisation ``C`` by UAR on
+the ``valid`` split only, and scores the ``test`` split with the same UAR as the zero-shot evaluation.
+
+Features: ``"egemaps"`` - the 88 eGeMAPSv02 functionals of each clip (``prepared.paraling``, z-normalised with the
+train split's statistics; Eyben et al., IEEE TAC 2016); ``"ge2e"`` - the 256-d GE2E utterance embedding of each
+clip (:mod:`fastclap.model.ge2e`); ``"egemaps+ge2e"`` - both, concatenated.
+
+Labels: with ``label_space="shared"`` every label is mapped to its cross-corpus class and clips without one are
+left out of all three splits (the cross-corpus protocol: train on the four shared classes of one corpus, test on
+those of the other); ``"dataset"`` keeps the corpus' own labels (within-corpus protocol).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+FEATURES = ("egemaps", "ge2e", "egemaps+ge2e")
+C_GRID = (0.01, 0.1, 1.0, 10.0)
+SCALINGS = ("train", "per_split")
+
+
+def _split(prepared: Any, split: str, label_space: str) -> Tuple[List[int], List[str]]:
+    from .prompts import map_label
+    from fastclap.data import shared_label
+
+    idx, labels = [], []
+    for i in prepared.split_indices(split):
+        lab = prepared.rows[int(i)].emotion
+        if label_space == "shared" and shared_label(lab) is None:
+            continue
+        idx.append(int(i))
+        labels.append(map_label(lab, label_space))
+    if not idx:
+        raise ValueError(f"split {split!r} of {prepared.out_dir} has no clip to fit or score")
+    return idx, labels
+
+
+def clip_features(prepared: Any, indices: Sequence[int], features: str) -> np.ndarray:
+    """(len(indices), d) float64 features of the clips ``indices`` of a prepared corpus (see the module doc; the
+    GE2E embeddings come from the per-corpus cache of :mod:`fastclap.engine.ge2e_cache`)."""
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    parts = []
+    if "egemaps" in features:
+        parts.append(np.stack([prepared.paraling(i) for i in indices]).astype(np.float64))
+    if "ge2e" in features:  # utterance embedding: normalised mean of the clip's cached window embeddings
+        from fastclap.engine.ge2e_cache import ge2e_partials
+
+        emb, off = ge2e_partials(prepared)
+        utt = np.stack([emb[off[i]:off[i + 1]].mean(axis=0) for i in indices]).astype(np.float64)
+        parts.append(utt / np.maximum(np.linalg.norm(utt, axis=1, keepdims=True), 1e-12))
+    return np.concatenate(parts, axis=1)
+
+
+def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "dataset",
+                 c_grid: Sequence[float] = C_GRID, seed: int = 0, scaling: str = "train") -> Dict[str, Any]:
+    """Fit on ``train``, choose C on ``valid`` (UAR; ties: the smaller C), score ``test``.
+
+    ``scaling``: "train" standardises every split with the train split's mean and sd (what the zero-shot model
+    sees); "per_split" standardises each split with its own statistics (unlabelled per-corpus normalisation, a
+    common cross-corpus practice; it uses the test clips' features, never their labels).
+
+    Returns ``{"features", "label_space", "C", "valid_uar", "test": classification_metrics(...), "n_train"}``.
+    Raises ValueError for an empty split, unknown features, or a test label the training split never had.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from .metrics import classification_metrics
+
+    splits = {s: _split(prepared, s, label_space) for s in ("train", "valid", "test")}
+    classes = sorted(set(splits["train"][1]))
+    for s in ("valid", "test"):
+        unseen = sorted(set(splits[s][1]) - set(classes))
+        if unseen:
+            raise ValueError(f"{s} labels {unseen} never occur in the train split of {prepared.out_dir}")
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    x = {s: clip_features(prepared, splits[s][0], features) for s in splits}
+    if scaling == "per_split":
+        x = {s: (v - v.mean(0)) / np.maximum(v.std(0), 1e-12) for s, v in x.items()}
+    y = {s: np.array([classes.index(lab) for lab in splits[s][1]]) for s in splits}
+
+    def fit(c: float):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=5000,
+                                                                 random_state=seed))
+        return clf.fit(x["train"], y["train"])
+
+    scored = []
+    for c in sorted(c_grid):
+        clf = fit(c)
+        uar = classification_metrics(y["valid"].tolist(), clf.predict(x["valid"]).tolist(), classes)["uar"]
+        scored.append((uar, -c, clf))
+    valid_uar, neg_c, clf = max(scored, key=lambda t: (t[0], t[1]))
+    test = classification_metrics(y["test"].tolist(), clf.predict(x["test"]).tolist(), classes)
+    return {"features": features, "scaling": scaling, "label_space": label_space, "C": -neg_c, "valid_uar": valid_uar, "test": test,
+            "n_train": int(len(y["train"]))}

@@ -1,0 +1,87 @@
+"""GE2E audio tower: equality with resemblyzer's own VoiceEncoder on real sample clips, and the tower's pooling,
+caching and gradients. All comparisons in fp32 on the CPU."""
+import glob
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from fastclap.model.ge2e import GE2EEncoder, mel_filterbank, normalize_volume, partial_slices
+
+resemblyzer = pytest.importorskip("resemblyzer")  # installed --no-deps with librosa and webrtcvad-wheels
+librosa = pytest.importorskip("librosa")
+sf = pytest.importorskip("soundfile")
+
+SAMPLE = os.path.join(os.path.dirname(__import__("fastclap").__file__), "data", "sample")
+
+
+@pytest.fixture(scope="module")
+def ours():
+    return GE2EEncoder().eval()
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return resemblyzer.VoiceEncoder("cpu", verbose=False)
+
+
+def _clips():
+    files = sorted(glob.glob(os.path.join(SAMPLE, "*.flac")))
+    emodb = [f for f in files if "emodb" in os.path.basename(f)][:3]
+    ravdess = [f for f in files if "ravdess" in os.path.basename(f)][:3]
+    assert emodb and ravdess, "the embedded sample should hold EmoDB and RAVDESS clips"
+    return emodb + ravdess
+
+
+def test_mel_filterbank_matches_librosa():
+    want = librosa.filters.mel(sr=16000, n_fft=400, n_mels=40)
+    got = mel_filterbank().numpy()
+    assert got.shape == want.shape == (40, 201)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 159, 160, 25_599, 25_600, 31_999, 32_000, 40_001, 123_457])
+def test_partial_slices_match_resemblyzer(n):
+    _, mel_slices = resemblyzer.VoiceEncoder.compute_partial_slices(n, 1.3, 0.75)
+    assert partial_slices(n) == [(s.start, s.stop) for s in mel_slices]
+
+
+def test_normalize_volume_matches_resemblyzer():
+    g = np.random.default_rng(3)
+    for scale in (1e-3, 0.05, 0.9):  # quiet clips are raised, loud ones left alone
+        wav = (scale * g.standard_normal(4001)).astype(np.float32)
+        want = resemblyzer.normalize_volume(wav, -30, increase_only=True)
+        np.testing.assert_allclose(normalize_volume(torch.from_numpy(wav)[None])[0].numpy(), want, rtol=1e-5,
+                                   atol=1e-7)
+
+
+@pytest.mark.parametrize("path", _clips(), ids=os.path.basename)
+def test_embeddings_equal_voice_encoder(ours, ref, path):
+    wav, sr = sf.read(path, dtype="float32")
+    wav = resemblyzer.preprocess_wav(wav, source_sr=None if sr == 16000 else sr)  # volume + VAD trimming
+    want, want_parts, _ = ref.embed_utterance(wav, return_partials=True)
+    np.testing.assert_allclose(ours.mel(torch.from_numpy(wav)[None])[0].numpy(),
+                               resemblyzer.wav_to_mel_spectrogram(wav), rtol=1e-4, atol=1e-6)
+    with torch.no_grad():
+        parts = ours.partial_embeddings(torch.from_numpy(wav)).numpy()
+        got = ours.embed_utterance(torch.from_numpy(wav)).numpy()
+    assert got.shape == (256,) and parts.shape == want_parts.shape
+    np.testing.assert_allclose(parts, want_parts, atol=2e-6)
+    np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+def test_random_odd_length_clip_equals_voice_encoder(ours, ref):
+    g = np.random.default_rng(11)
+    for n in (7_777, 50_003):  # shorter than one window (zero padded) and several windows
+        wav = (0.1 * g.standard_normal(n)).astype(np.float32)
+        with torch.no_grad():
+            got = ours.embed_utterance(torch.from_numpy(wav)).numpy()
+        np.testing.assert_allclose(got, ref.embed_utterance(wav), atol=2e-6)
+
+
+def test_bad_checkpoint_is_named(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"model_state": {"linear.weight": torch.zeros(256, 256)}}, bad)
+    with pytest.raises(ValueError, match="not a GE2E checkpoint"):
+        GE2EEncoder(str(bad))
