@@ -25,11 +25,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
 
+from .deepspeed_checks import check as _check
+from .deepspeed_checks import check_deepspeed_section, check_grad_cache  # noqa: F401  (part of this module's API)
+from .deepspeed_checks import check_finite as _check_finite
 from .typed import from_json_data
 
 MINILM = "builtin:all-MiniLM-L6-v2"
@@ -350,11 +352,6 @@ def to_dict(cfg: Any) -> Dict[str, Any]:
 # semantic checks
 
 
-def _check(cond: bool, key: str, msg: str) -> None:
-    if not cond:
-        raise ValueError(f"{key}: {msg}")
-
-
 FUSION_PARTS = ("lld", "functionals", "ge2e")
 _PART_INPUT = {"lld": "lld", "ge2e": "waveform", "functionals": "functionals"}
 
@@ -446,65 +443,6 @@ def validate(cfg: FastClapConfig) -> FastClapConfig:
     return cfg
 
 
-def _positive_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-
-def _check_finite(node: Any, key: str) -> None:
-    """Every number of a DeepSpeed dict is finite (JSON's NaN / Infinity tokens are not)."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            _check_finite(v, f"{key}.{k}" if key else str(k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            _check_finite(v, f"{key}[{i}]")
-    elif isinstance(node, float):
-        _check(math.isfinite(node), key, f"must be a finite number, got {node!r}")
-
-
-def check_deepspeed_section(ds: Dict[str, Any], on_cuda: bool, world_size: int = 1) -> None:
-    """Check the DeepSpeed keys the engine relies on, and that every number is finite. Raises ``ValueError``
-    naming the key.
-
-    The batch is given per rank (``train_micro_batch_size_per_gpu``) or for the whole world
-    (``train_batch_size`` = micro x gradient_accumulation_steps x world_size, DeepSpeed's own rule); the
-    latter keeps the contrastive batch of a config fixed whatever the number of ranks, so it must divide.
-    """
-    _check_finite(ds, "")
-    micro, total = ds.get("train_micro_batch_size_per_gpu"), ds.get("train_batch_size")
-    if micro is None and total is not None:
-        gas = ds.get("gradient_accumulation_steps", 1)
-        _check(_positive_int(total), "train_batch_size", f"must be an integer >= 1, got {total!r}")
-        _check(_positive_int(gas), "gradient_accumulation_steps", f"must be an integer >= 1, got {gas!r}")
-        _check(total % (gas * world_size) == 0, "train_batch_size",
-               f"{total} is not divisible by gradient_accumulation_steps x world size = {gas} x {world_size}")
-    else:
-        _check(_positive_int(micro), "train_micro_batch_size_per_gpu",
-               "required (or train_batch_size): the per-rank contrastive batch (an integer >= 1)")
-    opt = ds.get("optimizer")
-    _check(isinstance(opt, dict) and isinstance(opt.get("params", {}).get("lr"), (int, float)),
-           "optimizer", 'required, e.g. {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": true}}')
-    _check("scheduler" not in ds, "scheduler", "not supported: the schedule is fastclap.schedule (warm-up + cosine)")
-    params = opt.get("params", {})
-    for name in ("lr", "weight_decay", "eps"):
-        _check(not isinstance(params.get(name), (int, float)) or params[name] >= 0, f"optimizer.params.{name}",
-               f"must be >= 0, got {params.get(name)!r}")
-    betas = params.get("betas", (0.9, 0.999))
-    _check(isinstance(betas, (list, tuple)) and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas),
-           "optimizer.params.betas", f"must be two numbers in [0, 1), got {betas!r}")
-    clip = ds.get("gradient_clipping", 0.0)
-    _check(isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip >= 0, "gradient_clipping",
-           f"must be a number >= 0 (0: off), got {clip!r}")
-    stage = ds.get("zero_optimization", {}).get("stage", 0)
-    _check(stage in (0, 1, 2, 3), "zero_optimization.stage", f"must be 0, 1, 2 or 3, got {stage!r}")
-    if not on_cuda:
-        _check(not ds.get("fp16", {}).get("enabled", False), "fp16.enabled",
-               "fp16 is not supported on CPU; use bf16 or fp32")
-        _check(bool(opt.get("params", {}).get("torch_adam", False)) or opt.get("type", "").lower() not in
-               ("adam", "adamw"), "optimizer.params.torch_adam",
-               "must be true on CPU (DeepSpeed's own Adam would JIT-build a C++ op)")
-
-
 def load_config(path: str, overrides: Sequence[str] = ()) -> Tuple[Dict[str, Any], FastClapConfig]:
     """Read a config file, apply ``overrides`` (see :func:`fastclap.engine.overrides.apply_overrides`); return (DeepSpeed dict without
     the fastclap section, validated FastClapConfig).
@@ -536,29 +474,6 @@ def split_config(raw: Dict[str, Any]) -> Tuple[Dict[str, Any], FastClapConfig]:
     cfg = validate(from_dict(FastClapConfig, section, "fastclap"))
     check_grad_cache(cfg.grad_cache, raw)
     return raw, cfg
-
-
-def check_grad_cache(gc: GradCacheConfig, ds: Dict[str, Any], micro: Optional[int] = None) -> None:
-    """Check ``fastclap.grad_cache`` against the DeepSpeed batch keys. Raises ``ValueError`` naming the key.
-
-    ``micro``: the per-rank micro batch when known (the engine's, after start-up); else it is read from
-    ``train_micro_batch_size_per_gpu``, or bounded by ``train_batch_size / gradient_accumulation_steps`` (its
-    value on one rank). Gradient caching builds the whole contrastive batch in one step, so it does not combine
-    with DeepSpeed's gradient accumulation.
-    """
-    key = "fastclap.grad_cache.sub_batch"
-    _check(gc.sub_batch >= 0, key, f"must be >= 0 (0: off), got {gc.sub_batch}")
-    if gc.sub_batch == 0:
-        return
-    gas = ds.get("gradient_accumulation_steps", 1)
-    _check(gas == 1, key, f"gradient caching needs gradient_accumulation_steps 1, got {gas!r}")
-    if micro is None:
-        micro = ds.get("train_micro_batch_size_per_gpu")
-        if micro is None and _positive_int(ds.get("train_batch_size")):
-            micro = ds["train_batch_size"]
-    if _positive_int(micro):
-        _check(gc.sub_batch <= micro, key,
-               f"{gc.sub_batch} is larger than the micro batch per rank ({micro} pairs)")
 
 
 def resolve_path(p: Optional[str]) -> Optional[str]:
