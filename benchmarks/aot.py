@@ -51,13 +51,12 @@ def _tl_name(dtype) -> str:
 
 def variants(dim: int, dtype_label: str, k: int, schedule: str, batch: int = 65536) -> List[Dict]:
     """The kernels the launcher starts for one (d, dtype, K) on ``schedule``, as compile specs."""
-    os.environ["FASTCLAP_TRITON_CONFIG"] = schedule
     from fastclap.losses.triton_config import launch_config
     from fastclap.losses.triton_loss import _source_meta
 
     feat, allow_tf32 = DTYPES[dtype_label]
     cfg = launch_config(batch, dim, SOURCE_DIMS[:k], SOURCE_TEMPS[:k], _torch_dtype(feat),
-                        device_type="cpu", allow_tf32=allow_tf32)
+                        device_type="cpu", allow_tf32=allow_tf32, schedule=schedule)
     src_types = [_tl_name(t) for t in cfg.src_dtypes] + ["fp32"] * (3 - k)
     pointer = {"x_ptr": feat, "y_ptr": feat, "g_ptr": feat, "u0_ptr": src_types[0], "u1_ptr": src_types[1],
                "u2_ptr": src_types[2]}

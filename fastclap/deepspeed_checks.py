@@ -69,7 +69,7 @@ def check_deepspeed_section(ds: Dict[str, Any], on_cuda: bool, world_size: int =
     if not on_cuda:
         check(not ds.get("fp16", {}).get("enabled", False), "fp16.enabled",
                "fp16 is not supported on CPU; use bf16 or fp32")
-        check(bool(opt.get("params", {}).get("torch_adam", False)) or opt.get("type", "").lower() not in
+        check(bool(params.get("torch_adam", False)) or opt.get("type", "").lower() not in
                ("adam", "adamw"), "optimizer.params.torch_adam",
                "must be true on CPU (DeepSpeed's own Adam would JIT-build a C++ op)")
 

@@ -44,7 +44,6 @@ except ImportError:  # pragma: no cover - the message is the point
 
 from fastclap import RankNContrastLoss, SmoothCLAPLoss
 from fastclap.losses.combined import ContrastiveRnCLoss
-from fastclap import SmoothCLAPLoss
 from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
 from fastclap.config import check_deepspeed_section, check_grad_cache, load_config, resolve_path, to_dict
 from fastclap.engine import checkpoint

@@ -119,3 +119,13 @@ def test_bad_input_names_the_argument():
     _bad(lambda: compat.DistillClipLoss()(x, y, s, x[:3], y[:3], s), "dist_image_features")
     _bad(lambda: compat.DistillClipLoss()(x, y, s, x, y, None), "dist_logit_scale")
     _bad(lambda: compat.ClipLoss(world_size=2, rank=1)(x, y, s), "process group")
+
+
+def test_plain_clip_loss_call_warns_nothing():
+    """open_clip's call without soft targets is the hard loss: no missing-sources warning reaches the user."""
+    import warnings
+
+    x, y = (F.normalize(torch.randn(6, 8), dim=-1) for _ in range(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compat.ClipLoss()(x, y, torch.tensor(14.3))

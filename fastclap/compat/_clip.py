@@ -25,6 +25,8 @@ def clip_loss_open_clip_semantics(
     local_loss: bool, gather_with_grad: bool, rank: int, world_size: int,
 ) -> torch.Tensor:
     """This rank's CLIP / SmoothCLAP loss (0-d fp32) of features x, y (B_l, d), logit_scale ``scale``."""
+    if sources is None:   # open_clip's call without soft targets is the hard loss, not a missing-sources mistake
+        soft_weight = 0.0
     soft = dict(soft_weight=soft_weight, source_weights=source_weights, source_temperatures=source_temperatures)
     if world_size == 1:
         return smooth_clap_loss(x, y, scale, sources, backend=backend, **soft)

@@ -142,6 +142,7 @@ def launch_config(
     device_type: str,
     allow_tf32: bool = False,
     memory_budget: Optional[int] = None,
+    schedule: Optional[str] = None,
 ) -> LaunchConfig:
     """The launch configuration of one loss evaluation (see the module doc).
 
@@ -149,7 +150,8 @@ def launch_config(
         batch, dim: B and d of the features. source_dims / source_temps: d_k and tau_k per source.
         dtype: the features' dtype (fp32, bf16, fp16). device_type: "cuda" or "cpu" (interpreter).
         allow_tf32: fp32 feature and source GEMMs in TF32. memory_budget: bytes for the backward's
-            buffers (default DEFAULT_MEMORY_BUDGET).
+            buffers (default DEFAULT_MEMORY_BUDGET). schedule: "interpreter", "sm90" or "sm80" to choose
+            the schedule directly (the ahead-of-time check); default: :func:`schedule_name`.
 
     Raises:
         ValueError: FASTCLAP_TRITON_CONFIG holds an unknown value, or memory_budget <= 0.
@@ -157,7 +159,10 @@ def launch_config(
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
     if budget <= 0:
         raise ValueError(f"memory_budget must be > 0 bytes, got {memory_budget}")
-    schedule = schedule_name(device_type)
+    if schedule is None:
+        schedule = schedule_name(device_type)
+    elif schedule not in ("interpreter", "sm90", "sm80"):
+        raise ValueError(f"schedule must be 'interpreter', 'sm90' or 'sm80', got {schedule!r}")
     gpu = schedule != "interpreter"
     k = len(source_dims)
     if schedule == "interpreter":

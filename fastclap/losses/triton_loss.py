@@ -80,16 +80,20 @@ def _cublas_tf32(allow: bool):
         torch.backends.cuda.matmul.allow_tf32 = old
 
 
+_MM_OUT_DTYPE = [True]   # whether torch.mm(out_dtype=...) works here; learnt on the first 16-bit CUDA call
+
+
 def mm_fp32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a @ b with fp32 accumulation and an fp32 result. 16-bit CUDA operands run the 16-bit tensor-core
-    GEMM with an fp32 output; elsewhere the operands are upcast (16-bit values are exact in fp32)."""
+    GEMM with an fp32 output; elsewhere (or with a torch whose mm has no out_dtype) the operands are upcast:
+    16-bit values are exact in fp32, and in TF32 too."""
     if a.dtype == torch.float32:
         return a @ b
-    if a.is_cuda:
+    if a.is_cuda and _MM_OUT_DTYPE[0]:
         try:
             return torch.mm(a, b, out_dtype=torch.float32)
         except (RuntimeError, TypeError, NotImplementedError):
-            pass   # torch without mm(out_dtype): upcast (bf16 / fp16 values are exact in TF32 too)
+            _MM_OUT_DTYPE[0] = False   # do not pay for the exception on every chunk
     return a.float() @ b.float()
 
 
@@ -165,11 +169,11 @@ class _SmoothCLAPTriton(torch.autograd.Function):
                         NUM_SOURCES=k, PRECISION=cfg.precision, UPCAST=_interpreting(), **src_meta,
                         **cfg.grad.meta(gpu))
                     ds += ds_part.sum()
-                    dx[r0:r0 + nr] = (mm_fp32(g, y[ca:cb]) * coef).to(dx.dtype)
+                    dx[r0:r0 + nr] = mm_fp32(g, y[ca:cb]).mul_(coef).to(dx.dtype)
                     xs = x[r0:r0 + nr]
                     for p0 in range(0, nc, DY_PIECE_ROWS):
                         p1 = min(p0 + DY_PIECE_ROWS, nc)
-                        dy_acc[ca + p0:ca + p1] += mm_fp32(g[:, p0:p1].t(), xs) * coef
+                        dy_acc[ca + p0:ca + p1] += mm_fp32(g[:, p0:p1].t(), xs).mul_(coef)  # one temporary
         dy = dy_acc.to(y.dtype)
         dscale = (ds * gout / normaliser).to(scale_dtype) if ctx.needs_input_grad[2] else None
         return dx, dy, dscale, None, None, None, None, None, None, None, None

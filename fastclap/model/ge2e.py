@@ -38,7 +38,6 @@ MIN_COVERAGE = 0.75
 HIDDEN = 256
 EMBED_DIM = 256
 TARGET_DBFS = -30.0
-INT16_MAX = 2 ** 15 - 1
 
 
 def resemblyzer_weights_path() -> str:
