@@ -125,6 +125,10 @@ class AudioTowerConfig:
             "lld", "functionals", "ge2e" ("lld" needs data.input "lld", "ge2e" needs "waveform" or "ge2e"). For "ge2e"
             and "fusion" towers ``trainable`` false freezes only the pretrained GE2E network (the LLD,
             functionals and attention parts always train); ``lr`` applies to the whole tower.
+        speaker_norm: speaker normalisation of the tower's inputs (fastclap.data.speaker_norm): every clip's
+            eGeMAPS functionals and GE2E embedding (and every training crop's) standardised with the mean and sd
+            of its speaker's clips - unlabelled, in training and in every evaluation alike. Needs data.input
+            "functionals" or "ge2e" and a tower without an "lld" part.
     """
 
     kind: Literal["lld", "hf", "ge2e", "functionals", "fusion"] = "lld"
@@ -140,6 +144,7 @@ class AudioTowerConfig:
     gradient_checkpointing: bool = False
     pooling: Literal["ge2e", "attention"] = "ge2e"
     fusion: List[str] = field(default_factory=lambda: ["functionals", "ge2e"])
+    speaker_norm: bool = False
 
 
 @dataclass
@@ -249,12 +254,16 @@ class EvalConfig:
         prompt: zero-shot class prompt, "{label}" is replaced by the label word. The default repeats the
             ParaCLAP caption phrase ("... and emotion is angry"), which scores better than a sentence the captions
             never contain.
+        label_space: "dataset" (each corpus' own label words; a model trained on several corpora then scores
+            e.g. EmoDB "anger" and RAVDESS "angry" as two classes) or "shared" (the four cross-corpus classes
+            anger, happiness, sadness, neutral; clips of other classes are left out of the UAR, not of the loss).
     """
 
     every: int = 0
     batch_size: int = 256
     max_batches: int = 0
     prompt: str = "emotion is {label}"
+    label_space: Literal["dataset", "shared"] = "dataset"
 
 
 @dataclass
@@ -379,6 +388,10 @@ def _check_extra_towers(a: AudioTowerConfig, data_input: str) -> None:
         _check(a.hidden >= 1 and a.layers >= 1, f"{key}.hidden", "hidden and layers must be >= 1")
     if "lld" in parts:
         _check(a.kernel_size % 2 == 1, f"{key}.kernel_size", "must be odd")
+    if a.speaker_norm:
+        _check(data_input in ("functionals", "ge2e") and "lld" not in parts, f"{key}.speaker_norm",
+               f"speaker normalisation needs data.input 'functionals' or 'ge2e' and no 'lld' tower part "
+               f"(got input {data_input!r}, towers {parts})")
     if "ge2e" in parts and a.path is not None:
         _check(os.path.isfile(os.path.expanduser(a.path)), f"{key}.path", f"GE2E checkpoint {a.path!r} not found")
 
@@ -397,6 +410,8 @@ def validate(cfg: FastClapConfig) -> FastClapConfig:
     _check(d.repeats >= 1, "fastclap.data.repeats", "must be >= 1")
     _check(d.num_workers >= 0, "fastclap.data.num_workers", "must be >= 0")
     a = m.audio
+    _check(not a.speaker_norm or a.kind in ("ge2e", "functionals", "fusion"), "fastclap.model.audio.speaker_norm",
+           f"speaker normalisation applies to the 'functionals', 'ge2e' and 'fusion' towers, not {a.kind!r}")
     if a.kind == "hf":
         _check(a.path is not None or a.hf_config is not None, "fastclap.model.audio.path",
                "an 'hf' audio tower needs path or hf_config")

@@ -154,11 +154,14 @@ def evaluate(engine, dataset, collate, cfg, loss_fn) -> Dict[str, float]:
         losses.append(float(loss_fn(x, y, out["logit_scale"], soft_target_features=sources,
                                     **loss_labels(batch, cfg, x.device))))
         audio.append(out["audio_features"].float())
-        labels += list(batch["labels"])
-    classes = sorted(set(labels))
+        labels += list(batch["shared_labels" if cfg.eval.label_space == "shared" else "labels"])
+    keep = [i for i, lab in enumerate(labels) if lab]  # "shared": clips of the four shared classes only
+    if not keep:
+        raise ValueError("fastclap.eval.label_space 'shared': the evaluation split has no clip of a shared class")
+    classes = sorted({labels[i] for i in keep})
     prompts = engine.module.encode_text([cfg.eval.prompt.format(label=c) for c in classes]).float()
-    scores = classification_metrics([classes.index(l) for l in labels],
-                                    zero_shot_predict(torch.cat(audio), prompts).tolist(), classes)
+    scores = classification_metrics([classes.index(labels[i]) for i in keep],
+                                    zero_shot_predict(torch.cat(audio)[keep], prompts).tolist(), classes)
     engine.train()
     return {"eval/loss": float(np.mean(losses)), "eval/uar": scores["uar"], "eval/war": scores["war"],
             "eval/chance": scores["chance_uar"]}

@@ -47,7 +47,8 @@ def test_markdown_and_plot_show_the_supervised_reference(tmp_path):
     rows = summarise(runs, ["emodb"], ["clap"])
     ref = {"setting": "emodb", "features": "egemaps", "C": 0.1, "valid_uar": 0.75,
            "test": {"uar": 0.625, "war": 0.7, "chance_uar": 0.5}}
-    args = argparse.Namespace(seeds=[0], steps=2, batch_size=8, eval_every=1, reference_rows=[ref])
+    args = argparse.Namespace(seeds=[0], steps=2, batch_size=8, eval_every=1, reference_rows=[ref], settings=["emodb"],
+                              tower="lld", recipe_cfg=None)
     md = markdown(rows, runs, "python -m fastclap.experiment", args)
     assert "| emodb | egemaps | train | 62.5 | 70.0 | 50.0 | 75.0 | 0.1 |" in md
     plot(rows, ["emodb"], ["clap"], str(tmp_path / "uar.png"), [ref])
@@ -69,3 +70,30 @@ def test_paired_differences_against_hand_computation():
     assert p["loss"] == "smoothclap" and p["n"] == 3
     assert p["mean"] == pytest.approx(m) and p["sd"] == pytest.approx(sd)
     assert p["ci95"] == (pytest.approx(m - h), pytest.approx(m + h))
+
+
+def test_pooled_scores_equal_scoring_the_concatenated_predictions():
+    import numpy as np
+
+    from fastclap.evaluation.metrics import classification_metrics
+    from fastclap.experiment import pooled
+
+    rng = np.random.default_rng(5)
+    parts, truth, pred = [], [], []
+    for corpus, classes in (("emodb", ["anger", "happiness", "neutral", "sadness"]), ("ravdess", ["anger", "sadness"])):
+        t, p = rng.integers(0, len(classes), 37).tolist(), rng.integers(0, len(classes), 37).tolist()
+        zs = classification_metrics(t, p, classes)
+        parts.append({"zero_shot": zs, "retrieval": {}, "prompts": {"templates": ["emotion is {label}"]},
+                      "dataset": {"corpus": corpus}})
+        truth += [classes[k] for k in t]
+        pred += [classes[k] for k in p]
+    out = pooled(parts)
+    names = sorted(set(truth) | set(pred))
+    want = classification_metrics([names.index(x) for x in truth], [names.index(x) for x in pred], names)
+    assert out["zero_shot"]["classes"] == names
+    assert out["zero_shot"]["uar"] == pytest.approx(want["uar"]) and out["zero_shot"]["war"] == pytest.approx(want["war"])
+    assert out["zero_shot"]["confusion"] == want["confusion"]
+    assert out["by_corpus"]["ravdess"]["uar"] == parts[1]["zero_shot"]["uar"]
+    parts[1]["prompts"] = {"templates": ["{label}"]}
+    with pytest.raises(ValueError, match="different templates"):
+        pooled(parts)

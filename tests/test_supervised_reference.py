@@ -84,3 +84,10 @@ def test_ge2e_features_are_the_utterance_embeddings():
             np.array(prep.waveform(i), dtype=np.float32)))).numpy() for i in idx])
     np.testing.assert_allclose(got[:, 88:], want, atol=2e-6)
     np.testing.assert_allclose(got[:, :88], np.stack([prep.paraling(i) for i in idx]), rtol=1e-6)
+
+
+def test_probe_over_several_corpora_concatenates_their_splits():
+    prep = prepared_sample()[0]
+    one = linear_probe(prep, "egemaps", "shared", c_grid=(1.0,))
+    two = linear_probe([prep, prep], "egemaps", "shared", c_grid=(1.0,))
+    assert two["n_train"] == 2 * one["n_train"] and two["test"]["n"] == 2 * one["test"]["n"]

@@ -16,6 +16,10 @@ Item (dict):
     float32 z-normalised eGeMAPSv02 functionals; ``va`` (3,) float32 valence, arousal, dominance of the row
     (:mod:`fastclap.data.va_labels`: manifest columns or the label convention; NaN when the row has neither);
     ``speaker`` str; ``index`` int (row in the prepared manifest).
+
+``speaker_norm=True`` (inputs "functionals" and "ge2e") standardises ``paraling`` and ``ge2e`` with the statistics
+of the clip's speaker over all of that speaker's clips in the prepared corpus (:mod:`fastclap.data.speaker_norm`):
+an unlabelled, per-speaker step applied identically to training crops and to evaluated clips.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from .captions import join_caption, sample_phrases
 from .features import LLD_HOP_S
 from .manifest import shared_label
 from .prepare import PreparedCorpus
+from .speaker_norm import SpeakerNorm
 from .va_labels import va_matrix
 
 MODES = ("train", "eval")
@@ -66,14 +71,16 @@ class ClapDataset(Dataset):
         phrase_sampling: train mode only; each item keeps a random non-empty ordered subset of its phrases.
         seed: base seed of all randomness.
         repeats: integer >= 1; the split is traversed this many times per epoch with independent draws.
+        speaker_norm: standardise ``paraling`` (and ``ge2e``) per speaker (see the module doc); inputs
+            "functionals" and "ge2e" only.
 
     Raises ValueError for an unknown split/mode/input, a non-positive crop or repeats, phrase sampling in eval
-    mode, or an empty split.
+    mode, an empty split, or speaker normalisation of another input or of a speaker with a single clip.
     """
 
     def __init__(self, prepared: PreparedCorpus, split: str, mode: str = "train", crop_seconds: float | None = None,
                  input: str = "waveform", phrase_sampling: bool = False, seed: int = 0, repeats: int = 1,
-                 ge2e: Optional[Tuple[np.ndarray, np.ndarray, int]] = None):
+                 ge2e: Optional[Tuple[np.ndarray, np.ndarray, int]] = None, speaker_norm: bool = False):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if input not in INPUTS:
@@ -95,6 +102,15 @@ class ClapDataset(Dataset):
         self.crop_seconds, self.phrase_sampling = crop_seconds, phrase_sampling
         self.seed, self.repeats, self.epoch = int(seed), int(repeats), 0
         self.va = torch.from_numpy(va_matrix(prepared.rows))  # (N, 3); NaN rows: no coordinates
+        self.norms: Dict[str, SpeakerNorm] = {}
+        if speaker_norm:
+            if input not in ("functionals", "ge2e"):
+                raise ValueError(f"speaker_norm applies to inputs 'functionals' and 'ge2e', not {input!r}")
+            self.norms = speaker_norms(prepared, ge2e)
+
+    def _normed(self, key: str, i: int, x: np.ndarray) -> torch.Tensor:
+        norm = self.norms.get(key)
+        return torch.from_numpy(x if norm is None else norm.apply(self.prepared.rows[i].speaker, x))
 
     def check_va(self) -> None:
         """Raise ValueError naming the first clip of this split without valence/arousal coordinates."""
@@ -113,7 +129,7 @@ class ClapDataset(Dataset):
         if rng is not None and len(w) > windows:
             start = int(rng.integers(0, len(w) - windows + 1))
             w = w[start:start + windows]
-        return {"ge2e": torch.from_numpy(_unit(w.mean(axis=0))), "length": int(len(w))}
+        return {"ge2e": self._normed("ge2e", i, _unit(w.mean(axis=0))), "length": int(len(w))}
 
     def __getitem__(self, k: int) -> Dict[str, object]:
         if not 0 <= k < len(self):
@@ -143,8 +159,22 @@ class ClapDataset(Dataset):
         return {
             **audio,
             "caption": caption, "label": row.emotion, "shared_label": shared_label(row.emotion) or "",
-            "paraling": torch.from_numpy(p.paraling(i)), "va": self.va[i], "speaker": row.speaker, "index": i,
+            "paraling": self._normed("paraling", i, p.paraling(i)), "va": self.va[i], "speaker": row.speaker,
+            "index": i,
         }
+
+
+def speaker_norms(prepared: PreparedCorpus, ge2e: Optional[Tuple[np.ndarray, np.ndarray, int]] = None
+                  ) -> Dict[str, SpeakerNorm]:
+    """Per-speaker statistics of every clip of ``prepared``: key "paraling" (the 88 functionals) and, given the
+    cached GE2E windows, "ge2e" (each clip's utterance embedding: the L2-normalised mean of its windows)."""
+    speakers = [r.speaker for r in prepared.rows]
+    out = {"paraling": SpeakerNorm.fit(np.stack([prepared.paraling(i) for i in range(len(prepared))]), speakers)}
+    if ge2e is not None:
+        emb, off = ge2e[0], ge2e[1]
+        utt = np.stack([_unit(emb[int(off[i]):int(off[i + 1])].mean(axis=0)) for i in range(len(prepared))])
+        out["ge2e"] = SpeakerNorm.fit(utt, speakers)
+    return out
 
 
 def collate_clap(items: Sequence[Dict[str, object]]) -> Dict[str, object]:

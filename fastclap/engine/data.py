@@ -79,6 +79,9 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
     dirs: List[str] = []
     for i, c in enumerate(d.corpora):
         if c.corpus == "synthetic":
+            if cfg.model.audio.speaker_norm:
+                raise ValueError("fastclap.model.audio.speaker_norm: the synthetic corpus has no speakers to "
+                                 "normalise; use a prepared corpus")
             trains.append(SyntheticClapDataset(c.synthetic_clips, d.train_split, "train", d.crop_seconds, d.input,
                                                d.repeats, seed + i))
             evals.append(SyntheticClapDataset(c.synthetic_clips, d.eval_split, "eval", d.crop_seconds, d.input,
@@ -89,7 +92,8 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
         out = _prepared_dir(c, cache_dir)
         prepared = _ensure_prepared(c, out, rank)
         dirs.append(out)
-        common = dict(crop_seconds=d.crop_seconds, input=d.input, seed=seed + i)
+        common = dict(crop_seconds=d.crop_seconds, input=d.input, seed=seed + i,
+                      speaker_norm=cfg.model.audio.speaker_norm)
         if d.input == "ge2e":  # frozen GE2E: window embeddings computed once per prepared corpus
             common["ge2e"] = ge2e_windows(prepared, cfg.model.audio.path, d.crop_seconds)
         trains.append(ClapDataset(prepared, d.train_split, mode="train", phrase_sampling=d.phrase_sampling,

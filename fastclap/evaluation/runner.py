@@ -144,7 +144,9 @@ def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: i
         from fastclap.engine.data import ge2e_windows
 
         kind, extra = "ge2e", {"ge2e": ge2e_windows(prepared, None, 1.0)}
-    ds = ClapDataset(prepared, split, mode="eval", crop_seconds=None, input=kind, **extra)
+    # a model trained on speaker-normalised inputs is fed the same way (statistics of each evaluated speaker)
+    speaker_norm = bool(getattr(getattr(getattr(model, "cfg", None), "audio", None), "speaker_norm", False))
+    ds = ClapDataset(prepared, split, mode="eval", crop_seconds=None, input=kind, speaker_norm=speaker_norm, **extra)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_clap)
     if progress:
         from tqdm import tqdm

@@ -21,7 +21,7 @@ import numpy as np
 
 FEATURES = ("egemaps", "ge2e", "egemaps+ge2e")
 C_GRID = (0.01, 0.1, 1.0, 10.0)
-SCALINGS = ("train", "per_split")
+SCALINGS = ("train", "per_split", "speaker")
 
 
 def _split(prepared: Any, split: str, label_space: str) -> Tuple[List[int], List[str]]:
@@ -61,12 +61,18 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
                  c_grid: Sequence[float] = C_GRID, seed: int = 0, scaling: str = "train") -> Dict[str, Any]:
     """Fit on ``train``, choose C on ``valid`` (UAR; ties: the smaller C), score ``test``.
 
+    ``prepared``: one prepared corpus, or a list of them whose splits are concatenated (a model trained on
+    several corpora; use ``label_space="shared"`` when their label words differ).
     ``scaling``: "train" standardises every split with the train split's mean and sd (what the zero-shot model
     sees); "per_split" standardises each split with its own statistics (unlabelled per-corpus normalisation, a
-    common cross-corpus practice; it uses the test clips' features, never their labels).
+    common cross-corpus practice; it uses the test clips' features, never their labels); "speaker" standardises
+    every clip with the statistics of all its speaker's clips in the corpus (speaker normalisation,
+    :mod:`fastclap.data.speaker_norm`: what a model with ``model.audio.speaker_norm`` sees), then with the train
+    split's.
 
-    Returns ``{"features", "label_space", "C", "valid_uar", "test": classification_metrics(...), "n_train"}``.
-    Raises ValueError for an empty split, unknown features, or a test label the training split never had.
+    Returns ``{"features", "scaling", "label_space", "C", "valid_uar", "test": classification_metrics(...),
+    "n_train"}``. Raises ValueError for an empty split, unknown features or scaling, or a test label the
+    training split never had.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -74,30 +80,43 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
 
     from .metrics import classification_metrics
 
-    splits = {s: _split(prepared, s, label_space) for s in ("train", "valid", "test")}
-    classes = sorted(set(splits["train"][1]))
-    for s in ("valid", "test"):
-        unseen = sorted(set(splits[s][1]) - set(classes))
-        if unseen:
-            raise ValueError(f"{s} labels {unseen} never occur in the train split of {prepared.out_dir}")
+    corpora = list(prepared) if isinstance(prepared, (list, tuple)) else [prepared]
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
-    x = {s: clip_features(prepared, splits[s][0], features) for s in splits}
+    x: Dict[str, List[np.ndarray]] = {s: [] for s in ("train", "valid", "test")}
+    labels: Dict[str, List[str]] = {s: [] for s in x}
+    for p in corpora:
+        every = None
+        if scaling == "speaker":  # every clip of a speaker standardised with that speaker's statistics
+            from fastclap.data.speaker_norm import speaker_standardise
+
+            every = speaker_standardise(clip_features(p, range(len(p)), features), [r.speaker for r in p.rows])
+        for s in x:
+            idx, lab = _split(p, s, label_space)
+            x[s].append(every[idx] if every is not None else clip_features(p, idx, features))
+            labels[s] += lab
+    xs = {s: np.concatenate(v) for s, v in x.items()}
     if scaling == "per_split":
-        x = {s: (v - v.mean(0)) / np.maximum(v.std(0), 1e-12) for s, v in x.items()}
-    y = {s: np.array([classes.index(lab) for lab in splits[s][1]]) for s in splits}
+        xs = {s: (v - v.mean(0)) / np.maximum(v.std(0), 1e-12) for s, v in xs.items()}
+    classes = sorted(set(labels["train"]))
+    for s in ("valid", "test"):
+        unseen = sorted(set(labels[s]) - set(classes))
+        if unseen:
+            names = ", ".join(str(p.out_dir) for p in corpora)
+            raise ValueError(f"{s} labels {unseen} never occur in the train split of {names}")
+    y = {s: np.array([classes.index(lab) for lab in labels[s]]) for s in labels}
 
     def fit(c: float):
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=5000,
                                                                  random_state=seed))
-        return clf.fit(x["train"], y["train"])
+        return clf.fit(xs["train"], y["train"])
 
     scored = []
     for c in sorted(c_grid):
         clf = fit(c)
-        uar = classification_metrics(y["valid"].tolist(), clf.predict(x["valid"]).tolist(), classes)["uar"]
+        uar = classification_metrics(y["valid"].tolist(), clf.predict(xs["valid"]).tolist(), classes)["uar"]
         scored.append((uar, -c, clf))
     valid_uar, neg_c, clf = max(scored, key=lambda t: (t[0], t[1]))
-    test = classification_metrics(y["test"].tolist(), clf.predict(x["test"]).tolist(), classes)
-    return {"features": features, "scaling": scaling, "label_space": label_space, "C": -neg_c, "valid_uar": valid_uar, "test": test,
-            "n_train": int(len(y["train"]))}
+    test = classification_metrics(y["test"].tolist(), clf.predict(xs["test"]).tolist(), classes)
+    return {"features": features, "scaling": scaling, "label_space": label_space, "C": -neg_c,
+            "valid_uar": valid_uar, "test": test, "n_train": int(len(y["train"]))}

@@ -1,0 +1,6 @@
+"""python -m fastclap.experiment"""
+import sys
+
+from . import main
+
+sys.exit(main())
