@@ -97,3 +97,32 @@ def test_pooled_scores_equal_scoring_the_concatenated_predictions():
     parts[1]["prompts"] = {"templates": ["{label}"]}
     with pytest.raises(ValueError, match="different templates"):
         pooled(parts)
+
+
+def test_recipe_runs_take_the_config_and_raise_repeats_for_one_corpus(tmp_path):
+    import os
+
+    from fastclap.config import FastClapConfig, from_dict, validate
+    from fastclap.experiment import read_recipe, recipe_run_config
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "large_batch.json")
+    recipe = read_recipe(root)
+    with open(root) as f:
+        raw = json.load(f)
+    assert recipe["batch_size"] == raw["train_batch_size"] and recipe["model"] == raw["fastclap"]["model"]
+    pytest.importorskip("opensmile")
+    from data_helpers import prepared_sample
+
+    prep = prepared_sample()[0]
+    n_train = int(prep.split_indices("train").size)
+    corpora = [{"corpus": "sample", "prepared_dir": str(prep.out_dir)}]
+    cfg = recipe_run_config(recipe, corpora, "clap", 3, str(tmp_path / "run"), "shared")
+    assert cfg["train_micro_batch_size_per_gpu"] == recipe["batch_size"]
+    assert cfg["fastclap"]["data"]["repeats"] * n_train >= recipe["batch_size"] > (
+        cfg["fastclap"]["data"]["repeats"] - 1) * n_train  # the fewest repeats that fill one batch
+    assert cfg["fastclap"]["loss"]["soft_weight"] == 0.0 and cfg["fastclap"]["eval"]["label_space"] == "shared"
+    validate(from_dict(FastClapConfig, cfg["fastclap"]))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"train_batch_size": 8, "fastclap": {}}))
+    with pytest.raises(ValueError, match="missing key 'optimizer'"):
+        read_recipe(str(bad))

@@ -10,15 +10,21 @@ Settings (``DATA`` holds the raw ``emodb/`` and ``ravdess/`` folders; each setti
 * ``ravdess->emodb`` / ``emodb->ravdess``: train and validate on one corpus (speaker-independent), test on the
   other corpus' clips of the four shared classes (anger, happiness, sadness, neutral), prompted with the test
   corpus' own label words (prepared folders ``ravdess_to_emodb`` / ``emodb_to_ravdess``);
-* ``emodb`` / ``ravdess``: speaker-independent train / valid / test splits of one corpus, all its classes.
+* ``emodb`` / ``ravdess``: speaker-independent train / valid / test splits of one corpus, all its classes;
+* ``emodb+ravdess``: both corpora (the two folders above), trained on the train speakers of each, validated on
+  the valid speakers of both and scored on the unseen test speakers of both, pooled, in the four shared classes.
 
 Losses: ``clap`` (beta = 0), ``smoothclap`` (beta = 0.1, gamma = 0.5, the defaults and the paper's ablation
-optimum) and ``smoothclap_paper`` (beta = 0.5, gamma = 0.1, the paper's main setting), Jing et al.,
-arXiv 2601.12591; ``smoothclap_rnc`` adds the cross-modal Rank-N-Contrast term over the valence-arousal label
+optimum), ``smoothclap_paper`` (beta = 0.5, gamma = 0.1, the paper's main setting), Jing et al.,
+arXiv 2601.12591, and ``smoothclap_warm`` (the paper's setting with source temperatures 0.5 instead of 0.07);
+``smoothclap_rnc`` adds the cross-modal Rank-N-Contrast term over the valence-arousal label
 convention, lambda = 0.5 (EmotionRankCLAP, Chandra et al., Interspeech 2025). Besides UAR, the test split is
-scored by ordinal valence / arousal retrieval (Kendall's tau, fastclap.evaluation.ordinal). Every (setting, loss, seed) trains the CPU model (openSMILE LLD convolutional encoder, frozen
-MiniLM text tower) with the DeepSpeed engine (``fastclap.train``), evaluates zero-shot UAR on the validation
-split every ``--eval-every`` steps, keeps the checkpoint with the best validation UAR (ties: lower validation
+scored by ordinal valence / arousal retrieval (Kendall's tau, fastclap.evaluation.ordinal). Every (setting, loss,
+seed) trains a model with the DeepSpeed engine (``fastclap.train``, ZeRO 0, one process): the ``--tower`` (the
+LLD convolutional encoder, or frozen GE2E embeddings fused with a functionals MLP, optionally speaker-normalised)
+with the frozen MiniLM text tower and the command line's sizes, or, with ``--recipe CONFIG``, the batch, learning
+rate, schedule, data input and model of a training config (e.g. ``configs/large_batch.json``). It evaluates
+zero-shot UAR on the validation split every ``--eval-every`` steps, keeps the checkpoint with the best validation UAR (ties: lower validation
 loss, then the earlier step) and scores only that checkpoint on the test split. The test split is never used for
 any choice. Writes ``OUT/results.md`` (table, exact command), ``OUT/results.json`` (every run) and
 ``OUT/uar.png``; per-run results are cached in ``WORK`` so an interrupted experiment resumes.
