@@ -39,7 +39,7 @@ def mean_sd(xs: List[float]) -> tuple:
 
 def tower_label(args) -> str:
     """What the runs' audio tower is, for the Markdown report."""
-    if getattr(args, "recipe_cfg", None):
+    if args.recipe_cfg:
         a = args.recipe_cfg["model"].get("audio", {})
         parts = a.get("fusion") if a.get("kind") == "fusion" else [a.get("kind", "lld")]
         return (f"the model of {args.recipe} (audio: {' + '.join(parts)}"
@@ -49,8 +49,7 @@ def tower_label(args) -> str:
 
 def speaker_normalised(args) -> bool:
     """Whether the runs' audio tower reads speaker-normalised inputs."""
-    audio = args.recipe_cfg["model"].get("audio", {}) if getattr(args, "recipe_cfg", None) else TOWERS[
-        getattr(args, "tower", "lld")]["audio"]
+    audio = args.recipe_cfg["model"].get("audio", {}) if args.recipe_cfg else TOWERS[args.tower]["audio"]
     return bool(audio.get("speaker_norm"))
 
 

@@ -46,7 +46,7 @@ def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
     from fastclap.evaluation.report import write_json
     from fastclap.evaluation.runner import evaluate_model
 
-    tower = "recipe" if getattr(args, "recipe_cfg", None) else args.tower
+    tower = "recipe" if args.recipe_cfg else args.tower
     run_dir = os.path.join(args.work_dir, *([] if tower == "lld" else [tower]), setting.replace("->", "_to_"), loss,
                            f"seed{seed}")
     done = os.path.join(run_dir, "result.json")

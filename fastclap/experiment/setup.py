@@ -80,7 +80,7 @@ def run_config(corpora: List[Dict[str, str]], loss: str, seed: int, run_dir: str
     """The DeepSpeed + fastclap config of one run (ZeRO stage 0, fp32, torch AdamW on the CPU); with ``--recipe``
     its batch, learning rate, schedule, data input and model, else the tower and sizes of the command line."""
     every = args.eval_every
-    recipe = getattr(args, "recipe_cfg", None)
+    recipe = args.recipe_cfg
     if recipe:
         return recipe_run_config(recipe, corpora, loss, seed, run_dir, space)
     return {
