@@ -91,3 +91,5 @@ def test_probe_over_several_corpora_concatenates_their_splits():
     one = linear_probe(prep, "egemaps", "shared", c_grid=(1.0,))
     two = linear_probe([prep, prep], "egemaps", "shared", c_grid=(1.0,))
     assert two["n_train"] == 2 * one["n_train"] and two["test"]["n"] == 2 * one["test"]["n"]
+    assert "test_by_corpus" not in one and list(two["test_by_corpus"]) == ["sample"]  # one corpus name, twice
+    assert two["test_by_corpus"]["sample"]["n"] == two["test"]["n"]

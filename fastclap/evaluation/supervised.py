@@ -71,7 +71,7 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
     split's.
 
     Returns ``{"features", "scaling", "label_space", "C", "valid_uar", "test": classification_metrics(...),
-    "n_train"}``. Raises ValueError for an empty split, unknown features or scaling, or a test label the
+    "n_train"}``, and for several corpora ``test_by_corpus`` {corpus: classification_metrics of its test clips}. Raises ValueError for an empty split, unknown features or scaling, or a test label the
     training split never had.
     """
     from sklearn.linear_model import LogisticRegression
@@ -85,6 +85,7 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     x: Dict[str, List[np.ndarray]] = {s: [] for s in ("train", "valid", "test")}
     labels: Dict[str, List[str]] = {s: [] for s in x}
+    test_corpus: List[str] = []  # the corpus of each test clip (scores per corpus for several corpora)
     for p in corpora:
         every = None
         if scaling == "speaker":  # every clip of a speaker standardised with that speaker's statistics
@@ -95,6 +96,8 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
             idx, lab = _split(p, s, label_space)
             x[s].append(every[idx] if every is not None else clip_features(p, idx, features))
             labels[s] += lab
+            if s == "test":
+                test_corpus += [str(p.meta.get("corpus", p.out_dir))] * len(idx)
     xs = {s: np.concatenate(v) for s, v in x.items()}
     if scaling == "per_split":
         xs = {s: (v - v.mean(0)) / np.maximum(v.std(0), 1e-12) for s, v in xs.items()}
@@ -117,6 +120,12 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
         uar = classification_metrics(y["valid"].tolist(), clf.predict(xs["valid"]).tolist(), classes)["uar"]
         scored.append((uar, -c, clf))
     valid_uar, neg_c, clf = max(scored, key=lambda t: (t[0], t[1]))
-    test = classification_metrics(y["test"].tolist(), clf.predict(xs["test"]).tolist(), classes)
-    return {"features": features, "scaling": scaling, "label_space": label_space, "C": -neg_c,
-            "valid_uar": valid_uar, "test": test, "n_train": int(len(y["train"]))}
+    pred = clf.predict(xs["test"])
+    test = classification_metrics(y["test"].tolist(), pred.tolist(), classes)
+    out = {"features": features, "scaling": scaling, "label_space": label_space, "C": -neg_c,
+           "valid_uar": valid_uar, "test": test, "n_train": int(len(y["train"]))}
+    if len(corpora) > 1:
+        where = np.array(test_corpus)
+        out["test_by_corpus"] = {c: classification_metrics(y["test"][where == c].tolist(), pred[where == c].tolist(),
+                                                           classes) for c in dict.fromkeys(test_corpus)}
+    return out

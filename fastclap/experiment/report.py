@@ -156,10 +156,12 @@ def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: st
                   "| setting | features | scaling | test UAR | test WAR | chance UAR | valid UAR | C |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in refs:
-            t = r["test"]
-            lines.append(f"| {r['setting']} | {r['features']} | {r.get('scaling', 'train')} | {100 * t['uar']:.1f} | "
-                         f"{100 * t['war']:.1f} | "
-                         f"{100 * t['chance_uar']:.1f} | {100 * r['valid_uar']:.1f} | {r['C']:g} |")
+            scored = [(r["setting"], r["test"])] + [(f"{r['setting']}: {c} test speakers", t)
+                                                    for c, t in (r.get("test_by_corpus") or {}).items()]
+            for name, t in scored:
+                lines.append(f"| {name} | {r['features']} | {r.get('scaling', 'train')} | {100 * t['uar']:.1f} | "
+                             f"{100 * t['war']:.1f} | {100 * t['chance_uar']:.1f} | {100 * r['valid_uar']:.1f} | "
+                             f"{r['C']:g} |")
     run_min = sum(r["total_s"] for r in runs) / 60
     lines += ["", f"{len(runs)} runs, {run_min:.1f} min of run time in all (training, selection and test scoring; "
               "measured when each run was made, on a CPU shared with other jobs). Per-run results (selected step, "
