@@ -5,7 +5,6 @@ previous checkpoint and `latest` usable; and never publish `latest` before every
 written (deterministic: the write of each file of step 4 in turn fails, so a `latest` written too early would
 name step 4).
 """
-import errno
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from fastclap.model.export import save_exported
 from fastclap.config import ModelConfig
 from fastclap.serialization import WriteError
 from fastclap.train import main
-from fault_train import WrappedFile
+from fault_train import FullDisk
 from test_train_helpers import read_metrics, tiny_config, write_config
 
 STEPS, EVERY = 4, 2
@@ -33,23 +32,6 @@ def _cfg(run_dir, stage=0):
                        run={"checkpoint_every": EVERY, "keep_checkpoints": 0, "export": True})
 
 
-class _FullDisk(WrappedFile):
-    """A file opened for writing that takes ``budget`` bytes, then fails like a full disk (ENOSPC)."""
-
-    def __init__(self, path, budget):
-        super().__init__(path)
-        self.left = budget
-
-    def write(self, data):
-        data = bytes(data)
-        if len(data) > self.left:
-            self._f.write(data[:self.left])
-            self.left = 0
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.left -= len(data)
-        return self._f.write(data)
-
-
 def _fail_on(monkeypatch, victim, nth=1, budget=64):
     """The ``nth`` write of a file whose path ends with ``victim`` fails after ``budget`` bytes."""
     calls = []
@@ -58,7 +40,7 @@ def _fail_on(monkeypatch, victim, nth=1, budget=64):
         if path[:-len(".tmp")].endswith(victim):
             calls.append(path)
             if len(calls) == nth:
-                return _FullDisk(path, budget)
+                return FullDisk(path, budget)
         return open(path, "wb")
 
     monkeypatch.setattr(serialization, "_open_for_write", opener)
