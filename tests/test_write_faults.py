@@ -5,6 +5,8 @@ previous checkpoint and `latest` usable; and never publish `latest` before every
 written (deterministic: the write of each file of step 4 in turn fails, so a `latest` written too early would
 name step 4).
 """
+import json
+import math
 import os
 import re
 import shutil
@@ -142,3 +144,20 @@ def test_a_real_full_tmpfs_names_path_bytes_and_space():
     assert m and 0 < int(m.group(2)) <= 1 << 20 and int(m.group(1)) > 0  # free: after the partial file went
     assert "FILES ['previous.pt']" in out  # no partial big.pt or big.pt.tmp; the earlier file is intact
     print("real 1 MiB tmpfs: ENOSPC named the path, the bytes and the free space; no partial file left")
+
+
+def test_json_files_are_strict_and_atomic(tmp_path, monkeypatch):
+    path = str(tmp_path / "x.json")
+    obj = {"a": [1, 2.5, None], "b": {"c": "d"}}
+    serialization.write_json(path, obj)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    assert json.loads(text) == obj and text.endswith("}\n") and "\n \"a\"" in text  # indent 1 by default
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError):
+            serialization.write_json(path, {"a": bad})
+    assert json.loads(open(path).read()) == obj
+    _fail_on(monkeypatch, "x.json", budget=3)
+    with pytest.raises(WriteError, match=re.escape(path)):
+        serialization.write_json(path, {"e": list(range(50))}, indent=None)
+    assert os.listdir(tmp_path) == ["x.json"] and json.loads(open(path).read()) == obj

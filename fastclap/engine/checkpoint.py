@@ -25,9 +25,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .checkpoint_files import MANIFEST, CheckpointError, install_safe_io, verify, write_json, write_manifest
+from .checkpoint_files import MANIFEST, CheckpointError, install_safe_io, verify, write_manifest
 from .distributed import barrier
-from ..serialization import write_atomic
+from ..serialization import write_atomic, write_json
 
 LATEST = "latest"
 FINGERPRINT = "fingerprint.json"
