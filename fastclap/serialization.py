@@ -7,13 +7,15 @@ anything else - the way a crafted pickle reaches ``os.system`` - is refused befo
 
 ``write_atomic`` writes through a temporary file and ``os.replace``: the target is either the old file or the
 complete new one. A write that fails (disk full, quota, I/O error) removes the temporary file and raises
-:class:`WriteError` naming the path, the bytes the file needed and the free space left.
+:class:`WriteError` naming the path, the bytes the file needed and the free space left. ``save_tensors`` and
+``write_json`` are the tensor-file and JSON-file writers built on it.
 
 This module stands apart (it imports torch only), so the model, engine and evaluation layers all use it.
 """
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pickle
 import re
@@ -135,6 +137,21 @@ def write_atomic(path: str, write: Callable[[IO[bytes]], None], needed_bytes: Op
         raise WriteError(code, f"cannot write {path}: {why}; the file needs {need} bytes, "
                                f"{free_bytes(path)} bytes are free on that file system; the partial file "
                                "was removed") from err
+
+
+def write_json(path: str, obj: Any, indent: Optional[int] = 1, allow_nan: bool = False) -> None:
+    """``obj`` as JSON (``indent`` spaces per level, a final newline) written to ``path`` through :func:`write_atomic`.
+
+    ``allow_nan=False`` writes strict JSON (RFC 8259 has no NaN / Infinity); ``True`` writes Python's bare
+    ``NaN`` / ``Infinity`` tokens, which Python's ``json`` reads back but strict parsers refuse.
+
+    Raises:
+        ValueError: ``obj`` holds a NaN or infinite float and ``allow_nan`` is false (nothing is written).
+        TypeError: ``obj`` holds something JSON cannot represent (nothing is written).
+        WriteError: the file could not be written; ``path`` is untouched and no partial file is left.
+    """
+    data = (json.dumps(obj, indent=indent, allow_nan=allow_nan) + "\n").encode()
+    write_atomic(path, lambda f: f.write(data), needed_bytes=len(data))
 
 
 def _os_error(err: BaseException) -> Optional[OSError]:

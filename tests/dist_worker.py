@@ -1,4 +1,4 @@
-"""Worker for the 2-process gloo tests of the gathered loss (imported by spawned processes)."""
+"""Workers for the 2-process gloo tests (imported by spawned processes): the gathered loss, the resume choice."""
 import os
 import socket
 
@@ -54,5 +54,27 @@ def gathered_loss_worker(rank, world_size, init_method, out_dir, batch, dim, cas
             }
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
         dist.barrier()  # no rank tears gloo down while the other still talks to it
+    finally:
+        dist.destroy_process_group()
+
+
+def choose_checkpoint_worker(rank, world_size, init_method, out_dir, run_dir):
+    """Every rank calls checkpoint.choose (the newest verified tag; then a --resume-from that fails); saves each
+    answer or error and how many files this rank hashed."""
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)
+    try:
+        from fastclap.engine import checkpoint, checkpoint_files
+
+        hashed, real = [], checkpoint_files.sha256
+        checkpoint_files.sha256 = lambda path: hashed.append(path) or real(path)
+        out = {"tag": checkpoint.choose(run_dir, log=lambda _: None)}
+        try:
+            checkpoint.choose(run_dir, resume_from="4", log=lambda _: None)
+            out["error"] = None
+        except Exception as err:  # noqa: BLE001 - the test compares what each rank raised
+            out["error"] = (type(err).__name__, str(err))
+        out["hashed"] = len(hashed)
+        torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -6,6 +6,7 @@ fingerprint and manifest, ``latest``, config.json, the export); MODE "before" ki
 written (between steps). N = 0: no kill. The test process sends nothing; the trainer kills itself, so the
 point is exact and the result does not depend on timing.
 """
+import errno
 import os
 import signal
 import sys
@@ -30,6 +31,23 @@ class WrappedFile:
 
     def __exit__(self, *exc):
         self._f.close()
+
+
+class FullDisk(WrappedFile):
+    """A file opened for writing that takes ``budget`` bytes, then fails like a full disk (ENOSPC)."""
+
+    def __init__(self, path, budget):
+        super().__init__(path)
+        self.left = budget
+
+    def write(self, data):
+        data = bytes(data)
+        if len(data) > self.left:
+            self._f.write(data[:self.left])
+            self.left = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.left -= len(data)
+        return self._f.write(data)
 
 
 class _TornFile(WrappedFile):

@@ -145,6 +145,24 @@ def test_no_checkpoint_verifies_names_every_reason(base, tmp_path):
         _resume(tmp_path, run_dir)
 
 
+def test_only_rank0_hashes_checkpoints_and_every_rank_gets_its_choice(tmp_path):
+    from dist_worker import choose_checkpoint_worker, run_ranks
+
+    ckpt = tmp_path / "run" / "checkpoints"
+    for step in (2, 4):
+        d = ckpt / tag_for(step)
+        d.mkdir(parents=True)
+        (d / MODEL_FILE).write_bytes(os.urandom(1000))
+        write_manifest(str(d), tag_for(step))
+    with open(ckpt / tag_for(4) / MODEL_FILE, "r+b") as f:  # same size, other bytes: only its hash tells
+        f.write(b"\0" * 8)
+    ranks = run_ranks(choose_checkpoint_worker, 2, tmp_path, str(tmp_path / "run"))
+    assert [r["tag"] for r in ranks] == [tag_for(2)] * 2
+    assert ranks[0]["error"] == ranks[1]["error"] and ranks[0]["error"][0] == "CheckpointError"
+    assert "SHA-256 differs" in ranks[1]["error"][1]
+    assert ranks[0]["hashed"] == 3 and ranks[1]["hashed"] == 0  # step 4, step 2; step 4 again for --resume-from
+
+
 def test_resume_from_picks_a_checkpoint_by_hand(base, tmp_path):
     run_dir = _copy(base, tmp_path)
     summary = _resume(tmp_path, run_dir, "--resume-from", tag_for(2))

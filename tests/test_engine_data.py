@@ -107,3 +107,31 @@ def test_cpu_threads_are_shared_among_local_ranks(monkeypatch):
     assert cpu_threads_per_rank() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # an explicit setting (e.g. --bind_cores_to_rank) wins
     assert cpu_threads_per_rank() == 3
+
+
+@pytest.mark.parametrize("rank", [0, 1, 3])
+def test_rank0_builds_the_ge2e_cache_before_the_others_read_it(monkeypatch, rank):
+    from fastclap.engine import data, ge2e_cache
+
+    events = []
+    monkeypatch.setattr(data, "barrier", lambda: events.append("barrier"))
+    monkeypatch.setattr(ge2e_cache, "ge2e_partials",
+                        lambda prepared, weights: events.append("cache") or ("emb", "off"))
+    got = data.ge2e_windows(object(), None, 2.0, rank)
+    assert got == ("emb", "off", 2)  # a 2 s crop spans two 1.6 s windows
+    assert events == (["cache", "barrier"] if rank == 0 else ["barrier", "cache"])
+
+
+def test_a_failed_ge2e_cache_build_on_rank0_still_meets_the_barrier(monkeypatch):
+    from fastclap.engine import data, ge2e_cache
+
+    events = []
+
+    def fail(prepared, weights):
+        raise FileNotFoundError("no GE2E weights")
+
+    monkeypatch.setattr(data, "barrier", lambda: events.append("barrier"))
+    monkeypatch.setattr(ge2e_cache, "ge2e_partials", fail)
+    with pytest.raises(FileNotFoundError, match="no GE2E weights"):
+        data.ge2e_windows(object(), None, 2.0, 0)
+    assert events == ["barrier"]  # the other ranks are released, not left waiting

@@ -157,3 +157,19 @@ def test_reports(tmp_path):
     assert json.loads(open(path).read())["zero_shot"]["confusion"] == [[1, 1], [0, 1]]
     png = plot_confusion(m["confusion"], m["classes"], str(tmp_path / "c.png"), "t")
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_report_that_cannot_be_written_leaves_the_previous_one(tmp_path, monkeypatch):
+    import fastclap.serialization as serialization
+    from fault_train import FullDisk
+
+    path = str(tmp_path / "report.json")
+    write_json({"uar": 0.5}, path)
+    monkeypatch.setattr(serialization, "_open_for_write", lambda p: FullDisk(p, 10))
+    with pytest.raises(serialization.WriteError, match="report.json.*no space left"):
+        write_json({"uar": 0.75, "classes": ["anger"] * 20}, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # no partial temporary file
+    assert json.loads(open(path).read()) == {"uar": 0.5}
+    monkeypatch.undo()
+    write_json({"uar": math.nan}, path)  # an undefined score is kept, not refused
+    assert math.isnan(json.loads(open(path).read())["uar"])

@@ -2,6 +2,7 @@
 caching and gradients. All comparisons in fp32 on the CPU."""
 import glob
 import os
+import re
 
 import numpy as np
 import pytest
@@ -85,3 +86,44 @@ def test_bad_checkpoint_is_named(tmp_path):
     torch.save({"model_state": {"linear.weight": torch.zeros(256, 256)}}, bad)
     with pytest.raises(ValueError, match="not a GE2E checkpoint"):
         GE2EEncoder(str(bad))
+
+
+class _Clips:
+    """The part of a prepared corpus the window cache reads: its folder, its length, its waveforms."""
+
+    def __init__(self, out_dir, lengths, seed=0):
+        g = np.random.default_rng(seed)
+        self.out_dir, self.wavs = out_dir, [0.1 * g.standard_normal(n).astype(np.float32) for n in lengths]
+
+    def __len__(self):
+        return len(self.wavs)
+
+    def waveform(self, i):
+        return self.wavs[i]
+
+
+def test_window_cache_is_written_whole_under_the_weights_hash(tmp_path, monkeypatch):
+    import hashlib
+
+    import fastclap.serialization as serialization
+    from fastclap.engine import ge2e_cache
+    from fastclap.model.ge2e import resemblyzer_weights_path
+    from fastclap.serialization import WriteError
+    from fault_train import FullDisk
+
+    lengths = [7_001, 37_123, 16_000]  # under one window, several windows, one second
+    clips = _Clips(str(tmp_path), lengths)
+    with open(resemblyzer_weights_path(), "rb") as f:
+        name = f"ge2e_partials.{hashlib.sha256(f.read()).hexdigest()[:16]}.npz"
+    monkeypatch.setattr(serialization, "_open_for_write", lambda path: FullDisk(path, 100))
+    with pytest.raises(WriteError, match=re.escape(name)):
+        ge2e_cache.ge2e_partials(clips)
+    assert os.listdir(tmp_path) == []  # no partial cache and no temporary file
+    monkeypatch.undo()
+    emb, off = ge2e_cache.ge2e_partials(clips)
+    assert os.listdir(tmp_path) == [name]
+    assert off.tolist() == np.cumsum([0] + [len(partial_slices(n)) for n in lengths]).tolist()
+    assert emb.shape == (off[-1], 256) and emb.dtype == np.float32
+    monkeypatch.setattr(ge2e_cache, "GE2EEncoder", None)  # the second call must read the file, not recompute
+    again = ge2e_cache.ge2e_partials(clips)
+    assert np.array_equal(again[0], emb) and np.array_equal(again[1], off)

@@ -5,7 +5,8 @@ previous checkpoint and `latest` usable; and never publish `latest` before every
 written (deterministic: the write of each file of step 4 in turn fails, so a `latest` written too early would
 name step 4).
 """
-import errno
+import json
+import math
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ from fastclap.model.export import save_exported
 from fastclap.config import ModelConfig
 from fastclap.serialization import WriteError
 from fastclap.train import main
-from fault_train import WrappedFile
+from fault_train import FullDisk
 from test_train_helpers import read_metrics, tiny_config, write_config
 
 STEPS, EVERY = 4, 2
@@ -33,23 +34,6 @@ def _cfg(run_dir, stage=0):
                        run={"checkpoint_every": EVERY, "keep_checkpoints": 0, "export": True})
 
 
-class _FullDisk(WrappedFile):
-    """A file opened for writing that takes ``budget`` bytes, then fails like a full disk (ENOSPC)."""
-
-    def __init__(self, path, budget):
-        super().__init__(path)
-        self.left = budget
-
-    def write(self, data):
-        data = bytes(data)
-        if len(data) > self.left:
-            self._f.write(data[:self.left])
-            self.left = 0
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.left -= len(data)
-        return self._f.write(data)
-
-
 def _fail_on(monkeypatch, victim, nth=1, budget=64):
     """The ``nth`` write of a file whose path ends with ``victim`` fails after ``budget`` bytes."""
     calls = []
@@ -58,7 +42,7 @@ def _fail_on(monkeypatch, victim, nth=1, budget=64):
         if path[:-len(".tmp")].endswith(victim):
             calls.append(path)
             if len(calls) == nth:
-                return _FullDisk(path, budget)
+                return FullDisk(path, budget)
         return open(path, "wb")
 
     monkeypatch.setattr(serialization, "_open_for_write", opener)
@@ -160,3 +144,20 @@ def test_a_real_full_tmpfs_names_path_bytes_and_space():
     assert m and 0 < int(m.group(2)) <= 1 << 20 and int(m.group(1)) > 0  # free: after the partial file went
     assert "FILES ['previous.pt']" in out  # no partial big.pt or big.pt.tmp; the earlier file is intact
     print("real 1 MiB tmpfs: ENOSPC named the path, the bytes and the free space; no partial file left")
+
+
+def test_json_files_are_strict_and_atomic(tmp_path, monkeypatch):
+    path = str(tmp_path / "x.json")
+    obj = {"a": [1, 2.5, None], "b": {"c": "d"}}
+    serialization.write_json(path, obj)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    assert json.loads(text) == obj and text.endswith("}\n") and "\n \"a\"" in text  # indent 1 by default
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError):
+            serialization.write_json(path, {"a": bad})
+    assert json.loads(open(path).read()) == obj
+    _fail_on(monkeypatch, "x.json", budget=3)
+    with pytest.raises(WriteError, match=re.escape(path)):
+        serialization.write_json(path, {"e": list(range(50))}, indent=None)
+    assert os.listdir(tmp_path) == ["x.json"] and json.loads(open(path).read()) == obj

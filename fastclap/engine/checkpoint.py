@@ -25,9 +25,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .checkpoint_files import MANIFEST, CheckpointError, install_safe_io, verify, write_json, write_manifest
-from .distributed import barrier
-from ..serialization import write_atomic
+from .checkpoint_files import MANIFEST, CheckpointError, install_safe_io, verify, write_manifest
+from .distributed import barrier, on_rank0
+from ..serialization import write_atomic, write_json
 
 LATEST = "latest"
 FINGERPRINT = "fingerprint.json"
@@ -180,10 +180,18 @@ def choose(run_dir: str, resume_from: Optional[str] = None, log: Callable[[str],
     """The checkpoint tag ``--resume`` continues from: ``resume_from`` (``step_N`` or ``N``) when given, else the
     newest checkpoint that verifies against its manifest. Every skipped checkpoint is logged with the reason.
 
+    Every rank calls it; only rank 0 reads and hashes the checkpoint files, and every rank gets its answer (or its
+    error) by one broadcast (:func:`fastclap.engine.distributed.on_rank0`; a process without a process group
+    decides alone).
+
     Raises:
         FileNotFoundError: the run has no checkpoint (or no ``resume_from`` directory).
         CheckpointError: no checkpoint verifies, or ``resume_from`` does not; the message says why.
     """
+    return on_rank0(lambda: _choose(run_dir, resume_from, log))
+
+
+def _choose(run_dir: str, resume_from: Optional[str], log: Callable[[str], None]) -> str:
     ckpt = checkpoint_dir(run_dir)
     if resume_from is not None:
         name = str(resume_from).strip()

@@ -16,7 +16,7 @@ import json
 import os
 from typing import Any, Dict
 
-from ..serialization import UnsafeFileError, safe_load, save_tensors, write_atomic
+from ..serialization import UnsafeFileError, safe_load, save_tensors, write_json
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "fastclap-checkpoint/1"
@@ -48,12 +48,6 @@ def install_safe_io(engine: Any) -> None:
     current = getattr(engine, "checkpoint_engine", None)
     if current is not None and not isinstance(current, SafeCheckpointEngine):
         engine.checkpoint_engine = SafeCheckpointEngine(current)
-
-
-def write_json(path: str, obj: Any) -> None:
-    """Atomic JSON file (raises :class:`fastclap.serialization.WriteError`)."""
-    data = (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode()
-    write_atomic(path, lambda f: f.write(data), needed_bytes=len(data))
 
 
 def sha256(path: str) -> str:

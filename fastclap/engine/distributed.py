@@ -1,5 +1,5 @@
 """Process-group set-up for DeepSpeed on CPU and GPU, and the cross-rank helpers of the trainer (``mean_over_ranks``,
-``barrier``).
+``barrier``, ``all_ranks_true``, ``on_rank0``).
 
 ``python fastclap/train.py`` (no launcher) runs as a world of one; ``deepspeed fastclap/train.py`` sets
 RANK / WORLD_SIZE / LOCAL_RANK / MASTER_* and we use them. On CPU the accelerator is forced to "cpu" and
@@ -11,11 +11,14 @@ Several ranks on one CPU share its cores: each takes ``cores / LOCAL_SIZE`` intr
 from __future__ import annotations
 
 import os
+import pickle
 import socket
-from typing import Tuple
+from typing import Callable, Tuple, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 def _free_port() -> int:
@@ -94,3 +97,36 @@ def all_ranks_true(flag: bool) -> bool:
     t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(int(t))
+
+
+def on_rank0(fn: Callable[[], T]) -> T:
+    """``fn()`` evaluated on rank 0 only, its result handed to every rank (one broadcast); without a process
+    group, or in a world of one, simply ``fn()``.
+
+    Use it for a decision every rank must share that costs I/O (reading and hashing files): the other ranks
+    wait for rank 0's answer instead of repeating the work. An exception of ``fn`` on rank 0 is raised there and
+    re-raised on every other rank (same class and message when it can be pickled, else a RuntimeError naming
+    it), so no rank is left waiting. The result must be picklable (it travels by
+    ``torch.distributed.broadcast_object_list`` between the ranks of this job).
+    """
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return fn()
+    box: list = [None]
+    err: BaseException | None = None
+    if dist.get_rank() == 0:
+        try:
+            box[0] = (True, fn())
+        except Exception as e:  # handed to the other ranks, then raised here too
+            err = e
+            try:
+                pickle.dumps(e)
+                box[0] = (False, e)
+            except Exception:
+                box[0] = (False, RuntimeError(f"rank 0: {type(e).__name__}: {e}"))
+    dist.broadcast_object_list(box, src=0)
+    if err is not None:
+        raise err
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value

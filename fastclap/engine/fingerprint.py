@@ -14,7 +14,7 @@ import os
 from typing import Any, Dict, List, Tuple
 
 from ..config import CHANGES_KEY
-from .checkpoint_files import write_json
+from ..serialization import write_json
 
 # dotted keys (or key prefixes, ending in ".") that do not change the math or the data order
 IGNORED = (

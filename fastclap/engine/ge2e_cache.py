@@ -11,7 +11,6 @@ waveform-reading GE2E tower computes for the same clip.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any, Tuple
 
@@ -19,14 +18,8 @@ import numpy as np
 import torch
 
 from ..model.ge2e import GE2EEncoder, resemblyzer_weights_path
-
-
-def _weights_key(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+from ..serialization import write_atomic
+from .checkpoint_files import sha256
 
 
 @torch.no_grad()
@@ -35,12 +28,13 @@ def ge2e_partials(prepared: Any, weights: str | None = None, batch_windows: int 
     """(embeddings (W, 256) float32, offsets (N + 1,) int64) of every clip of ``prepared``, cached on disk.
 
     ``weights``: a resemblyzer-format checkpoint (default: the wheel's). Raises FileNotFoundError without the
-    resemblyzer wheel.
+    resemblyzer wheel; :class:`fastclap.serialization.WriteError` (naming the cache file, the bytes and the free
+    space) when the cache cannot be written - no partial file is left.
     """
     from ..model.ge2e import HOP, normalize_volume, partial_slices
 
     path = weights or resemblyzer_weights_path()
-    cache = os.path.join(str(prepared.out_dir), f"ge2e_partials.{_weights_key(path)}.npz")
+    cache = os.path.join(str(prepared.out_dir), f"ge2e_partials.{sha256(path)[:16]}.npz")
     if os.path.isfile(cache):
         with np.load(cache) as z:
             emb, off = z["embeddings"], z["offsets"]
@@ -58,7 +52,5 @@ def ge2e_partials(prepared: Any, weights: str | None = None, batch_windows: int 
     emb = torch.cat([enc(torch.stack(windows[j:j + batch_windows]))
                      for j in range(0, len(windows), batch_windows)]).numpy().astype(np.float32)
     off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    tmp = cache + f".tmp{os.getpid()}.npz"
-    np.savez(tmp, embeddings=emb, offsets=off)
-    os.replace(tmp, cache)
+    write_atomic(cache, lambda f: np.savez(f, embeddings=emb, offsets=off), needed_bytes=emb.nbytes + off.nbytes)
     return emb, off

@@ -3,11 +3,12 @@ the confusion matrix as a PNG (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 from importlib import metadata
 from typing import Any, Dict, List, Sequence
+
+from .. import serialization
 
 VERSIONED = ("fastclap", "torch", "numpy", "scikit-learn", "transformers", "deepspeed", "matplotlib")
 
@@ -29,13 +30,19 @@ def now_utc() -> str:
 
 
 def write_json(report: Dict[str, Any], path: str) -> str:
-    """Write ``report`` as indented JSON (atomic: temp file, then rename). Returns the path."""
+    """Write an evaluation or experiment report to ``path`` (its folder is created) and return ``path``: the
+    report-writing entry point of the evaluation and experiment code, hence its (report, path) argument order.
+
+    The file is written by :func:`fastclap.serialization.write_json` (atomic: the old file or the complete new one)
+    with two-space indentation. A NaN or infinite number is written as Python's bare ``NaN`` / ``Infinity`` token
+    rather than refused, so a finished run's results are never lost to one undefined score.
+
+    Raises:
+        fastclap.serialization.WriteError: the file could not be written (names the path, the bytes and the free
+            space; no partial file is left). TypeError: the report holds something JSON cannot represent.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    serialization.write_json(path, report, indent=2, allow_nan=True)
     return path
 
 

@@ -77,43 +77,84 @@ def _sorted_groups(d: torch.Tensor):
 _SAFE_RANGE = 700.0
 
 
-def _log_cumsum_exp(v: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-    """Row-wise log cumulative sum of exp(v) (from the far end when ``reverse``), fp32 result.
+def _log_cumsum_exp(v: torch.Tensor, reverse: bool = False, exact: bool = False):
+    """Row-wise log cumulative sum of exp(v) (from the far end when ``reverse``), fp32 result, and a 0-d bool
+    tensor that is true when a row's range exceeds _SAFE_RANGE (then the result may be wrong: rerun ``exact``).
 
     Shifted by the row maximum and summed in float64: one exp and one log per element around a plain cumsum
     (``torch.logcumsumexp`` evaluates exps and a log at every step of its scan; in a CPU profile at B = 2048 it
     took 37 % of the loss' time, this form about 10 %). Exact up to rounding while the row's range is below _SAFE_RANGE
-    (|logits| <= 100 for unit features and a clamped logit_scale); otherwise torch.logcumsumexp is used."""
+    (|logits| <= 100 for unit features and a clamped logit_scale). ``exact`` uses torch.logcumsumexp (flag false).
+    The flag stays on the device: the caller reads it once per pass, not once per block."""
     if reverse:
         v = v.flip(1)
-    top = v.max(dim=1, keepdim=True).values
-    if bool(((top - v.min(dim=1, keepdim=True).values) > _SAFE_RANGE).any()):
-        out = torch.logcumsumexp(v, dim=1)
+    if exact:
+        out, wide = torch.logcumsumexp(v, dim=1), torch.zeros((), dtype=torch.bool, device=v.device)
     else:
+        top = v.max(dim=1, keepdim=True).values
+        wide = ((top - v.min(dim=1, keepdim=True).values) > _SAFE_RANGE).any()
         out = (v.double() - top).exp_().cumsum_(dim=1).log_().add_(top).float()
-    return out.flip(1) if reverse else out
+    return (out.flip(1) if reverse else out), wide
 
 
-def _suffix_denominators(logits: torch.Tensor, perm: torch.Tensor, start: torch.Tensor):
-    """Sorted logits T and, per sorted position p, log sum over its denominator set Rev_start(p)."""
+def _suffix_denominators(logits: torch.Tensor, perm: torch.Tensor, start: torch.Tensor, exact: bool):
+    """Sorted logits T, per sorted position p log sum over its denominator set Rev_start(p), and the
+    wide-range flag of :func:`_log_cumsum_exp`."""
     t = logits.gather(1, perm)
-    return t, _log_cumsum_exp(t, reverse=True).gather(1, start)
+    rev, wide = _log_cumsum_exp(t, reverse=True, exact=exact)
+    return t, rev.gather(1, start), wide
+
+
+def _forward_pass(xo, yo, xa, ya, s, z, all_z, distance: str, block: int, exact: bool):
+    """(Sum of r_a over both directions, wide-range flag) - one pass over the row blocks."""
+    m = xo.shape[0]
+    total = torch.zeros((), device=xo.device)
+    wide = torch.zeros((), dtype=torch.bool, device=xo.device)
+    for i0 in range(0, m, block):
+        i1 = min(i0 + block, m)
+        perm, start, _ = _sorted_groups(label_distances(z[i0:i1], all_z, distance))
+        for anchors, cands in ((xo, ya), (yo, xa)):
+            logits = torch.mm(anchors[i0:i1], cands.T).mul_(s)
+            _, den, w = _suffix_denominators(logits, perm, start, exact)
+            total, wide = total + den.sum() - logits.sum(), wide | w
+            del logits, den
+    return total, wide
+
+
+def _backward_pass(xo, yo, xa, ya, s, z, all_z, g_out, distance: str, block: int, exact: bool):
+    """(dX, dY unscaled G C per direction, dall_x, dall_y unscaled, wide-range flag) - one pass over the blocks."""
+    m = xo.shape[0]
+    dx, dy = torch.empty_like(xo), torch.empty_like(yo)  # unscaled G C of each direction (also give ds)
+    dall_x, dall_y = torch.zeros_like(xa), torch.zeros_like(ya)
+    wide = torch.zeros((), dtype=torch.bool, device=xo.device)
+    for i0 in range(0, m, block):
+        i1 = min(i0 + block, m)
+        perm, start, end = _sorted_groups(label_distances(z[i0:i1], all_z, distance))
+        for anchors, cands, d_anchor, d_cands in ((xo, ya, dx, dall_y), (yo, xa, dy, dall_x)):
+            logits = torch.mm(anchors[i0:i1], cands.T).mul_(s)
+            t, den, w1 = _suffix_denominators(logits, perm, start, exact)
+            lc, w2 = _log_cumsum_exp(den.neg_(), exact=exact)
+            wide = wide | w1 | w2
+            g_sorted = t.add_(lc.gather(1, end)).exp_().sub_(1.0)
+            g = logits.scatter_(1, perm, g_sorted).mul_(g_out)  # back to candidate order, in place
+            del t, den, lc, g_sorted
+            torch.mm(g, cands, out=d_anchor[i0:i1])
+            d_cands.addmm_(g.T, anchors[i0:i1])
+            del g, logits
+    return dx, dy, dall_x, dall_y, wide
 
 
 class _ChunkedRnCPair(torch.autograd.Function):
+    """Forward and backward each make one pass over the row blocks with the fast log-cumsum-exp and read its
+    wide-range flag once at the end (one host-device sync per pass, none per block); in the rare case it is set
+    (a row of logits spanning more than _SAFE_RANGE) the pass is redone with torch.logcumsumexp."""
+
     @staticmethod
     def forward(ctx, x, y, all_x, all_y, scale, z, all_z, distance, block):
-        xo, yo, xa, ya, s = x.float(), y.float(), all_x.float(), all_y.float(), scale.float()
-        m = xo.shape[0]
-        total = torch.zeros((), device=xo.device)
-        for i0 in range(0, m, block):
-            i1 = min(i0 + block, m)
-            perm, start, _ = _sorted_groups(label_distances(z[i0:i1], all_z, distance))
-            for anchors, cands in ((xo, ya), (yo, xa)):
-                logits = torch.mm(anchors[i0:i1], cands.T).mul_(s)
-                _, den = _suffix_denominators(logits, perm, start)
-                total = total + den.sum() - logits.sum()
-                del logits, den
+        args = (x.float(), y.float(), all_x.float(), all_y.float(), scale.float(), z, all_z, distance, block)
+        total, wide = _forward_pass(*args, exact=False)
+        if bool(wide):
+            total, _ = _forward_pass(*args, exact=True)
         ctx.save_for_backward(x, y, all_x, all_y, scale, z, all_z)
         ctx.args = (distance, block)
         return total
@@ -122,24 +163,11 @@ class _ChunkedRnCPair(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, y, all_x, all_y, scale, z, all_z = ctx.saved_tensors
         distance, block = ctx.args
-        xo, yo, xa, ya, s = x.float(), y.float(), all_x.float(), all_y.float(), scale.float()
-        g_out = grad_out.float()
-        m = xo.shape[0]
-        dx, dy = torch.empty_like(xo), torch.empty_like(yo)  # unscaled G C of each direction (also give ds)
-        dall_x, dall_y = torch.zeros_like(xa), torch.zeros_like(ya)
-        for i0 in range(0, m, block):
-            i1 = min(i0 + block, m)
-            perm, start, end = _sorted_groups(label_distances(z[i0:i1], all_z, distance))
-            for anchors, cands, d_anchor, d_cands in ((xo, ya, dx, dall_y), (yo, xa, dy, dall_x)):
-                logits = torch.mm(anchors[i0:i1], cands.T).mul_(s)
-                t, den = _suffix_denominators(logits, perm, start)
-                lc = _log_cumsum_exp(den.neg_())
-                g_sorted = t.add_(lc.gather(1, end)).exp_().sub_(1.0)
-                g = logits.scatter_(1, perm, g_sorted).mul_(g_out)  # back to candidate order, in place
-                del t, den, lc, g_sorted
-                torch.mm(g, cands, out=d_anchor[i0:i1])
-                d_cands.addmm_(g.T, anchors[i0:i1])
-                del g, logits
+        xo, yo, s = x.float(), y.float(), scale.float()
+        args = (xo, yo, all_x.float(), all_y.float(), s, z, all_z, grad_out.float(), distance, block)
+        dx, dy, dall_x, dall_y, wide = _backward_pass(*args, exact=False)
+        if bool(wide):
+            dx, dy, dall_x, dall_y, _ = _backward_pass(*args, exact=True)
         ds = torch.dot(dx.view(-1), xo.reshape(-1)) + torch.dot(dy.view(-1), yo.reshape(-1))
         return (dx.mul_(s).to(x.dtype), dy.mul_(s).to(y.dtype), dall_x.mul_(s).to(all_x.dtype),
                 dall_y.mul_(s).to(all_y.dtype), ds.reshape(scale.shape).to(scale.dtype), None, None, None, None)
