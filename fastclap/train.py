@@ -186,14 +186,15 @@ def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, worl
           run_dir: str) -> Dict[str, Any]:
     if not args.resume:
         checkpoint.start_fresh(run_dir, cfg.run.overwrite, rank)
-    torch.manual_seed(cfg.run.seed)
-    np.random.seed(cfg.run.seed)
-
     # data, model, engine ---------------------------------------------------------------------------------
     data = build_corpora(cfg, run_dir, rank)
     if uses_rnc(cfg):  # every training clip needs valence-arousal coordinates: name the first one without
         for part in getattr(data.train, "datasets", [data.train]):
             getattr(part, "check_va", lambda: None)()
+    # seeded after the data: whatever preparing them draws (a cold GE2E cache builds a network) cannot change the
+    # model's initialisation or the dropout masks
+    torch.manual_seed(cfg.run.seed)
+    np.random.seed(cfg.run.seed)
     model = CLAPModel(cfg.model)
     if cfg.data.input == "lld":
         model.audio_tower.set_input_stats(*fit_lld_stats(data.train))

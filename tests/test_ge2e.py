@@ -127,3 +127,19 @@ def test_window_cache_is_written_whole_under_the_weights_hash(tmp_path, monkeypa
     monkeypatch.setattr(ge2e_cache, "GE2EEncoder", None)  # the second call must read the file, not recompute
     again = ge2e_cache.ge2e_partials(clips)
     assert np.array_equal(again[0], emb) and np.array_equal(again[1], off)
+
+
+def test_building_the_window_cache_leaves_the_random_state_alone(tmp_path):
+    """A cold cache builds the network (its LSTM draws initial weights): the caller's random stream - a training
+    run's initialisation and dropout masks - must not depend on whether the cache existed."""
+    from fastclap.engine import ge2e_cache
+
+    clips = _Clips(str(tmp_path), [16_000, 30_000])
+    torch.manual_seed(7)
+    ge2e_cache.ge2e_partials(clips)  # cold: computes and writes the cache
+    cold = torch.rand(4)
+    torch.manual_seed(7)
+    ge2e_cache.ge2e_partials(clips)  # warm: reads it
+    warm = torch.rand(4)
+    torch.manual_seed(7)
+    assert torch.equal(cold, warm) and torch.equal(cold, torch.rand(4))

@@ -40,7 +40,10 @@ def ge2e_partials(prepared: Any, weights: str | None = None, batch_windows: int 
             emb, off = z["embeddings"], z["offsets"]
         if off.shape == (len(prepared) + 1,) and off[-1] == emb.shape[0]:
             return emb, off
-    enc = GE2EEncoder(path).eval()
+    # building the network draws initial weights before loading the pretrained ones: keep the caller's random
+    # state as it was, so a cold cache changes nothing downstream (a run's initialisation, its dropout masks)
+    with torch.random.fork_rng(devices=[]):
+        enc = GE2EEncoder(path).eval()
     windows, counts = [], []
     for i in range(len(prepared)):
         wav = normalize_volume(torch.from_numpy(np.array(prepared.waveform(i), dtype=np.float32)))
