@@ -139,3 +139,22 @@ def test_supervised_reference_with_speaker_scaling_matches_a_hand_fit():
     pred = clf.predict(scaler.transform(xs))
     assert res["scaling"] == "speaker"
     assert res["test"]["war"] == pytest.approx(float(np.mean(pred == np.array([classes.index(l) for l in ls]))))
+
+
+def test_a_training_corpus_with_a_single_clip_speaker_names_the_key_the_folder_and_the_speaker(tmp_path, monkeypatch):
+    pytest.importorskip("opensmile")
+    import dataclasses
+
+    from data_helpers import prepared_sample
+    from fastclap.config import FastClapConfig, from_dict
+    from fastclap.engine import data as engine_data
+
+    prep = prepared_sample()[0]
+    rows = [dataclasses.replace(r, speaker="solo") if k == 0 else r for k, r in enumerate(prep.rows)]
+    one_clip = dataclasses.replace(prep, rows=rows)
+    monkeypatch.setattr(engine_data, "_ensure_prepared", lambda c, out, rank: one_clip)
+    monkeypatch.setattr(engine_data, "ge2e_windows", lambda *a: None)
+    cfg = from_dict(FastClapConfig, {"data": {"corpora": [{"corpus": "sample"}], "input": "functionals"},
+                                     "model": {"audio": {"kind": "functionals", "speaker_norm": True}}})
+    with pytest.raises(ValueError, match=r"fastclap\.model\.audio\.speaker_norm: .*sample.*speaker 'solo' has 1"):
+        engine_data.build_corpora(cfg, str(tmp_path), 0)

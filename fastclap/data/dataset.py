@@ -35,7 +35,7 @@ from .captions import join_caption, sample_phrases
 from .features import LLD_HOP_S
 from .manifest import shared_label
 from .prepare import PreparedCorpus
-from .speaker_norm import SpeakerNorm
+from .speaker_norm import SpeakerNorm, SpeakerNormError
 from .va_labels import va_matrix
 
 MODES = ("train", "eval")
@@ -169,12 +169,14 @@ def speaker_norms(prepared: PreparedCorpus, ge2e: Optional[Tuple[np.ndarray, np.
     """Per-speaker statistics of every clip of ``prepared``: key "paraling" (the 88 functionals) and, given the
     cached GE2E windows, "ge2e" (each clip's utterance embedding: the L2-normalised mean of its windows)."""
     speakers = [r.speaker for r in prepared.rows]
-    out = {"paraling": SpeakerNorm.fit(np.stack([prepared.paraling(i) for i in range(len(prepared))]), speakers)}
+    feats = {"paraling": np.stack([prepared.paraling(i) for i in range(len(prepared))])}
     if ge2e is not None:
         emb, off = ge2e[0], ge2e[1]
-        utt = np.stack([_unit(emb[int(off[i]):int(off[i + 1])].mean(axis=0)) for i in range(len(prepared))])
-        out["ge2e"] = SpeakerNorm.fit(utt, speakers)
-    return out
+        feats["ge2e"] = np.stack([_unit(emb[int(off[i]):int(off[i + 1])].mean(axis=0)) for i in range(len(prepared))])
+    try:
+        return {key: SpeakerNorm.fit(x, speakers) for key, x in feats.items()}
+    except SpeakerNormError as e:
+        raise SpeakerNormError(f"{prepared.out_dir}: {e}") from None
 
 
 def collate_clap(items: Sequence[Dict[str, object]]) -> Dict[str, object]:

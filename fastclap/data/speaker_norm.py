@@ -26,6 +26,10 @@ import numpy as np
 EPS = 1e-6
 
 
+class SpeakerNormError(ValueError):
+    """Features that cannot be speaker-normalised (a speaker with too few clips, non-finite values, bad shapes)."""
+
+
 @dataclass(frozen=True)
 class SpeakerNorm:
     """Per-speaker mean and sd of a d-dim utterance feature.
@@ -43,22 +47,23 @@ class SpeakerNorm:
     def fit(cls, features: np.ndarray, speakers: Sequence[str], min_clips: int = 2) -> "SpeakerNorm":
         """Statistics of ``features`` (N, d) grouped by ``speakers`` (N ids).
 
-        Raises ValueError when the lengths differ, ``features`` is not 2-D or not finite, or a speaker has fewer
-        than ``min_clips`` clips (one clip has no spread to standardise with; the error names the speaker).
+        Raises :class:`SpeakerNormError` (a ValueError) when the lengths differ, ``features`` is not 2-D or not
+        finite, or a speaker has fewer than ``min_clips`` clips (one clip has no spread to standardise with; the
+        error names the speaker).
         """
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] != len(speakers):
-            raise ValueError(f"speaker normalisation: features must be (N, d) with one speaker per row, got "
+            raise SpeakerNormError(f"speaker normalisation: features must be (N, d) with one speaker per row, got "
                              f"{x.shape} for {len(speakers)} speakers")
         if not np.isfinite(x).all():
-            raise ValueError("speaker normalisation: features contain NaN or inf")
+            raise SpeakerNormError("speaker normalisation: features contain NaN or inf")
         ids = sorted(set(speakers))
         index = {s: k for k, s in enumerate(ids)}
         rows = np.array([index[s] for s in speakers], dtype=np.int64)
         counts = np.bincount(rows, minlength=len(ids))
         few = [(s, int(counts[k])) for s, k in index.items() if counts[k] < min_clips]
         if few:
-            raise ValueError(f"speaker normalisation needs at least {min_clips} clips per speaker; "
+            raise SpeakerNormError(f"speaker normalisation needs at least {min_clips} clips per speaker; "
                              + ", ".join(f"speaker {s!r} has {n}" for s, n in few[:5]))
         mean = np.zeros((len(ids), x.shape[1]))
         np.add.at(mean, rows, x)
@@ -81,7 +86,7 @@ class SpeakerNorm:
 def speaker_standardise(features: np.ndarray, speakers: Sequence[str], min_clips: int = 2) -> np.ndarray:
     """(N, d) float64: every row standardised with its speaker's statistics over these N rows (see the module doc).
 
-    Raises ValueError as :meth:`SpeakerNorm.fit`."""
+    Raises :class:`SpeakerNormError` as :meth:`SpeakerNorm.fit`."""
     norm = SpeakerNorm.fit(features, speakers, min_clips)
     x = np.asarray(features, dtype=np.float64)
     rows = np.array([norm.index[s] for s in speakers], dtype=np.int64)

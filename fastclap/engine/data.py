@@ -21,6 +21,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ..config import CorpusConfig, FastClapConfig, resolve_path
 from ..data.dataset import collate_clap
+from ..data.speaker_norm import SpeakerNormError
 from .distributed import barrier
 from .synthetic import SyntheticClapDataset
 
@@ -96,8 +97,11 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
                       speaker_norm=cfg.model.audio.speaker_norm)
         if d.input == "ge2e":  # frozen GE2E: window embeddings computed once per prepared corpus
             common["ge2e"] = ge2e_windows(prepared, cfg.model.audio.path, d.crop_seconds, rank)
-        trains.append(ClapDataset(prepared, d.train_split, mode="train", phrase_sampling=d.phrase_sampling,
-                                  repeats=d.repeats, **common))
+        try:
+            trains.append(ClapDataset(prepared, d.train_split, mode="train", phrase_sampling=d.phrase_sampling,
+                                      repeats=d.repeats, **common))
+        except SpeakerNormError as e:  # the config key that asked for it, then the folder and the speaker
+            raise ValueError(f"fastclap.model.audio.speaker_norm: {e}") from None
         if prepared.split_indices(d.eval_split).size:  # a corpus without that split gives no evaluation data
             evals.append(ClapDataset(prepared, d.eval_split, mode="eval", phrase_sampling=False, **common))
     train = trains[0] if len(trains) == 1 else EpochConcat(trains)
