@@ -282,8 +282,14 @@ def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, worl
 
 
 def cli(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
-    """The command line: :func:`main` with user errors as ``error: <message>`` and exit status 2."""
-    return run_cli(lambda a: main(a, prog), argv)
+    """The command line: :func:`main` with user errors as ``error: <message>`` and exit status 2; the process
+    group, if any, is left cleanly once training is done."""
+    status = run_cli(lambda a: main(a, prog), argv)
+    if status == 0:
+        from fastclap.engine.distributed import shutdown_distributed
+
+        shutdown_distributed()
+    return status
 
 
 if __name__ == "__main__":

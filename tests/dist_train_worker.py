@@ -7,8 +7,10 @@ import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from fastclap.engine.distributed import shutdown_distributed  # noqa: E402
 from fastclap.train import main  # noqa: E402
 
 if __name__ == "__main__":
     for path in sys.argv[1:]:
         main(["--config", path])
+    shutdown_distributed()
