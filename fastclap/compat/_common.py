@@ -1,13 +1,11 @@
 """Argument checks of the drop-in loss classes: each error names the argument as the caller spelled it."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 
-from fastclap.losses.smooth_clap import _ValueChecks
-
-_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+from fastclap.losses.smooth_clap import _FLOAT_DTYPES, _ValueChecks
 
 
 def check_rank(rank: int, world_size: int) -> None:
@@ -16,29 +14,6 @@ def check_rank(rank: int, world_size: int) -> None:
         raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}")
     if not isinstance(rank, int) or not 0 <= rank < world_size:
         raise ValueError(f"rank must be an integer in [0, world_size={world_size}), got {rank!r}")
-
-
-def check_features(values: _ValueChecks, *named: Tuple[str, torch.Tensor], same_dim: bool = True) -> None:
-    """Structural checks of feature matrices (B, d): 2-D float tensors with one B, dtype and device; with
-    ``same_dim`` one d too. Their finiteness is queued on ``values``."""
-    first_name, first = named[0]
-    for name, t in named:
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 2:
-            raise ValueError(f"{name} must have shape (B, d), got {tuple(t.shape)}")
-        if t.dtype not in _FLOAT_DTYPES:
-            raise ValueError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}")
-        if t.shape[0] == 0 or t.shape[1] == 0:
-            raise ValueError(f"{name} has an empty dimension: shape {tuple(t.shape)}")
-        if t.shape[0] != first.shape[0] or (same_dim and t.shape[1] != first.shape[1]):
-            raise ValueError(f"{name} {tuple(t.shape)} and {first_name} {tuple(first.shape)} must have the same "
-                             f"{'shape (B, d)' if same_dim else 'number of rows B'}")
-        if t.dtype != first.dtype:
-            raise ValueError(f"{name} ({t.dtype}) and {first_name} ({first.dtype}) must share a dtype")
-        if t.device != first.device:
-            raise ValueError(f"{name} is on {t.device}, {first_name} on {first.device}")
-        values.finite(name, t)
 
 
 def check_scalar(values: _ValueChecks, name: str, t: Optional[torch.Tensor], device: torch.device) -> None:

@@ -30,10 +30,10 @@ from torch import nn
 
 from fastclap.losses.anchor_ce import anchor_cross_entropy
 from fastclap.losses.gathering import gather_global
-from fastclap.losses.smooth_clap import BACKENDS, _ValueChecks
+from fastclap.losses.smooth_clap import BACKENDS, _ValueChecks, check_features
 
 from ._clip import clip_loss_open_clip_semantics
-from ._common import check_features, check_rank, check_scalar
+from ._common import check_rank, check_scalar
 
 
 def kappa_weights(features: torch.Tensor, kappa: float) -> torch.Tensor:

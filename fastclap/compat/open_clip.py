@@ -25,10 +25,10 @@ from torch import nn
 from fastclap.losses.anchor_ce import anchor_cross_entropy
 from fastclap.losses.gathering import gather_constant, gather_global
 from fastclap.losses.siglip import SIGLIP_BACKENDS, siglip_loss_unchecked
-from fastclap.losses.smooth_clap import BACKENDS, _ValueChecks, validate_inputs
+from fastclap.losses.smooth_clap import BACKENDS, _ValueChecks, check_features, validate_inputs
 
 from ._clip import clip_loss_open_clip_semantics
-from ._common import check_features, check_rank, check_scalar, check_sources
+from ._common import check_rank, check_scalar, check_sources
 
 DIST_IMPLS = ("bidir", "shift", "reduce", "gather")
 

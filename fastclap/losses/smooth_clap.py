@@ -109,6 +109,32 @@ class _ValueChecks:
                 raise ValueError(message())
 
 
+def check_features(values: _ValueChecks, *named: Tuple[str, torch.Tensor], same_dim: bool = True) -> None:
+    """Structural checks of feature matrices (B, d), each error naming the argument as the caller spelled it:
+    torch tensors, 2-D, float32 / bfloat16 / float16, B >= 1 and d >= 1, one B, dtype and device (with
+    ``same_dim`` one d too). Their finiteness is queued on ``values`` (one device-to-host read for all checks)."""
+    first_name, first = named[0]
+    for name, t in named:
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 2:
+            raise ValueError(f"{name} must have shape (B, d), got {tuple(t.shape)}")
+        if t.dtype not in _FLOAT_DTYPES:
+            raise ValueError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}")
+        if t.shape[0] == 0:
+            raise ValueError(f"{name} has batch size B = 0; the contrastive loss needs B >= 1")
+        if t.shape[1] == 0:
+            raise ValueError(f"{name} has feature size d = 0")
+        if t.shape[0] != first.shape[0] or (same_dim and t.shape[1] != first.shape[1]):
+            raise ValueError(f"{name} {tuple(t.shape)} and {first_name} {tuple(first.shape)} must have the same "
+                             f"{'shape (B, d)' if same_dim else 'number of rows B'}")
+        if t.dtype != first.dtype:
+            raise ValueError(f"{name} ({t.dtype}) and {first_name} ({first.dtype}) must share a dtype")
+        if t.device != first.device:
+            raise ValueError(f"{name} is on {t.device}, {first_name} on {first.device}")
+        values.finite(name, t)
+
+
 def validate_inputs(
     audio_features: torch.Tensor,
     text_features: torch.Tensor,
@@ -124,30 +150,7 @@ def validate_inputs(
     Structural checks (types, shapes, dtypes, devices, hyper-parameters) come first; the checks of tensor
     values follow, read back in one device-to-host copy."""
     values = _ValueChecks()
-    for name, t in (("audio_features", audio_features), ("text_features", text_features)):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 2:
-            raise ValueError(f"{name} must have shape (B, d), got {tuple(t.shape)}")
-        if t.dtype not in _FLOAT_DTYPES:
-            raise ValueError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}")
-    if audio_features.shape != text_features.shape:
-        raise ValueError(
-            f"audio_features {tuple(audio_features.shape)} and text_features {tuple(text_features.shape)} "
-            "must have the same shape (B, d)"
-        )
-    if audio_features.dtype != text_features.dtype:
-        raise ValueError(
-            f"audio_features ({audio_features.dtype}) and text_features ({text_features.dtype}) must share a dtype"
-        )
-    if audio_features.device != text_features.device:
-        raise ValueError("audio_features and text_features must be on the same device")
-    if audio_features.shape[0] == 0:
-        raise ValueError("audio_features has batch size B = 0; the contrastive loss needs B >= 1")
-    if audio_features.shape[1] == 0:
-        raise ValueError("audio_features has feature size d = 0")
-    values.finite("audio_features", audio_features)
-    values.finite("text_features", text_features)
+    check_features(values, ("audio_features", audio_features), ("text_features", text_features))
     if not isinstance(logit_scale, torch.Tensor) or logit_scale.numel() != 1:
         raise ValueError("logit_scale must be a one-element tensor (exp of the learned log-scale)")
     values.finite("logit_scale", logit_scale)
