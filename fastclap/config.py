@@ -412,6 +412,9 @@ def validate(cfg: FastClapConfig) -> FastClapConfig:
     a = m.audio
     _check(not a.speaker_norm or a.kind in ("ge2e", "functionals", "fusion"), "fastclap.model.audio.speaker_norm",
            f"speaker normalisation applies to the 'functionals', 'ge2e' and 'fusion' towers, not {a.kind!r}")
+    _check(not (a.speaker_norm and any(c.corpus == "synthetic" for c in d.corpora)),
+           "fastclap.model.audio.speaker_norm", "the synthetic corpus has no speakers to normalise; use a prepared "
+           "corpus")
     if a.kind == "hf":
         _check(a.path is not None or a.hf_config is not None, "fastclap.model.audio.path",
                "an 'hf' audio tower needs path or hf_config")

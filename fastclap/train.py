@@ -47,7 +47,7 @@ from fastclap.losses.combined import ContrastiveRnCLoss
 from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
 from fastclap.config import check_deepspeed_section, check_grad_cache, load_config, resolve_path, to_dict
 from fastclap.engine import checkpoint
-from fastclap.engine.checkpoint_files import write_json
+from fastclap.serialization import write_json
 from fastclap.engine.fingerprint import check_unchanged, fingerprint, record_config_change
 from fastclap.engine.data import build_corpora, copy_prepared_artifacts, fit_lld_stats, iterate_steps, StepBatches
 from fastclap.engine.console import eval_line, quiet_deepspeed_handlers, quiet_libraries, summary_line
@@ -155,9 +155,11 @@ def evaluate(engine, dataset, collate, cfg, loss_fn) -> Dict[str, float]:
                                     **loss_labels(batch, cfg, x.device))))
         audio.append(out["audio_features"].float())
         labels += list(batch["shared_labels" if cfg.eval.label_space == "shared" else "labels"])
-    keep = [i for i, lab in enumerate(labels) if lab]  # "shared": clips of the four shared classes only
-    if not keep:
-        raise ValueError("fastclap.eval.label_space 'shared': the evaluation split has no clip of a shared class")
+    keep = list(range(len(labels)))
+    if cfg.eval.label_space == "shared":  # clips of the four shared classes only ("" for the others)
+        keep = [i for i in keep if labels[i]]
+        if not keep:
+            raise ValueError("fastclap.eval.label_space 'shared': the evaluation split has no clip of a shared class")
     classes = sorted({labels[i] for i in keep})
     prompts = engine.module.encode_text([cfg.eval.prompt.format(label=c) for c in classes]).float()
     scores = classification_metrics([classes.index(labels[i]) for i in keep],
@@ -210,7 +212,7 @@ def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, worl
 
     start = 0
     if args.resume:
-        tag = checkpoint.choose(run_dir, args.resume_from, log=print if rank == 0 else lambda _: None)
+        tag = checkpoint.choose(run_dir, args.resume_from, log=print)  # chosen (and logged) on rank 0 only
         changed = check_unchanged(checkpoint.read_fingerprint(run_dir, tag), settings, tag, args.allow_config_change)
         start = int(checkpoint.load(engine, run_dir, tag, rank)["step"])
         metrics.truncate_after(start)
@@ -283,12 +285,11 @@ def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, worl
 
 def cli(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
     """The command line: :func:`main` with user errors as ``error: <message>`` and exit status 2; the process
-    group, if any, is left cleanly once training is done."""
+    group, if any, is left cleanly when the command ends (after the other ranks when training succeeded)."""
     status = run_cli(lambda a: main(a, prog), argv)
-    if status == 0:
-        from fastclap.engine.distributed import shutdown_distributed
+    from fastclap.engine.distributed import shutdown_distributed
 
-        shutdown_distributed()
+    shutdown_distributed(wait=status == 0)
     return status
 
 

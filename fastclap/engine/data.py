@@ -80,9 +80,6 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
     dirs: List[str] = []
     for i, c in enumerate(d.corpora):
         if c.corpus == "synthetic":
-            if cfg.model.audio.speaker_norm:
-                raise ValueError("fastclap.model.audio.speaker_norm: the synthetic corpus has no speakers to "
-                                 "normalise; use a prepared corpus")
             trains.append(SyntheticClapDataset(c.synthetic_clips, d.train_split, "train", d.crop_seconds, d.input,
                                                d.repeats, seed + i))
             evals.append(SyntheticClapDataset(c.synthetic_clips, d.eval_split, "eval", d.crop_seconds, d.input,

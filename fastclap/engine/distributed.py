@@ -132,14 +132,15 @@ def on_rank0(fn: Callable[[], T]) -> T:
     return value
 
 
-def shutdown_distributed() -> None:
-    """Leave the process group cleanly at the end of a process: wait for every rank, then destroy the group.
+def shutdown_distributed(wait: bool = True) -> None:
+    """Leave the process group cleanly at the end of a process: wait for every rank (``wait``; a rank that failed
+    must not wait for the others, which may never come), then destroy the group.
 
     A gloo group left to interpreter teardown can abort the process after the work is done ("terminate called
     without an active exception", exit status -6) when its threads are destroyed in the wrong order. No-op
     without a process group."""
     if not dist.is_initialized():
         return
-    if dist.get_world_size() > 1:
+    if wait and dist.get_world_size() > 1:
         dist.barrier()
     dist.destroy_process_group()

@@ -140,12 +140,14 @@ def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: i
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     kind, extra = model_input(model), {}
-    if kind == "waveform" and _cached_ge2e_ok(model):  # same vectors as the tower computes, without the LSTM pass
+    audio = getattr(getattr(model, "cfg", None), "audio", None)
+    # a model trained on speaker-normalised inputs is fed the same way (statistics of each evaluated speaker); it
+    # was trained on cached embeddings (the config allows nothing else), so it reads the cache of its weights
+    speaker_norm = bool(getattr(audio, "speaker_norm", False))
+    if kind == "waveform" and (_cached_ge2e_ok(model) or speaker_norm):  # the tower's vectors, no LSTM pass
         from fastclap.engine.data import ge2e_windows
 
-        kind, extra = "ge2e", {"ge2e": ge2e_windows(prepared, None, 1.0)}
-    # a model trained on speaker-normalised inputs is fed the same way (statistics of each evaluated speaker)
-    speaker_norm = bool(getattr(getattr(getattr(model, "cfg", None), "audio", None), "speaker_norm", False))
+        kind, extra = "ge2e", {"ge2e": ge2e_windows(prepared, audio.path, 1.0)}
     ds = ClapDataset(prepared, split, mode="eval", crop_seconds=None, input=kind, speaker_norm=speaker_norm, **extra)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_clap)
     if progress:

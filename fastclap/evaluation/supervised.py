@@ -64,7 +64,8 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
     ``prepared``: one prepared corpus, or a list of them whose splits are concatenated (a model trained on
     several corpora; use ``label_space="shared"`` when their label words differ).
     ``scaling``: "train" standardises every split with the train split's mean and sd (what the zero-shot model
-    sees); "per_split" standardises each split with its own statistics (unlabelled per-corpus normalisation, a
+    sees); "per_split" standardises each split of each corpus with its own statistics (unlabelled per-corpus
+    normalisation, a
     common cross-corpus practice; it uses the test clips' features, never their labels); "speaker" standardises
     every clip with the statistics of all its speaker's clips in the corpus (speaker normalisation,
     :mod:`fastclap.data.speaker_norm`: what a model with ``model.audio.speaker_norm`` sees), then with the train
@@ -87,20 +88,21 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
     labels: Dict[str, List[str]] = {s: [] for s in x}
     test_corpus: List[str] = []  # the corpus of each test clip (scores per corpus for several corpora)
     for p in corpora:
-        every = None
+        every = clip_features(p, range(len(p)), features)  # each corpus' features read once
         if scaling == "speaker":  # every clip of a speaker standardised with that speaker's statistics
             from fastclap.data.speaker_norm import speaker_standardise
 
-            every = speaker_standardise(clip_features(p, range(len(p)), features), [r.speaker for r in p.rows])
+            every = speaker_standardise(every, [r.speaker for r in p.rows])
         for s in x:
             idx, lab = _split(p, s, label_space)
-            x[s].append(every[idx] if every is not None else clip_features(p, idx, features))
+            v = every[idx]
+            if scaling == "per_split":  # this corpus' split on its own statistics
+                v = (v - v.mean(0)) / np.maximum(v.std(0), 1e-12)
+            x[s].append(v)
             labels[s] += lab
             if s == "test":
                 test_corpus += [str(p.meta.get("corpus", p.out_dir))] * len(idx)
     xs = {s: np.concatenate(v) for s, v in x.items()}
-    if scaling == "per_split":
-        xs = {s: (v - v.mean(0)) / np.maximum(v.std(0), 1e-12) for s, v in xs.items()}
     classes = sorted(set(labels["train"]))
     for s in ("valid", "test"):
         unseen = sorted(set(labels[s]) - set(classes))

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import sys
 import time
 from typing import List, Optional
 

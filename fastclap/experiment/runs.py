@@ -115,6 +115,7 @@ def reference_rows(settings: List[str], features: List[str], args) -> List[Dict[
 
     rows = []
     for s in settings:
+        prepared = None  # loaded once per setting, only when a row is not cached yet
         for feat, scaling in [(f, sc) for f in features for sc in args.reference_scalings]:
             path = os.path.join(args.work_dir, s.replace("->", "_to_"), f"reference_{feat}_{scaling}.json")
             if os.path.isfile(path):
@@ -122,8 +123,8 @@ def reference_rows(settings: List[str], features: List[str], args) -> List[Dict[
                     rows.append(json.load(f))
                 continue
             t0 = time.perf_counter()
-            res = linear_probe([load_prepared(c["prepared_dir"]) for c in corpora_of(s, args)], feat,
-                               label_space(s, supervised=True), scaling=scaling)
+            prepared = prepared or [load_prepared(c["prepared_dir"]) for c in corpora_of(s, args)]
+            res = linear_probe(prepared, feat, label_space(s, supervised=True), scaling=scaling)
             row = dict(res, setting=s, total_s=round(time.perf_counter() - t0, 1))
             write_json(row, path)
             rows.append(row)

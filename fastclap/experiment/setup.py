@@ -79,33 +79,17 @@ def run_config(corpora: List[Dict[str, str]], loss: str, seed: int, run_dir: str
                space: str = "dataset") -> Dict[str, Any]:
     """The DeepSpeed + fastclap config of one run (ZeRO stage 0, fp32, torch AdamW on the CPU); with ``--recipe``
     its batch, learning rate, schedule, data input and model, else the tower and sizes of the command line."""
-    every = args.eval_every
-    recipe = args.recipe_cfg
-    if recipe:
-        return recipe_run_config(recipe, corpora, loss, seed, run_dir, space)
-    return {
-        "train_micro_batch_size_per_gpu": args.batch_size,
-        "gradient_accumulation_steps": 1,
-        "gradient_clipping": 1.0,
-        "optimizer": {"type": "AdamW", "params": {"lr": args.lr, "betas": [0.9, 0.98], "eps": 1e-6,
-                                                  "weight_decay": 0.05, "torch_adam": True}},
-        "zero_optimization": {"stage": 0},
-        "fastclap": {
-            "data": {"corpora": corpora, "input": TOWERS[args.tower]["input"],
-                     "crop_seconds": 2.0, "repeats": args.repeats},
+    return recipe_run_config(args.recipe_cfg or tower_recipe(args), corpora, loss, seed, run_dir, space)
+
+
+def tower_recipe(args) -> Dict[str, Any]:
+    """The recipe (:func:`read_recipe`'s keys) of the command line's ``--tower`` and sizes: frozen MiniLM text
+    tower, 128-d embeddings, 2 s crops, a tenth of the steps as warm-up."""
+    return {"batch_size": args.batch_size, "lr": args.lr, "steps": args.steps,
+            "warmup_steps": max(1, args.steps // 10), "eval_every": args.eval_every,
+            "input": TOWERS[args.tower]["input"], "crop_seconds": 2.0, "repeats": args.repeats,
             "model": {"audio": dict(TOWERS[args.tower]["audio"]),
-                      "text": {"path": "builtin:all-MiniLM-L6-v2", "trainable": False}, "embed_dim": 128},
-            "loss": dict(LOSSES[loss], backend="chunked"),
-            "schedule": {"steps": args.steps, "warmup_steps": max(1, args.steps // 10)},
-            "eval": {"every": every, "batch_size": 128, "label_space": space},
-            "run": _run_section(run_dir, seed, every),
-        },
-    }
-
-
-def _run_section(run_dir: str, seed: int, every: int) -> Dict[str, Any]:
-    return {"dir": run_dir, "seed": seed, "checkpoint_every": every, "keep_checkpoints": 0, "export": False,
-            "tensorboard": False, "progress": False, "log_every": every}
+                      "text": {"path": "builtin:all-MiniLM-L6-v2", "trainable": False}, "embed_dim": 128}}
 
 
 def recipe_run_config(recipe: Dict[str, Any], corpora: List[Dict[str, str]], loss: str, seed: int, run_dir: str,
@@ -129,7 +113,8 @@ def recipe_run_config(recipe: Dict[str, Any], corpora: List[Dict[str, str]], los
             "loss": dict(LOSSES[loss], backend="chunked"),
             "schedule": {"steps": recipe["steps"], "warmup_steps": recipe["warmup_steps"]},
             "eval": {"every": recipe["eval_every"], "batch_size": 256, "label_space": space},
-            "run": _run_section(run_dir, seed, recipe["eval_every"]),
+            "run": {"dir": run_dir, "seed": seed, "checkpoint_every": recipe["eval_every"], "keep_checkpoints": 0,
+                    "export": False, "tensorboard": False, "progress": False, "log_every": recipe["eval_every"]},
         },
     }
 
