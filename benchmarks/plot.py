@@ -19,14 +19,20 @@ import sys
 from collections import Counter, defaultdict
 from typing import Any, Dict, List, Optional
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the Agg backend
-
-from fastclap.cli import HelpFormatter, add_debug_flag, run_cli  # noqa: E402
+from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
 
 MiB = 2**20
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, imported on first drawing: ``load_rows`` (which
+    ``benchmarks.targets`` uses) needs no matplotlib, so the GPU check runs where it is missing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def load_rows(path: pathlib.Path) -> List[Dict[str, Any]]:
@@ -52,6 +58,7 @@ def plot_file(path: pathlib.Path, out_dir: Optional[pathlib.Path] = None) -> Lis
     if not rows:
         raise ValueError(f"{path}: no result rows (an empty file); run python -m benchmarks.sweep first")
     out_dir = out_dir or path.parent
+    plt = _pyplot()
     groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
     for i, row in enumerate(rows, 1):
         missing = [k for k in ("provider", "kind", "mode", "dim", "dtype", "batch", "status") if k not in row]

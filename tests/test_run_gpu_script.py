@@ -1,0 +1,111 @@
+"""`bash benchmarks/run_gpu.sh --collect-only` in an environment as lean as the GPU machine's image may be.
+
+The environment is a fresh virtual environment (``python -m venv --without-pip``) whose site-packages holds
+symbolic links to exactly these distributions of the running test environment: torch, triton, numpy, pytest
+and pytest-benchmark, the distributions they require (read from their metadata, transitively), and fastclap
+itself (its installed files: the editable finder that maps ``fastclap`` and ``fastclap.kernels`` to this
+checkout). Nothing else is importable there, which the test checks first (pydantic, soundfile, opensmile,
+deepspeed, transformers, open_clip, inf_cl, matplotlib all missing). Links, not copies: the same files CI
+installed, in seconds instead of a second torch install.
+
+Then the script must exit 0, pass its import check, and collect every test marked gpu with no error: the
+modules it names are exactly the test modules that use the gpu mark, and the node ids it collects are the
+ones the full test environment collects from them.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import pathlib
+import re
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+pytestmark = pytest.mark.slow
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+IMAGE_PACKAGES = ("torch", "triton", "numpy", "pytest", "pytest-benchmark")
+ABSENT = ("pydantic", "soundfile", "opensmile", "deepspeed", "transformers", "open_clip", "inf_cl", "matplotlib")
+
+
+def _closure(names):
+    """The named distributions and every distribution they require (no extras), transitively."""
+    found, todo = {}, list(names)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in found:
+            continue
+        dist = metadata.distribution(name)
+        found[name] = dist
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return found
+
+
+def _lean_venv(dest: pathlib.Path) -> pathlib.Path:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True, timeout=120)
+    python = dest / "bin" / "python"
+    site = pathlib.Path(subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True, capture_output=True, text=True, timeout=60).stdout.strip())
+    try:
+        dists = _closure(IMAGE_PACKAGES + ("fastclap",))
+    except metadata.PackageNotFoundError as exc:
+        pytest.fail(f"the test environment lacks a distribution the lean environment links to: {exc}")
+    for dist in dists.values():
+        root = pathlib.Path(dist.locate_file(""))
+        tops = {pathlib.PurePath(f).parts[0] for f in dist.files or [] if ".." not in pathlib.PurePath(f).parts}
+        for top in sorted(tops - {"__pycache__"}):
+            if (root / top).exists() and not (site / top).exists():
+                (site / top).symlink_to(root / top)
+    return python
+
+
+def _uses_gpu_mark(path: pathlib.Path) -> bool:
+    """Whether the module's code (not a string in it) refers to ``pytest.mark.gpu``."""
+    return any(isinstance(node, ast.Attribute) and node.attr == "gpu" and isinstance(node.value, ast.Attribute)
+               and node.value.attr == "mark" for node in ast.walk(ast.parse(path.read_text())))
+
+
+def _gpu_marked_modules():
+    return sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py") if _uses_gpu_mark(p))
+
+
+def _collected_ids(stdout: str):
+    return [line.strip() for line in stdout.splitlines() if "::" in line and line.startswith("tests/")]
+
+
+def test_collect_only_in_an_environment_with_only_torch_triton_numpy_pytest(tmp_path):
+    python = _lean_venv(tmp_path / "venv")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TRITON_INTERPRET", "VIRTUAL_ENV")}
+    probe = subprocess.run(
+        [str(python), "-c", "import importlib.util as u, sys; "
+                            "print(' '.join(m for m in sys.argv[1:] if u.find_spec(m)))", *ABSENT],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0 and probe.stdout.strip() == "", (
+        f"the lean environment is not lean: {probe.stdout} {probe.stderr[-2000:]}")
+
+    run = subprocess.run(["bash", str(REPO / "benchmarks" / "run_gpu.sh"), "--collect-only"], cwd=REPO,
+                         env=dict(env, PYTHON=str(python)), capture_output=True, text=True, timeout=600)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-4000:]
+    assert "none of pydantic, soundfile, opensmile, deepspeed, transformers loaded" in out, out[-4000:]
+    summary = [ln for ln in run.stdout.splitlines() if re.search(r"\btests? collected\b", ln)]
+    assert len(summary) == 1 and "error" not in summary[0], summary
+    ids = _collected_ids(run.stdout)
+    assert ids, out[-4000:]
+
+    modules = _gpu_marked_modules()
+    assert sorted({i.split("::")[0] for i in ids}) == modules, "run_gpu.sh must name every gpu test module"
+    full = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "gpu", "-p",
+                           "no:cacheprovider", *modules], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert full.returncode == 0, full.stdout[-4000:] + full.stderr[-2000:]
+    assert ids == _collected_ids(full.stdout)
