@@ -109,3 +109,38 @@ def test_collect_only_in_an_environment_with_only_torch_triton_numpy_pytest(tmp_
                           timeout=600)
     assert full.returncode == 0, full.stdout[-4000:] + full.stderr[-2000:]
     assert ids == _collected_ids(full.stdout)
+
+
+def test_scripts_parse():
+    for name in ("run_gpu.sh", "fetch_wheels.sh", "tree_hash.sh"):
+        assert subprocess.run(["bash", "-n", str(REPO / "benchmarks" / name)]).returncode == 0, name
+
+
+def test_tree_hash_follows_the_sources_and_ignores_caches(tmp_path):
+    """The hash run_gpu.sh compares with .whl/stamp.txt changes with a source file's content and not with a
+    byte-code cache or a results file."""
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "tree_hash.sh").write_text((REPO / "benchmarks" / "tree_hash.sh").read_text())
+    for folder in ("fastclap", "kernels", "tests"):
+        (tmp_path / folder / "__pycache__").mkdir(parents=True)
+        (tmp_path / folder / "a.py").write_text(f"# {folder}\n")
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    (tmp_path / "constraints.txt").write_text("torch==2.13.0\n")
+
+    def tree_hash():
+        run = subprocess.run(["bash", str(tmp_path / "benchmarks" / "tree_hash.sh")], capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert re.fullmatch(r"[0-9a-f]{64}", run.stdout.strip()), run.stdout
+        return run.stdout.strip()
+
+    first = tree_hash()
+    (tmp_path / "fastclap" / "__pycache__" / "a.cpython-312.pyc").write_bytes(b"\0")
+    (tmp_path / "benchmarks" / "results" / "gpu.jsonl").write_text("{}\n")
+    assert tree_hash() == first
+    (tmp_path / "kernels" / "a.py").write_text("# kernels, edited\n")
+    assert tree_hash() != first
+    (tmp_path / "kernels" / "a.py").write_text("# kernels\n")
+    assert tree_hash() == first
+    (tmp_path / "constraints.txt").write_text("torch==2.11.0\n")
+    assert tree_hash() != first
