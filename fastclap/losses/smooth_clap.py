@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from .amp import outside_autocast
 from .reference import reference_smooth_clap_loss
 
 BACKENDS = ("auto", "triton", "chunked", "reference")
@@ -205,6 +206,7 @@ def _check_source(name: str, u: torch.Tensor, audio_features: torch.Tensor, valu
                                    "similarity (soft target) is undefined")
 
 
+@outside_autocast("audio_features", "text_features")
 def smooth_clap_loss(
     audio_features: torch.Tensor,
     text_features: torch.Tensor,
