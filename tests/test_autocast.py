@@ -22,7 +22,7 @@ from fastclap.compat import laion_clap as laion_compat
 from fastclap.compat import open_clip as oc_compat
 from fastclap.losses import ContrastiveRnCLoss, RankNContrastLoss, SigLIPLoss, SmoothCLAPLoss, siglip_loss
 from fastclap.losses.reference import reference_smooth_clap_loss
-from helpers import naive_loss
+from helpers import assert_same_inside_and_outside_autocast, naive_loss, run_under_autocast
 from peer_losses import laion_clap_loss, open_clip_loss
 
 AMP_DTYPES = [torch.bfloat16, torch.float16]
@@ -40,32 +40,11 @@ def _inputs(batch, dim, seed, n):
 
 
 def _run(fn, tensors, amp_dtype=None):
-    """(outputs, grads) of fn on fresh leaves of ``tensors``; under CPU autocast of ``amp_dtype`` if given
-    (backward outside it, as training loops call it). Tuple outputs are summed with weights 1, 2, ..."""
-    leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in tensors]
-    if amp_dtype is None:
-        out = fn(*leaves)
-    else:
-        with torch.autocast("cpu", dtype=amp_dtype):
-            out = fn(*leaves)
-    outs = out if isinstance(out, tuple) else (out,)
-    sum((i + 1) * o for i, o in enumerate(outs)).backward()
-    return [o.detach() for o in outs], [t.grad for t in leaves]
+    return run_under_autocast(fn, tensors, "cpu", amp_dtype)
 
 
 def _assert_same_in_and_out(fn, tensors, amp_dtype):
-    """The autocast run equals the plain run (rtol 1e-6) and returns gradients in the inputs' dtypes."""
-    (out_amp, g_amp), (out, g) = _run(fn, tensors, amp_dtype), _run(fn, tensors)
-    for a, b in zip(out_amp, out):
-        assert a.dtype == torch.float32 and a.dim() == 0
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-    for t, a, b in zip(tensors, g_amp, g):
-        if b is None:
-            assert a is None
-            continue
-        assert a.dtype == t.dtype
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6 * float(b.abs().max()) + 1e-9)
-    return out_amp
+    return assert_same_inside_and_outside_autocast(fn, tensors, "cpu", amp_dtype)
 
 
 def _peer_under_autocast(fn, tensors, amp_dtype):

@@ -14,6 +14,7 @@ import fastclap
 from fastclap.compat import laion_clap as laion_compat
 from fastclap.compat import open_clip as oc_compat
 from fastclap.losses import siglip_loss
+from helpers import assert_same_inside_and_outside_autocast
 from peer_losses import laion_clap_loss, open_clip_loss
 
 pytestmark = [
@@ -29,27 +30,8 @@ def _features(batch, dim, seed, n, dtype=torch.float32):
     return [F.normalize(torch.randn(batch, dim, generator=g), dim=-1).to(dtype).cuda() for _ in range(n)]
 
 
-def _run(fn, tensors, amp_dtype=None):
-    leaves = [t.detach().clone().requires_grad_() for t in tensors]
-    with torch.autocast("cuda", dtype=amp_dtype or torch.float16, enabled=amp_dtype is not None):
-        out = fn(*leaves)
-    outs = out if isinstance(out, tuple) else (out,)
-    sum((i + 1) * o for i, o in enumerate(outs)).backward()
-    return [o.detach() for o in outs], [t.grad for t in leaves]
-
-
 def _same_in_and_out(fn, tensors, amp_dtype):
-    (out_amp, g_amp), (out, g) = _run(fn, tensors, amp_dtype), _run(fn, tensors)
-    for a, b in zip(out_amp, out):
-        assert a.dtype == torch.float32
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-    for t, a, b in zip(tensors, g_amp, g):
-        if b is None:   # the distillation teacher is detached
-            assert a is None
-            continue
-        assert a.dtype == t.dtype
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6 * float(b.abs().max()) + 1e-9)
-    return out_amp
+    return assert_same_inside_and_outside_autocast(fn, tensors, "cuda", amp_dtype)
 
 
 @pytest.mark.parametrize("amp_dtype", AMP_DTYPES)
