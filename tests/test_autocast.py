@@ -13,6 +13,8 @@ Three checks per loss:
   s the logit scale, c = 2 for softmax losses (each cross-entropy is 1-Lipschitz in the max-norm of its logits,
   each logit s x.y with |x.y| <= 1 off by at most s u), c = B for SigLIP (B pairs per anchor row).
 """
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -202,3 +204,14 @@ def test_backward_inside_autocast(amp_dtype):
             fn(*leaves).backward()
         for leaf, w in zip(leaves, want):
             torch.testing.assert_close(leaf.grad, w, rtol=1e-6, atol=1e-6 * float(w.abs().max()) + 1e-9)
+
+
+@pytest.mark.parametrize("amp_dtype", [None, torch.bfloat16])
+def test_missing_sources_warning_names_the_callers_line(amp_dtype):
+    """The autocast wrapper sits between the caller and the loss: the warning still points at the caller."""
+    x, y = _inputs(4, 8, seed=37, n=2)
+    with warnings.catch_warnings(record=True) as caught, \
+            torch.autocast("cpu", dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+        warnings.simplefilter("always")
+        fastclap.smooth_clap_loss(x, y, torch.tensor(10.0))
+    assert len(caught) == 1 and caught[0].filename == __file__
