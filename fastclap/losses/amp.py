@@ -57,8 +57,8 @@ def outside_autocast(*feature_args: str) -> Callable[[F], F]:
                 return fn(*args, **kwargs)
             if feature_args:
                 bound = signature.bind(*args, **kwargs)
-                named = {n: bound.arguments[n] for n in feature_args if isinstance(bound.arguments.get(n), torch.Tensor)
-                         and bound.arguments[n].dtype in _FLOATS}
+                named = {n: t for n in feature_args
+                         if isinstance(t := bound.arguments.get(n), torch.Tensor) and t.dtype in _FLOATS}
                 if len({t.dtype for t in named.values()}) > 1:
                     wide = functools.reduce(torch.promote_types, (t.dtype for t in named.values()))
                     for n, t in named.items():
