@@ -91,3 +91,32 @@ def assert_16bit_close(got, ref32, ref16, dtype):
         ref_err = (r16.float() - r32.float()).abs().max().item()
         floor = ulp * r32.float().abs().max().item()
         assert err <= 2 * ref_err + floor, f"{name}: error {err:.3g}, 16-bit reference error {ref_err:.3g}"
+
+
+def run_under_autocast(fn, tensors, device_type, amp_dtype=None):
+    """(outputs, grads) of ``fn`` on fresh leaves of ``tensors`` (floating ones require grad), under
+    ``torch.autocast(device_type, amp_dtype)`` if ``amp_dtype`` is given; backward after the region, as training
+    loops call it. Tuple outputs are backpropagated summed with weights 1, 2, ..."""
+    leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in tensors]
+    with torch.autocast(device_type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+        out = fn(*leaves)
+    outs = out if isinstance(out, tuple) else (out,)
+    sum((i + 1) * o for i, o in enumerate(outs)).backward()
+    return [o.detach() for o in outs], [t.grad for t in leaves]
+
+
+def assert_same_inside_and_outside_autocast(fn, tensors, device_type, amp_dtype):
+    """The autocast run of ``fn`` equals the plain run (0-d fp32 values rtol 1e-6; gradients rtol 1e-6, atol 1e-6
+    of the largest entry) and returns each gradient in its input's dtype. Returns the autocast run's outputs."""
+    (out_amp, g_amp), (out, g) = (run_under_autocast(fn, tensors, device_type, amp_dtype),
+                                  run_under_autocast(fn, tensors, device_type))
+    for a, b in zip(out_amp, out):
+        assert a.dtype == torch.float32 and a.dim() == 0
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    for t, a, b in zip(tensors, g_amp, g):
+        if b is None:   # no gradient (e.g. a detached distillation teacher)
+            assert a is None
+            continue
+        assert a.dtype == t.dtype
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6 * float(b.abs().max()) + 1e-9)
+    return out_amp

@@ -20,20 +20,29 @@ formula above (docs/dropin.md): weighted plain loss in one process (the original
 which only exists after a multi-rank gather: NameError) - here the batch is the local one; weighted mlp loss on
 several ranks (the original's weights have B_l entries for B classes) - here weights over the gathered batch.
 ``use_horovod=True`` is refused. Every bad argument raises ``ValueError`` naming it.
+
+:func:`patch` / :func:`unpatch` / :func:`patched` put this class where LAION-CLAP's ``training/train.py``
+builds its loss (``train_one_epoch`` reads the ``ClipLoss`` that module imported from ``clap_module``), in one
+call. Under ``torch.autocast`` the loss computes as outside it (:mod:`fastclap.losses.amp`).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import contextlib
+import importlib
+import sys
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 
+from fastclap.losses.amp import outside_autocast
 from fastclap.losses.anchor_ce import anchor_cross_entropy
 from fastclap.losses.gathering import gather_global
 from fastclap.losses.smooth_clap import BACKENDS, _ValueChecks, check_features
 
 from ._clip import clip_loss_open_clip_semantics
 from ._common import check_rank, check_scalar
+from ._patching import Patcher
 
 
 def kappa_weights(features: torch.Tensor, kappa: float) -> torch.Tensor:
@@ -89,6 +98,7 @@ class ClipLoss(nn.Module):
         ce, _ = anchor_cross_entropy(anchors, candidates, scale.reshape(()), offset=offset, anchor_weights=weights)
         return ce / weights.sum()
 
+    @outside_autocast("audio_features", "text_features", "audio_features_mlp", "text_features_mlp")
     def forward(self, audio_features: torch.Tensor, text_features: torch.Tensor, logit_scale_a: torch.Tensor,
                 logit_scale_t: Optional[torch.Tensor] = None, audio_features_mlp: Optional[torch.Tensor] = None,
                 text_features_mlp: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -118,3 +128,44 @@ class ClipLoss(nn.Module):
                        + self._weighted_mean(anchors[3], glob[0], logit_scale_a, w_a, offset)
                        + self._weighted_mean(anchors[2], glob[1], logit_scale_t, w_t, offset)
                        + self._weighted_mean(anchors[1], glob[2], logit_scale_t, w_t, offset))
+
+
+_LOSS_MODULES = ("clap_module.loss", "laion_clap.clap_module.loss")
+
+
+def _laion_clap_classes() -> Dict[type, type]:
+    """LAION-CLAP's ClipLoss class(es): its scripts import ``clap_module`` as a top-level package (the
+    ``laion_clap`` package puts its folder on sys.path when imported), so one may be loaded under each name."""
+    if not any(name in sys.modules for name in _LOSS_MODULES):
+        try:
+            importlib.import_module("clap_module.loss")
+        except ImportError:
+            try:
+                importlib.import_module("laion_clap")
+            except ImportError as e:
+                raise ImportError(f"fastclap.compat.laion_clap.patch() needs an importable laion_clap: {e}") from e
+    found = {sys.modules[n].ClipLoss: ClipLoss for n in _LOSS_MODULES if n in sys.modules}
+    if not found:
+        raise ImportError("fastclap.compat.laion_clap.patch(): LAION-CLAP's clap_module/loss.py is not importable")
+    return found
+
+
+_PATCHER = Patcher(("clap_module", "training", "laion_clap"), _laion_clap_classes)
+
+
+def patch() -> List[str]:
+    """Make LAION-CLAP's training code build fastclap's ``ClipLoss``: rebinds ``ClipLoss`` wherever an imported
+    ``clap_module`` / ``training`` / ``laion_clap`` module holds LAION-CLAP's (``training.train``, which
+    ``train_one_epoch`` reads, ``clap_module``, ``clap_module.loss``); imports ``clap_module`` first if needed.
+    Idempotent. Returns the ``module.attribute`` sites changed. Raises ImportError if LAION-CLAP is missing."""
+    return _PATCHER.patch()
+
+
+def unpatch() -> List[str]:
+    """Give LAION-CLAP its own class back (every site, also modules imported while patched); returns them."""
+    return _PATCHER.unpatch()
+
+
+def patched() -> "contextlib.AbstractContextManager[List[str]]":
+    """``with patched(): ...`` - :func:`patch` on entry, :func:`unpatch` on exit (unless patched before)."""
+    return _PATCHER.patched()

@@ -14,20 +14,28 @@ distributed mode (tests compare against open_clip's own ``loss.py``), but none o
 Differences, all documented in docs/dropin.md: the teacher of ``DistillClipLoss`` receives no gradient;
 ``use_horovod`` is not supported; ``cache_labels`` is accepted and has no effect (no labels are built).
 Every bad argument raises ``ValueError`` naming it.
+
+:func:`patch` / :func:`unpatch` / :func:`patched` put these classes where ``open_clip_train`` looks its loss
+up (``open_clip.factory.create_loss`` reads the names ``open_clip.factory`` imported from ``open_clip.loss``),
+in one call; ``CoCaLoss`` stays open_clip's. Under ``torch.autocast`` the losses compute as outside it
+(:mod:`fastclap.losses.amp`).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple, Union
+import contextlib
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
+from fastclap.losses.amp import outside_autocast
 from fastclap.losses.anchor_ce import anchor_cross_entropy
 from fastclap.losses.gathering import gather_constant, gather_global
 from fastclap.losses.siglip import SIGLIP_BACKENDS, siglip_loss_unchecked
 from fastclap.losses.smooth_clap import BACKENDS, _ValueChecks, check_features, validate_inputs
 
 from ._clip import clip_loss_open_clip_semantics
+from ._patching import Patcher
 from ._common import check_rank, check_scalar, check_sources
 
 DIST_IMPLS = ("bidir", "shift", "reduce", "gather")
@@ -86,6 +94,7 @@ class ClipLoss(nn.Module):
             backend=self.backend, local_loss=self.local_loss, gather_with_grad=self.gather_with_grad,
             rank=self.rank, world_size=self.world_size)
 
+    @outside_autocast("image_features", "text_features")
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                 logit_bias: Optional[torch.Tensor] = None, output_dict: bool = False,
                 soft_target_features: Optional[Sequence[torch.Tensor]] = None,
@@ -108,6 +117,7 @@ class DistillClipLoss(ClipLoss):
     teacher already provides them. Raises ValueError naming the argument.
     """
 
+    @outside_autocast("image_features", "text_features")
     def forward(self, image_features, text_features, logit_scale, dist_image_features, dist_text_features,
                 dist_logit_scale, output_dict: bool = False):
         values = _ValueChecks()
@@ -172,6 +182,7 @@ class SigLipLoss(nn.Module):
         self.soft_weight, self.backend = soft_weight, backend
         self.source_weights, self.source_temperatures = tuple(source_weights), tuple(source_temperatures)
 
+    @outside_autocast("image_features", "text_features")
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                 logit_bias: Optional[torch.Tensor] = None, output_dict: bool = False,
                 soft_target_features: Optional[Sequence[torch.Tensor]] = None):
@@ -190,3 +201,33 @@ class SigLipLoss(nn.Module):
                                      self.source_weights, self.source_temperatures, beta, offset, self.backend,
                                      block_rows=self.chunk_size or None)
         return {"contrastive_loss": loss} if output_dict else loss
+
+
+def _open_clip_classes() -> Dict[type, type]:
+    try:
+        from open_clip import factory, loss  # noqa: F401  (factory: the module create_loss reads its names in)
+    except ImportError as e:
+        raise ImportError(f"fastclap.compat.open_clip.patch() needs an importable open_clip: {e}") from e
+    return {loss.ClipLoss: ClipLoss, loss.DistillClipLoss: DistillClipLoss, loss.SigLipLoss: SigLipLoss}
+
+
+_PATCHER = Patcher(("open_clip", "open_clip_train"), _open_clip_classes)
+
+
+def patch() -> List[str]:
+    """Make open_clip's training code build fastclap's losses: imports ``open_clip`` and rebinds ``ClipLoss``,
+    ``DistillClipLoss`` and ``SigLipLoss`` wherever an imported ``open_clip`` / ``open_clip_train`` module holds
+    them (``open_clip.factory``, which ``create_loss(args)`` reads, ``open_clip.loss``, ``open_clip``).
+    Idempotent. Returns the ``module.attribute`` sites changed. Raises ImportError if open_clip cannot be
+    imported."""
+    return _PATCHER.patch()
+
+
+def unpatch() -> List[str]:
+    """Give open_clip its own classes back (every site, also modules imported while patched); returns them."""
+    return _PATCHER.unpatch()
+
+
+def patched() -> "contextlib.AbstractContextManager[List[str]]":
+    """``with patched(): ...`` - :func:`patch` on entry, :func:`unpatch` on exit (unless patched before)."""
+    return _PATCHER.patched()

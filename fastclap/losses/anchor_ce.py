@@ -26,6 +26,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from .amp import backward_outside_autocast
 from .chunked import default_block_rows
 
 
@@ -63,6 +64,7 @@ class _AnchorCE(torch.autograd.Function):
         return ce, kd
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, g_ce, g_kd):
         a, c, scale, w, lse, *teacher_t = ctx.saved_tensors
         offset, block, teacher = ctx.args

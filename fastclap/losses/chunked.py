@@ -35,6 +35,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from .amp import backward_outside_autocast
 from .reference import unit_rows
 
 # Row block: about 2^20 logits (4 MiB fp32) per temporary, clamped to [16, 1024] rows.
@@ -91,6 +92,7 @@ class _ChunkedSmoothCLAP(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, grad_out):
         x, y, scale, lse_row, lse_col, row_sums, *units = ctx.saved_tensors
         need_x, need_y, need_s = ctx.needs_input_grad[:3]

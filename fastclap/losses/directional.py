@@ -30,6 +30,7 @@ from typing import Sequence
 
 import torch
 
+from .amp import backward_outside_autocast
 from .chunked import default_block_rows
 from .reference import unit_rows
 
@@ -99,6 +100,7 @@ class _ChunkedLocalPair(torch.autograd.Function):
         return total
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, grad_out):
         x, y, all_x, all_y, scale, lse, row_sums, *uc = ctx.saved_tensors
         beta, weights, temps, offset, block = ctx.args

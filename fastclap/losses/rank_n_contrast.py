@@ -26,6 +26,7 @@ from typing import Dict, Optional, Union
 import torch
 from torch import nn
 
+from .amp import outside_autocast
 from .smooth_clap import _ValueChecks, validate_inputs
 
 RNC_BACKENDS = ("auto", "chunked", "reference")
@@ -58,6 +59,7 @@ def validate_rnc_inputs(audio_features, text_features, logit_scale, labels, logi
     values.raise_first_failure(audio_features.device)
 
 
+@outside_autocast("audio_features", "text_features")
 def rank_n_contrast_loss(
     audio_features: torch.Tensor,
     text_features: torch.Tensor,

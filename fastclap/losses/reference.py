@@ -25,6 +25,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .amp import outside_autocast
+
 
 def unit_rows(u: torch.Tensor) -> torch.Tensor:
     """Detached fp32 copy of a soft-target source (B, d_k) with rows scaled to unit L2 norm: the soft targets
@@ -52,6 +54,7 @@ def soft_targets(
     return (1.0 - soft_weight) * eye + soft_weight * q
 
 
+@outside_autocast("audio_features", "text_features")
 def reference_smooth_clap_loss(
     audio_features: torch.Tensor,
     text_features: torch.Tensor,

@@ -34,6 +34,8 @@ from typing import Optional
 
 import torch
 
+from .amp import backward_outside_autocast
+
 # Row block: about 2^18 elements per (block, N) tile (about 10 tiles of <= 8 bytes live: ~20 MiB), 8 .. 1024 rows.
 _TARGET_TILE_ELEMENTS = 1 << 18
 
@@ -160,6 +162,7 @@ class _ChunkedRnCPair(torch.autograd.Function):
         return total
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, grad_out):
         x, y, all_x, all_y, scale, z, all_z = ctx.saved_tensors
         distance, block = ctx.args

@@ -20,6 +20,7 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .amp import outside_autocast
 from .sigmoid import chunked_sigmoid_loss, reference_sigmoid_loss
 from .smooth_clap import validate_inputs
 
@@ -60,6 +61,7 @@ def siglip_loss_unchecked(anchors, candidates, scale, bias, anchor_sources, cand
                                 temps, beta, offset, block_rows=block_rows)
 
 
+@outside_autocast("audio_features", "text_features")
 def siglip_loss(
     audio_features: torch.Tensor,
     text_features: torch.Tensor,

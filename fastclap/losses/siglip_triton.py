@@ -15,6 +15,7 @@ import triton
 
 from fastclap.kernels.siglip import siglip_bwd_kernel, siglip_fwd_kernel
 
+from .amp import backward_outside_autocast
 from .reference import unit_rows
 
 MAX_SOURCES = 2
@@ -69,6 +70,7 @@ class _TritonSigmoid(torch.autograd.Function):
         return rows.sum() / m
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, grad_out):
         a, c, scale, bias, *units = ctx.saved_tensors
         has_bias, beta, weights, temps, offset, num_sources = ctx.args

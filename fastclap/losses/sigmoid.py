@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from .amp import backward_outside_autocast
 from .chunked import default_block_rows
 from .reference import unit_rows
 
@@ -97,6 +98,7 @@ class _ChunkedSigmoid(torch.autograd.Function):
         return total / m
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, grad_out):
         a, c, scale, bias, *sources = ctx.saved_tensors
         has_bias, beta, weights, temps, offset, block, num_sources = ctx.args

@@ -23,6 +23,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from . import amp
+from .amp import outside_autocast
 from .reference import reference_smooth_clap_loss
 
 BACKENDS = ("auto", "triton", "chunked", "reference")
@@ -37,9 +39,10 @@ class MissingSoftTargetsWarning(UserWarning):
 
 
 def _user_stacklevel() -> int:
-    """``stacklevel`` for a warning issued here that names the user's line, past this file and nn.Module's
-    call machinery."""
-    skip = (os.path.abspath(__file__), os.path.dirname(os.path.abspath(nn.Module.__call__.__code__.co_filename)))
+    """``stacklevel`` for a warning issued here that names the user's line, past this file, the autocast
+    wrapper (``amp.py``) and nn.Module's call machinery."""
+    skip = (os.path.abspath(__file__), os.path.abspath(amp.__file__),
+            os.path.dirname(os.path.abspath(nn.Module.__call__.__code__.co_filename)))
     frame, level = sys._getframe(1), 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
         frame, level = frame.f_back, level + 1
@@ -205,6 +208,7 @@ def _check_source(name: str, u: torch.Tensor, audio_features: torch.Tensor, valu
                                    "similarity (soft target) is undefined")
 
 
+@outside_autocast("audio_features", "text_features")
 def smooth_clap_loss(
     audio_features: torch.Tensor,
     text_features: torch.Tensor,
