@@ -28,7 +28,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 BUDGET=${FASTCLAP_GPU_BUDGET_S:-540}
-GPU_TESTS=(tests/test_gpu_loss.py tests/test_gpu_siglip.py)  # every test module marked gpu
+GPU_TESTS=(tests/test_gpu_autocast.py tests/test_gpu_loss.py tests/test_gpu_siglip.py)  # every test module marked gpu
 COLLECT_ONLY=0
 if [ "${1:-}" = "--collect-only" ]; then COLLECT_ONLY=1; shift; fi
 unset TRITON_INTERPRET FASTCLAP_TRITON_CONFIG  # real kernels, the device's own schedule
