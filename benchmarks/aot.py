@@ -214,13 +214,15 @@ def sass_counts(instrs: List[Dict], trips: List[int]) -> Dict:
     """Static instruction counts of one kernel and its dynamic count per tile, per warp.
 
     Loops are the backward branches. The MMA loops are the innermost loops holding MMA instructions (the
-    contraction loops of tl.dot, in source order: the feature GEMM, then source k); the tile loop is the
-    innermost loop around them (the whole kernel when a program owns one tile). Per tile:
-    (tile-loop body without its MMA loops: ``epilogue_non_mma``, the epilogue and loop set-up) +
-    sum_i trips[i] x (MMA-loop body i), split into MMA and non-MMA instructions. Both arms of a branch in the tile body are counted (an upper bound of the path taken), and
-    a pipelined loop is counted for its full trip count (its prologue sits in the tile body: a small
-    overcount). ``trips`` are the contraction chunks per MMA loop (d / BLOCK_D, d_k / BLOCK_DK_k); with a
-    different number of MMA loops than trips, ``tile`` is None.
+    contraction loops of tl.dot, in source order: the feature GEMM, then source k). A tile loop is the
+    innermost loop around a group of them (the whole kernel when a program owns one tile); the kernels put
+    their interior tiles (no masks) in the first tile loop of the code, the edge / diagonal tiles in a later
+    one. Per tile of a tile loop: (its body without its MMA loops: ``epilogue_non_mma``, the epilogue and
+    loop set-up) + sum_i trips[i] x (MMA-loop body i), split into MMA and non-MMA instructions. Both arms of
+    a branch in the tile body are counted (an upper bound of the path taken), and a pipelined loop is
+    counted for its full trip count (its prologue sits in the tile body: a small overcount). ``trips`` are
+    the contraction chunks per MMA loop (d / BLOCK_D, d_k / BLOCK_DK_k). ``tile`` is the first tile loop
+    with as many MMA loops as trips (None if there is none); ``tiles`` lists every tile loop.
     """
     is_mma = lambda i: i["op"].split(".")[0] in MMA_OPCODES
     loops = sorted({(i["target"], i["addr"]) for i in instrs if i["target"] is not None and i["target"] <= i["addr"]})
@@ -228,22 +230,26 @@ def sass_counts(instrs: List[Dict], trips: List[int]) -> Dict:
     count = lambda ins: dict(mma=sum(map(is_mma, ins)), non_mma=sum(not is_mma(i) for i in ins))
     inner = [(lo, hi) for lo, hi in loops if not any((a, b) != (lo, hi) and lo <= a and b <= hi for a, b in loops)]
     mma_loops = [(lo, hi) for lo, hi in inner if any(map(is_mma, body(lo, hi)))]
-    res = dict(total=count(instrs), loops=[dict(start=lo, end=hi, **count(body(lo, hi))) for lo, hi in loops],
-               mma_loops=len(mma_loops), tile=None)
-    if len(mma_loops) != len(trips) or not mma_loops:
-        return res
-    around = [(lo, hi) for lo, hi in loops if (lo, hi) not in mma_loops
-              and all(lo <= a and b <= hi for a, b in mma_loops)]
-    lo, hi = min(around, key=lambda r: r[1] - r[0]) if around else (instrs[0]["addr"], instrs[-1]["addr"])
-    inside = {i["addr"] for a, b in mma_loops for i in body(a, b)}
-    epilogue = count([i for i in body(lo, hi) if i["addr"] not in inside])
-    tile = dict(epilogue)
-    loop_bodies = [count(body(a, b)) for a, b in mma_loops]
-    for c, n in zip(loop_bodies, trips):
-        tile = dict(mma=tile["mma"] + n * c["mma"], non_mma=tile["non_mma"] + n * c["non_mma"])
-    res["tile"] = dict(tile, epilogue_non_mma=epilogue["non_mma"], loop_bodies=loop_bodies, trips=list(trips),
-                       loop_per_tile=bool(around))
-    return res
+    whole = (instrs[0]["addr"], instrs[-1]["addr"]) if instrs else (0, 0)
+    groups: Dict[tuple, list] = {}
+    for lo, hi in mma_loops:
+        around = [(a, b) for a, b in loops if (a, b) != (lo, hi) and a <= lo and hi <= b]
+        groups.setdefault(min(around, key=lambda r: r[1] - r[0]) if around else whole, []).append((lo, hi))
+    tiles = []
+    for (lo, hi), members in sorted(groups.items()):
+        inside = {i["addr"] for a, b in members for i in body(a, b)}
+        epilogue = count([i for i in body(lo, hi) if i["addr"] not in inside])
+        loop_bodies = [count(body(a, b)) for a, b in members]
+        tile = dict(epilogue)
+        if len(members) == len(trips):
+            for c, n in zip(loop_bodies, trips):
+                tile = dict(mma=tile["mma"] + n * c["mma"], non_mma=tile["non_mma"] + n * c["non_mma"])
+        tiles.append(dict(tile, start=lo, end=hi, epilogue_non_mma=epilogue["non_mma"], loop_bodies=loop_bodies,
+                          trips=list(trips) if len(members) == len(trips) else None,
+                          loop_per_tile=(lo, hi) != whole))
+    first = next((t for t in tiles if t["trips"] is not None), None)
+    return dict(total=count(instrs), loops=[dict(start=lo, end=hi, **count(body(lo, hi))) for lo, hi in loops],
+                mma_loops=len(mma_loops), tiles=tiles, tile=first)
 
 
 def _trips(spec: Dict) -> List[int]:
@@ -298,14 +304,14 @@ def source_hash() -> str:
     return h.hexdigest()
 
 
-def matrix(quick: bool, batch: int = BATCH) -> List[Dict]:
+def matrix(quick: bool, batch: int = BATCH, dtypes=tuple(DTYPES)) -> List[Dict]:
     dims = (768,) if quick else (512, 768, 1024)
     ks = (0, 2) if quick else (0, 1, 2, 3)
     specs: List[Dict] = []
     seen: Dict[str, Dict] = {}
     for schedule in TARGETS:
         for dim in dims:
-            for dtype in DTYPES:
+            for dtype in dtypes:
                 for k in ks:
                     for spec in variants(dim, dtype, k, schedule, batch):
                         key = _key(spec)
@@ -334,6 +340,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true", help="d = 768 and K in {0, 2} only")
     p.add_argument("--batch", type=int, default=BATCH, help="B of the captured launches")
+    p.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated subset of " + ", ".join(DTYPES))
     p.add_argument("--out", default=None, help="results file; default benchmarks/results/aot_<date>.json")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compiles")
     a = p.parse_args(argv)
@@ -343,7 +350,11 @@ def main(argv=None) -> int:
     if a.jobs < 1 or a.batch < 1:
         print("error: --jobs and --batch must be >= 1", file=sys.stderr)
         return 2
-    specs = matrix(a.quick, a.batch)
+    dtypes = tuple(t.strip() for t in a.dtypes.split(",") if t.strip())
+    if not dtypes or any(t not in DTYPES for t in dtypes):
+        print(f"error: --dtypes must name some of {', '.join(DTYPES)}, got {a.dtypes!r}", file=sys.stderr)
+        return 2
+    specs = matrix(a.quick, a.batch, dtypes)
     with cf.ProcessPoolExecutor(a.jobs) as pool:
         rows = list(pool.map(compile_spec, specs))
     import triton
@@ -352,7 +363,8 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(date=datetime.date.today().isoformat(), triton=triton.__version__, batch=a.batch,
                 command="python -m benchmarks.aot" + (" --quick" if a.quick else "")
-                + (f" --batch {a.batch}" if a.batch != BATCH else ""),
+                + (f" --batch {a.batch}" if a.batch != BATCH else "")
+                + (f" --dtypes {','.join(dtypes)}" if dtypes != tuple(DTYPES) else ""),
                 kernel_sources=list(KERNEL_SOURCES), kernel_sha256=source_hash(),
                 rule="FAIL: a 16-bit variant spills on sm_90a, or shared memory above the device limit",
                 tile_counts="per warp, static SASS: tile-loop body + trips x contraction-loop bodies "
