@@ -37,6 +37,10 @@ and C^k once in each pass.
      column statistics of the tile are merged into a (3, row groups, B) partial buffer that only this
      program touches (read, combine, write: deterministic, no atomics). The launcher reduces the partials
      (O(B * groups)). B^2 d + sum_k B^2 d_k MACs: S is computed ONCE for both directions.
+     Epilogue (the instructions per tile beside the tensor-core work, counted in the SASS by
+     benchmarks/aot.py): statistics in base 2 (u = S log2(e); one MUFU.EX2 per exponential), interior
+     tiles (full, off the diagonal) in a loop of their own without masks, bounds checks or hard targets,
+     the sources' weights summed before one product and two reductions per tile.
   3. smooth_clap_grad_kernel, grid (cdiv(R, BLOCK_M), cdiv(C, BLOCK_N)) over an R x C block of G (R rows
      of a row chunk, C = the columns it needs): one tile per program recomputes S and C^k, forms G and
      stores it pre-scaled by G_SCALE (a power of two: 2^14 in fp16 lifts entries ~1/B out of the subnormal
@@ -379,9 +383,15 @@ def smooth_clap_fwd_kernel(
     i0 = it0
     i1 = it1
     i2 = it2
-    lc0 = tl.log(c0)   # ln(beta w_k); -inf for a zero weight (its terms vanish)
-    lc1 = tl.log(c1)
-    lc2 = tl.log(c2)
+    lc0 = 0.0   # ln(beta w_k); -inf for a zero weight (its terms vanish); unused slots are never read
+    lc1 = 0.0
+    lc2 = 0.0
+    if NUM_SOURCES > 0:
+        lc0 = tl.log(c0)
+    if NUM_SOURCES > 1:
+        lc1 = tl.log(c1)
+    if NUM_SOURCES > 2:
+        lc2 = tl.log(c2)
     r_start = rg * rows_per_group
     r_end = tl.minimum(r_start + rows_per_group, n_rows)
     c_start = cg * cols_per_group

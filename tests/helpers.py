@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def random_inputs(batch, dim, num_sources, *, seed, dtype=torch.float32, source_dims=(5, 88, 17)):
@@ -91,3 +92,18 @@ def assert_16bit_close(got, ref32, ref16, dtype):
         ref_err = (r16.float() - r32.float()).abs().max().item()
         floor = ulp * r32.float().abs().max().item()
         assert err <= 2 * ref_err + floor, f"{name}: error {err:.3g}, 16-bit reference error {ref_err:.3g}"
+
+
+class GemmCounter(TorchDispatchMode):
+    """Multiply-adds of the torch GEMMs (aten.mm / addmm / bmm) run under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.macs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        if name.startswith(("aten.mm", "aten.addmm", "aten.bmm")):
+            a, b = (args[0], args[1]) if "addmm" not in name else (args[1], args[2])
+            self.macs += a.numel() * b.shape[-1]
+        return func(*args, **(kwargs or {}))

@@ -26,6 +26,14 @@ def _clean_env():
 
 
 @pytest.mark.slow
+def _run_code(code: str) -> str:
+    """stdout's last line of a Python snippet run without the interpreter."""
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_clean_env(), capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout.strip().splitlines()[-1]
+
+
 def test_quick_matrix_compiles_without_16bit_spills(tmp_path):
     out = tmp_path / "aot.json"
     run = subprocess.run([sys.executable, "-m", "benchmarks.aot", "--quick", "--out", str(out), "--jobs", "2"],
@@ -59,10 +67,7 @@ def test_a_spilling_variant_fails_the_check(tmp_path):
         "r = a.compile_spec(dict(spec, dims=[768]))\n"
         "print(json.dumps(dict(passed=r['passed'], spills=r['spill_stores'], problems=r['problems'])))\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_clean_env(), capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    verdict = json.loads(run.stdout.strip().splitlines()[-1])
+    verdict = json.loads(_run_code(code))
     assert verdict["spills"] > 0 and not verdict["passed"] and "spills" in verdict["problems"][0]
 
 
@@ -88,10 +93,7 @@ def test_captured_launches_carry_the_jit_specialisation():
         "                  launches=s['launches']) for s in a.variants(768, 'bf16', 2, 'sm90', batch=b)])\n"
         "print(json.dumps(out))\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_clean_env(), capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = json.loads(_run_code(code))
     even = {s["kernel"]: s for s in out["65536"]["specs"]}
     assert set(even) == {"source_lse_kernel", "smooth_clap_fwd_kernel", "smooth_clap_grad_kernel"}
     assert {"n_rows", "dim", "rows_per_group", "cols_per_group"} <= set(even["smooth_clap_fwd_kernel"]["ints"])

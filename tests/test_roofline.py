@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks import roofline
 from benchmarks.work_model import loss_counts
@@ -57,21 +56,6 @@ def test_tile_instructions_picks_the_bf16_rows():
     assert got["f"]["per_tile"] == 110 and got["g"]["per_tile"] == 80 and got["source_lse_kernel"]["per_tile"] == 50
 
 
-class _Counts(TorchDispatchMode):
-    """Multiply-adds of the torch GEMMs run under it."""
-
-    def __init__(self):
-        super().__init__()
-        self.macs = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = str(func)
-        if name.startswith(("aten.mm", "aten.addmm", "aten.bmm")):
-            a, b = (args[0], args[1]) if "addmm" not in name else (args[1], args[2])
-            self.macs += a.numel() * b.shape[-1]
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="counts the interpreter's operations")
 @pytest.mark.parametrize("source_dims", [(), (40, 24)])
 def test_work_model_matches_the_interpreter(source_dims, monkeypatch):
@@ -79,7 +63,7 @@ def test_work_model_matches_the_interpreter(source_dims, monkeypatch):
 
     import fastclap.losses.triton_loss as tl_mod
     from fastclap.losses.reference import reference_smooth_clap_loss  # noqa: F401 (imports before patching)
-    from helpers import random_inputs
+    from helpers import GemmCounter, random_inputs
 
     monkeypatch.setenv("FASTCLAP_TRITON_CONFIG", "gpu")
     batch, dim, k = 200, 80, len(source_dims)
@@ -119,7 +103,7 @@ def test_work_model_matches_the_interpreter(source_dims, monkeypatch):
     x, y, sources = random_inputs(batch, dim, k, seed=5, dtype=torch.bfloat16, source_dims=source_dims)
     x.requires_grad_(True)
     y.requires_grad_(True)
-    gemms = _Counts()
+    gemms = GemmCounter()
     with gemms:
         loss = tl_mod.triton_smooth_clap_loss(x, y, torch.tensor(14.3), sources, (0.4, 0.6)[:k] if k else (),
                                               temps, 0.3, memory_budget=1)
