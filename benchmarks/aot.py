@@ -1,25 +1,36 @@
-"""Ahead-of-time check of the fused SmoothCLAP kernels for GPU targets, without a GPU.
+"""Ahead-of-time check of the fused SmoothCLAP kernels for GPU targets, without a GPU: it compiles what runs.
 
-Compiles every kernel variant the launcher launches on a GPU (the configuration comes from
-``fastclap.losses.triton_config.launch_config`` with the sm_90 / sm_80 schedule) with
-``triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))``, then runs the ptxas that ships in the
-Triton wheel with ``-v`` on the PTX to read registers per thread and spill bytes; shared memory comes from
-the compiled kernel's metadata. A variant FAILS when a 16-bit variant spills on sm_90a, or a kernel needs
-more shared memory than the device offers (sm_90: 227 KiB per block, sm_80: 163 KiB). fp32 variants may
-spill (reported, not failed).
+Which variants: the loss itself is run, forward and backward, on ``meta`` tensors (no memory, no data) at
+B = 65536 with ``FASTCLAP_TRITON_CONFIG`` set to the sm_90 / sm_80 schedule, and every launch of a Triton
+kernel is captured instead of run (``LAUNCHERS``: one table of case name -> function that runs the loss; the
+kernels captured are every ``triton.jit`` function in the launcher modules ``LAUNCHER_MODULES``, so a new
+kernel launched from there is checked without editing this file). Each captured argument list goes through
+Triton's own JIT binder (``create_function_from_signature`` + ``JITFunction._pack_args``, as
+``kernel[grid](...)`` does before compiling): pointers AND integer arguments (B, d, offsets ...) divisible
+by 16 get the divisibility attribute, integers equal to 1 become constants, exactly as in a real launch.
+Distinct specialisations of one kernel (e.g. the last, shorter backward chunk) are compiled separately.
+
+Each variant is compiled with ``triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))``; the
+ptxas shipped with Triton reports registers per thread and spill bytes; ``cuobjdump -sass`` on the cubin
+gives the static SASS, from which ``sass_counts`` derives the instruction count per tile (see there).
+A variant FAILS when a 16-bit variant spills on sm_90a, or a kernel needs more shared memory than the device
+offers (sm_90: 227 KiB per block, sm_80: 163 KiB). fp32 variants may spill (reported, not failed).
 
     python -m benchmarks.aot                 # whole matrix: K = 0..3, d in {512, 768, 1024}
     python -m benchmarks.aot --quick         # d = 768, K in {0, 2} (what the test suite runs)
 
-Writes ``benchmarks/results/aot_<date>.json`` (or --out) and prints one line per variant. Exit status 0
-when every variant passes, 1 otherwise, 2 on a usage error. Must run WITHOUT TRITON_INTERPRET=1 (the
-kernels must be JIT functions, not interpreted ones): the module refuses to run under it.
+Writes ``benchmarks/results/aot_<date>.json`` (or --out; it records the sha256 of the kernel sources it
+compiled) and prints one line per variant. Exit status 0 when every variant passes, 1 otherwise, 2 on a
+usage error. Must run WITHOUT TRITON_INTERPRET=1 (the kernels must be JIT functions): it refuses otherwise.
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import datetime
+import hashlib
+import importlib
 import json
 import os
 import pathlib
@@ -27,14 +38,17 @@ import re
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List
 
 DTYPES = {"fp32": ("fp32", False), "fp32-tf32": ("fp32", True), "bf16": ("bf16", False), "fp16": ("fp16", False)}
 TARGETS = {"sm90": (90, 227 * 1024), "sm80": (80, 163 * 1024)}
 SOURCE_DIMS = (88, 768, 256)        # eGeMAPS-sized, text-embedding-sized, a third
 SOURCE_TEMPS = (0.07, 0.07, 0.02)   # the third below 0.05: its 16-bit variant takes the fp32 / TF32 path
-INT_ARGS = {"dk0", "dk1", "dk2", "n_rows", "dim", "a_lo", "a_hi", "rows_per_group", "cols_per_group", "r0",
-            "n_block_rows", "c0_col", "n_block_cols", "row_lo", "row_hi", "col_lo", "col_hi"}
+BATCH = 65536
+LAUNCHER_MODULES = ("fastclap.losses.triton_loss",)   # every triton.jit global of these is captured
+KERNEL_SOURCES = ("kernels/smooth_clap.py",)           # hashed into the results (currency check)
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MMA_OPCODES = ("HGMMA", "HMMA", "IMMA", "QGMMA")
 
 
 def _torch_dtype(name: str):
@@ -43,46 +57,126 @@ def _torch_dtype(name: str):
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
-def _tl_name(dtype) -> str:
+def _run_smooth_clap(batch: int, dim: int, dtype_label: str, k: int) -> None:
+    """Forward + backward of the fused loss on meta tensors (K sources, beta = 0.3)."""
     import torch
 
-    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-
-
-def variants(dim: int, dtype_label: str, k: int, schedule: str, batch: int = 65536) -> List[Dict]:
-    """The kernels the launcher starts for one (d, dtype, K) on ``schedule``, as compile specs."""
-    from fastclap.losses.triton_config import launch_config
-    from fastclap.losses.triton_loss import _source_meta
+    from fastclap.losses.triton_loss import triton_smooth_clap_loss
 
     feat, allow_tf32 = DTYPES[dtype_label]
-    cfg = launch_config(batch, dim, SOURCE_DIMS[:k], SOURCE_TEMPS[:k], _torch_dtype(feat),
-                        device_type="cpu", allow_tf32=allow_tf32, schedule=schedule)
-    src_types = [_tl_name(t) for t in cfg.src_dtypes] + ["fp32"] * (3 - k)
-    pointer = {"x_ptr": feat, "y_ptr": feat, "g_ptr": feat, "u0_ptr": src_types[0], "u1_ptr": src_types[1],
-               "u2_ptr": src_types[2]}
-    common = dict(NUM_SOURCES=k, UPCAST=False, **_source_meta(cfg))
-    specs = []
-    kernels = [("smooth_clap_fwd_kernel", cfg.fwd, dict(PRECISION=cfg.precision)),
-               ("smooth_clap_grad_kernel", cfg.grad, dict(PRECISION=cfg.precision))]
-    if k:
-        kernels.insert(0, ("source_lse_kernel", cfg.src, {}))
-    for name, launch, extra in kernels:
-        consts = dict(common, **extra, BLOCK_M=launch.BLOCK_M, BLOCK_N=launch.BLOCK_N)
-        if launch.BLOCK_D:
-            consts["BLOCK_D"] = launch.BLOCK_D
-        specs.append(dict(kernel=name, schedule=schedule, dtype=dtype_label, k=k, dim=dim, constexprs=consts,
-                          pointer_types=pointer, num_warps=launch.num_warps, num_stages=launch.num_stages,
-                          source_dtypes=src_types[:k]))
-    return specs
+    dt = _torch_dtype(feat)
+    x = torch.empty(batch, dim, dtype=dt, device="meta", requires_grad=True)
+    y = torch.empty(batch, dim, dtype=dt, device="meta", requires_grad=True)
+    scale = torch.empty((), device="meta", requires_grad=True)
+    sources = tuple(torch.empty(batch, dk, device="meta") for dk in SOURCE_DIMS[:k])
+    weights = tuple(1.0 / k for _ in range(k))
+    loss = triton_smooth_clap_loss(x, y, scale, sources, weights, SOURCE_TEMPS[:k], 0.3 if k else 0.0,
+                                   allow_tf32=allow_tf32)
+    loss.backward()
+
+
+# case name -> function(batch, dim, dtype label, K) that runs the launcher once (forward and backward)
+LAUNCHERS: Dict[str, Callable[[int, int, str, int], None]] = {"smooth_clap": _run_smooth_clap}
+
+
+class _Ptr:
+    """Stands for a tensor argument in Triton's binder: its dtype and the alignment of its first element."""
+
+    def __init__(self, t):
+        self.dtype = t.dtype
+        self._ptr = t.storage_offset() * t.element_size()   # allocations are >= 256-byte aligned
+
+    def data_ptr(self):
+        return self._ptr
+
+
+@contextlib.contextmanager
+def _capture(calls: list):
+    """Replace every triton.jit function of the launcher modules by a recorder of (fn, args, kwargs)."""
+    from triton.runtime.jit import JITFunction
+
+    class Recorder:
+        def __init__(self, fn):
+            self.fn = fn
+
+        def __getitem__(self, grid):
+            return lambda *args, **kw: calls.append((self.fn, grid, args, kw))
+
+    saved = []
+    for name in LAUNCHER_MODULES:
+        mod = importlib.import_module(name)
+        for attr, val in list(vars(mod).items()):
+            if isinstance(val, JITFunction):
+                saved.append((mod, attr, val))
+                setattr(mod, attr, Recorder(val))
+    try:
+        yield
+    finally:
+        for mod, attr, val in saved:
+            setattr(mod, attr, val)
+
+
+def variants(dim: int, dtype_label: str, k: int, schedule: str, batch: int = BATCH,
+             case: str = "smooth_clap") -> List[Dict]:
+    """The kernel variants the launcher starts for one (d, dtype, K) on ``schedule``, specialised by Triton's
+    binder as a real launch would be: one compile spec per distinct (kernel, specialisation, options)."""
+    import torch
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+    from triton.runtime.jit import create_function_from_signature
+
+    calls: list = []
+    old = os.environ.get("FASTCLAP_TRITON_CONFIG")
+    os.environ["FASTCLAP_TRITON_CONFIG"] = schedule
+    try:
+        with _capture(calls):
+            LAUNCHERS[case](batch, dim, dtype_label, k)
+    finally:
+        if old is None:
+            os.environ.pop("FASTCLAP_TRITON_CONFIG", None)
+        else:
+            os.environ["FASTCLAP_TRITON_CONFIG"] = old
+    backend = make_backend(GPUTarget("cuda", TARGETS[schedule][0], 32))
+    specs: Dict[str, Dict] = {}
+    for fn, grid, args, kw in calls:
+        binder = create_function_from_signature(fn.signature, fn.params, backend)
+        wrapped = [_Ptr(a) if isinstance(a, torch.Tensor) else a for a in args]
+        bound, spec, opts = binder(*wrapped, **kw)
+        names = [p.name for p in fn.params]
+        signature, constexprs, attrs = {}, {}, {}
+        for name, (ty, attr), val in zip(names, spec, bound.values()):
+            if ty == "constexpr":
+                signature[name] = "constexpr"
+                constexprs[name] = val
+            else:
+                signature[name] = ty
+                if attr:
+                    attrs[name] = attr
+        launch = {key: kw[key] for key in ("num_warps", "num_stages") if key in kw}
+        ptr_types = {n: t for n, t in signature.items() if t.startswith("*")}
+        row = dict(kernel=fn.__name__, module=fn.fn.__module__, schedule=schedule, dtype=dtype_label, k=k,
+                   dim=dim, batch=batch, signature=signature, constexprs=constexprs, attrs=attrs,
+                   num_warps=launch.get("num_warps", 4), num_stages=launch.get("num_stages", 3),
+                   source_dtypes=[signature[f"u{i}_ptr"][1:] for i in range(k) if f"u{i}_ptr" in signature],
+                   specialised_ints=sorted(n for n, t in signature.items()
+                                           if t.startswith("i") and attrs.get(n) == "D"),
+                   pointer_types=ptr_types, launches=0, grid=list(grid) if isinstance(grid, tuple) else None)
+        key = json.dumps([row["kernel"], signature, attrs, constexprs, launch], sort_keys=True, default=str)
+        specs.setdefault(key, row)["launches"] += 1
+    return list(specs.values())
 
 
 def _key(spec: Dict) -> str:
-    """Identical compiles (the source kernel does not depend on d or on the feature dtype) share a key."""
-    c = spec["constexprs"]
-    if spec["kernel"] == "source_lse_kernel":
-        return json.dumps([spec["kernel"], spec["schedule"], spec["source_dtypes"], c], sort_keys=True)
-    return json.dumps([spec["kernel"], spec["schedule"], spec["dtype"], spec["source_dtypes"], c,
-                       spec["num_warps"], spec["num_stages"]], sort_keys=True)
+    """Identical compiles share a key: the signature holds the pointer dtypes, d is a run-time argument."""
+    return json.dumps([spec["kernel"], spec["schedule"], spec["signature"], spec["attrs"], spec["constexprs"],
+                       spec["num_warps"], spec["num_stages"]], sort_keys=True, default=str)
+
+
+def _tool(name: str) -> str:
+    import triton
+
+    path = pathlib.Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
+    return str(path)
 
 
 def _ptxas_usage(ptx: str, arch: str) -> Dict[str, int]:
@@ -92,39 +186,104 @@ def _ptxas_usage(ptx: str, arch: str) -> Dict[str, int]:
     with tempfile.TemporaryDirectory() as tmp:
         src = pathlib.Path(tmp) / "k.ptx"
         src.write_text(ptx)
-        run = subprocess.run([ptxas, "-lineinfo", "-v", "--regAllocOptLevel=2", f"--gpu-name={arch}", str(src), "-o", str(pathlib.Path(tmp) / "k.o")],
-                             capture_output=True, text=True, check=True)
+        run = subprocess.run([ptxas, "-lineinfo", "-v", "--regAllocOptLevel=2", f"--gpu-name={arch}", str(src),
+                              "-o", str(pathlib.Path(tmp) / "k.o")], capture_output=True, text=True, check=True)
     log = run.stderr + run.stdout
     num = lambda pat: int(m.group(1)) if (m := re.search(pat, log)) else 0
     return dict(registers=num(r"Used (\d+) registers"), spill_stores=num(r"(\d+) bytes spill stores"),
                 spill_loads=num(r"(\d+) bytes spill loads"), stack_frame=num(r"(\d+) bytes stack frame"))
 
 
+_SASS_LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
+
+
+def parse_sass(text: str) -> List[Dict]:
+    """Instructions of a ``cuobjdump -sass`` listing: address, opcode, branch target (or None)."""
+    out = []
+    for m in _SASS_LINE.finditer(text):
+        op = m.group(3)
+        target = None
+        if op.split(".")[0] in ("BRA", "BRX", "JMP"):
+            t = re.search(r"0x([0-9a-f]+)", m.group(4))
+            target = int(t.group(1), 16) if t else None
+        out.append(dict(addr=int(m.group(1), 16), op=op, target=target))
+    return [i for i in out if i["op"] != "NOP"]
+
+
+def sass_counts(instrs: List[Dict], trips: List[int]) -> Dict:
+    """Static instruction counts of one kernel and its dynamic count per tile, per warp.
+
+    Loops are the backward branches. The MMA loops are the innermost loops holding MMA instructions (the
+    contraction loops of tl.dot, in source order: the feature GEMM, then source k). A tile loop is the
+    innermost loop around a group of them (the whole kernel when a program owns one tile); the kernels put
+    their interior tiles (no masks) in the first tile loop of the code, the edge / diagonal tiles in a later
+    one. Per tile of a tile loop: (its body without its MMA loops: ``epilogue_non_mma``, the epilogue and
+    loop set-up) + sum_i trips[i] x (MMA-loop body i), split into MMA and non-MMA instructions. Both arms of
+    a branch in the tile body are counted (an upper bound of the path taken), and a pipelined loop is
+    counted for its full trip count (its prologue sits in the tile body: a small overcount). ``trips`` are
+    the contraction chunks per MMA loop (d / BLOCK_D, d_k / BLOCK_DK_k). ``tile`` is the first tile loop
+    with as many MMA loops as trips (None if there is none); ``tiles`` lists every tile loop.
+    """
+    is_mma = lambda i: i["op"].split(".")[0] in MMA_OPCODES
+    loops = sorted({(i["target"], i["addr"]) for i in instrs if i["target"] is not None and i["target"] <= i["addr"]})
+    body = lambda lo, hi: [i for i in instrs if lo <= i["addr"] <= hi]
+    count = lambda ins: dict(mma=sum(map(is_mma, ins)), non_mma=sum(not is_mma(i) for i in ins))
+    inner = [(lo, hi) for lo, hi in loops if not any((a, b) != (lo, hi) and lo <= a and b <= hi for a, b in loops)]
+    mma_loops = [(lo, hi) for lo, hi in inner if any(map(is_mma, body(lo, hi)))]
+    whole = (instrs[0]["addr"], instrs[-1]["addr"]) if instrs else (0, 0)
+    groups: Dict[tuple, list] = {}
+    for lo, hi in mma_loops:
+        around = [(a, b) for a, b in loops if (a, b) != (lo, hi) and a <= lo and hi <= b]
+        groups.setdefault(min(around, key=lambda r: r[1] - r[0]) if around else whole, []).append((lo, hi))
+    tiles = []
+    for (lo, hi), members in sorted(groups.items()):
+        inside = {i["addr"] for a, b in members for i in body(a, b)}
+        epilogue = count([i for i in body(lo, hi) if i["addr"] not in inside])
+        loop_bodies = [count(body(a, b)) for a, b in members]
+        tile = dict(epilogue)
+        if len(members) == len(trips):
+            for c, n in zip(loop_bodies, trips):
+                tile = dict(mma=tile["mma"] + n * c["mma"], non_mma=tile["non_mma"] + n * c["non_mma"])
+        tiles.append(dict(tile, start=lo, end=hi, epilogue_non_mma=epilogue["non_mma"], loop_bodies=loop_bodies,
+                          trips=list(trips) if len(members) == len(trips) else None,
+                          loop_per_tile=(lo, hi) != whole))
+    first = next((t for t in tiles if t["trips"] is not None), None)
+    return dict(total=count(instrs), loops=[dict(start=lo, end=hi, **count(body(lo, hi))) for lo, hi in loops],
+                mma_loops=len(mma_loops), tiles=tiles, tile=first)
+
+
+def _trips(spec: Dict) -> List[int]:
+    """Contraction chunks per MMA loop, in source order (feature GEMM first, then the sources)."""
+    c = spec["constexprs"]
+    trips = [-(-spec["dim"] // c["BLOCK_D"])] if "BLOCK_D" in c else []
+    for i in range(spec["k"]):
+        trips.append(-(-SOURCE_DIMS[i] // c[f"BLOCK_DK{i}"]))
+    return trips
+
+
 def compile_spec(spec: Dict) -> Dict:
-    """Compile one variant for its target; return the spec with registers, spills, shared memory and verdict."""
+    """Compile one variant for its target; return the spec with registers, spills, shared memory, SASS counts
+    and verdict."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    import fastclap.kernels.smooth_clap as kernels
-
-    fn = getattr(kernels, spec["kernel"])
-    consts = spec["constexprs"]
-    sig, attrs = {}, {}
-    for i, arg in enumerate(fn.arg_names):
-        if arg in consts:
-            sig[arg] = "constexpr"
-        elif arg.endswith("_ptr"):
-            sig[arg] = "*" + spec["pointer_types"].get(arg, "fp32")
-            attrs[(i,)] = [["tt.divisibility", 16]]
-        else:
-            sig[arg] = "i32" if arg in INT_ARGS else "fp32"
+    fn = getattr(importlib.import_module(spec["module"]), spec["kernel"])
+    names = [p.name for p in fn.params]
     cc, max_shared = TARGETS[spec["schedule"]]
-    compiled = triton.compile(ASTSource(fn, sig, {a: consts[a] for a in consts if a in fn.arg_names}, attrs),
-                              target=GPUTarget("cuda", cc, 32),
+    consts = {(i,): spec["constexprs"][n] for i, n in enumerate(names) if n in spec["constexprs"]}
+    sig = {n: ("constexpr" if n in spec["constexprs"] else spec["signature"][n]) for n in names}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if spec["attrs"].get(n) == "D"}
+    compiled = triton.compile(ASTSource(fn, sig, consts, attrs), target=GPUTarget("cuda", cc, 32),
                               options=dict(num_warps=spec["num_warps"], num_stages=spec["num_stages"]))
     arch = "sm_90a" if cc == 90 else "sm_80"
     usage = _ptxas_usage(compiled.asm["ptx"], arch)
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = pathlib.Path(tmp) / "k.cubin"
+        cubin.write_bytes(compiled.asm["cubin"])
+        sass = subprocess.run([_tool("cuobjdump"), "-sass", str(cubin)], capture_output=True, text=True,
+                              check=True).stdout
+    counts = sass_counts(parse_sass(sass), _trips(spec))
     shared = int(compiled.metadata.shared)
     spills = usage["spill_stores"] + usage["spill_loads"]
     sixteen = spec["dtype"] in ("bf16", "fp16")
@@ -133,20 +292,28 @@ def compile_spec(spec: Dict) -> Dict:
         problems.append(f"shared memory {shared} B > {max_shared} B")
     if sixteen and cc == 90 and spills:
         problems.append(f"16-bit variant spills {spills} B on sm_90a")
-    return dict(spec, arch=arch, shared_bytes=shared, max_shared_bytes=max_shared, **usage,
+    return dict(spec, arch=arch, shared_bytes=shared, max_shared_bytes=max_shared, **usage, sass=counts,
                 passed=not problems, problems=problems)
 
 
-def matrix(quick: bool) -> List[Dict]:
+def source_hash() -> str:
+    """sha256 over the kernel sources compiled here (the roofline checks its table against it)."""
+    h = hashlib.sha256()
+    for rel in KERNEL_SOURCES:
+        h.update((ROOT / rel).read_bytes())
+    return h.hexdigest()
+
+
+def matrix(quick: bool, batch: int = BATCH, dtypes=tuple(DTYPES)) -> List[Dict]:
     dims = (768,) if quick else (512, 768, 1024)
     ks = (0, 2) if quick else (0, 1, 2, 3)
     specs: List[Dict] = []
     seen: Dict[str, Dict] = {}
     for schedule in TARGETS:
         for dim in dims:
-            for dtype in DTYPES:
+            for dtype in dtypes:
                 for k in ks:
-                    for spec in variants(dim, dtype, k, schedule):
+                    for spec in variants(dim, dtype, k, schedule, batch):
                         key = _key(spec)
                         if key in seen:   # d is a run-time argument: one compile serves every d
                             seen[key]["dims"].append(dim)
@@ -158,9 +325,13 @@ def matrix(quick: bool) -> List[Dict]:
 
 def _line(r: Dict) -> str:
     src = f" src={'/'.join(r['source_dtypes'])}" if r["source_dtypes"] else ""
+    tile = r["sass"]["tile"]
+    per_tile = (f" tile: {tile['non_mma']} non-MMA ({tile['epilogue_non_mma']} outside the contraction loops)"
+                f" / {tile['mma']} MMA" if tile else "")
     return (f"{'PASS' if r['passed'] else 'FAIL'} {r['arch']:7} {r['kernel']:24} {r['dtype']:9} K={r['k']} "
-            f"d={','.join(map(str, r['dims']))}{src}: regs={r['registers']:3} spill={r['spill_stores']}/{r['spill_loads']} B "
-            f"shared={r['shared_bytes'] // 1024} KiB warps={r['num_warps']} stages={r['num_stages']}"
+            f"d={','.join(map(str, r['dims']))}{src}: regs={r['registers']:3} "
+            f"spill={r['spill_stores']}/{r['spill_loads']} B shared={r['shared_bytes'] // 1024} KiB "
+            f"warps={r['num_warps']} stages={r['num_stages']} x{r['launches']}{per_tile}"
             + (f"  <- {'; '.join(r['problems'])}" if r["problems"] else ""))
 
 
@@ -168,26 +339,37 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.aot", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true", help="d = 768 and K in {0, 2} only")
+    p.add_argument("--batch", type=int, default=BATCH, help="B of the captured launches")
+    p.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated subset of " + ", ".join(DTYPES))
     p.add_argument("--out", default=None, help="results file; default benchmarks/results/aot_<date>.json")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compiles")
     a = p.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         print("error: unset TRITON_INTERPRET: the ahead-of-time compile needs the JIT kernels", file=sys.stderr)
         return 2
-    if a.jobs < 1:
-        print("error: --jobs must be >= 1", file=sys.stderr)
+    if a.jobs < 1 or a.batch < 1:
+        print("error: --jobs and --batch must be >= 1", file=sys.stderr)
         return 2
-    specs = matrix(a.quick)
+    dtypes = tuple(t.strip() for t in a.dtypes.split(",") if t.strip())
+    if not dtypes or any(t not in DTYPES for t in dtypes):
+        print(f"error: --dtypes must name some of {', '.join(DTYPES)}, got {a.dtypes!r}", file=sys.stderr)
+        return 2
+    specs = matrix(a.quick, a.batch, dtypes)
     with cf.ProcessPoolExecutor(a.jobs) as pool:
         rows = list(pool.map(compile_spec, specs))
     import triton
 
     out = pathlib.Path(a.out or f"benchmarks/results/aot_{datetime.date.today().isoformat()}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = dict(date=datetime.date.today().isoformat(), triton=triton.__version__,
-                command="python -m benchmarks.aot" + (" --quick" if a.quick else ""),
-                rule="FAIL: a 16-bit variant spills on sm_90a, or shared memory above the device limit")
-    out.write_text(json.dumps(dict(meta=meta, rows=rows), indent=1) + "\n")
+    meta = dict(date=datetime.date.today().isoformat(), triton=triton.__version__, batch=a.batch,
+                command="python -m benchmarks.aot" + (" --quick" if a.quick else "")
+                + (f" --batch {a.batch}" if a.batch != BATCH else "")
+                + (f" --dtypes {','.join(dtypes)}" if dtypes != tuple(DTYPES) else ""),
+                kernel_sources=list(KERNEL_SOURCES), kernel_sha256=source_hash(),
+                rule="FAIL: a 16-bit variant spills on sm_90a, or shared memory above the device limit",
+                tile_counts="per warp, static SASS: tile-loop body + trips x contraction-loop bodies "
+                            "(benchmarks.aot.sass_counts)")
+    out.write_text(json.dumps(dict(meta=meta, rows=rows), indent=1, default=str) + "\n")
     for r in rows:
         print(_line(r))
     failed = sum(not r["passed"] for r in rows)

@@ -37,6 +37,10 @@ and C^k once in each pass.
      column statistics of the tile are merged into a (3, row groups, B) partial buffer that only this
      program touches (read, combine, write: deterministic, no atomics). The launcher reduces the partials
      (O(B * groups)). B^2 d + sum_k B^2 d_k MACs: S is computed ONCE for both directions.
+     Epilogue (the instructions per tile beside the tensor-core work, counted in the SASS by
+     benchmarks/aot.py): statistics in base 2 (u = S log2(e); one MUFU.EX2 per exponential), interior
+     tiles (full, off the diagonal) in a loop of their own without masks, bounds checks or hard targets,
+     the sources' weights summed before one product and two reductions per tile.
   3. smooth_clap_grad_kernel, grid (cdiv(R, BLOCK_M), cdiv(C, BLOCK_N)) over an R x C block of G (R rows
      of a row chunk, C = the columns it needs): one tile per program recomputes S and C^k, forms G and
      stores it pre-scaled by G_SCALE (a power of two: 2^14 in fp16 lifts entries ~1/B out of the subnormal
@@ -96,6 +100,40 @@ def _dot_tile(a_ptr, b_ptr, m0, n0, n_rows, dim,
 
 
 @triton.jit
+def _dot_tile_full(a_ptr, b_ptr, m0, n0, dim,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                   UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """_dot_tile for a tile wholly inside both matrices with dim a multiple of BLOCK_D: no bounds checks (the
+    loads are plain pointer loads, no predicate per element)."""
+    offs_d = tl.arange(0, BLOCK_D)
+    a = a_ptr + (m0 + tl.arange(0, BLOCK_M)).to(tl.int64)[:, None] * dim + offs_d[None, :]
+    b = b_ptr + (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)[:, None] * dim + offs_d[None, :]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for _ in range(0, dim, BLOCK_D):
+        a_t = tl.load(a)
+        b_t = tl.load(b)
+        if UPCAST:
+            a_t = a_t.to(tl.float32)
+            b_t = b_t.to(tl.float32)
+        acc = tl.dot(a_t, tl.trans(b_t), acc, input_precision=PRECISION)
+        a += BLOCK_D
+        b += BLOCK_D
+    return acc
+
+
+@triton.jit
+def _dot_any(a_ptr, b_ptr, m0, n0, n_rows, dim,
+             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+             UPCAST: tl.constexpr, PRECISION: tl.constexpr, FULL: tl.constexpr):
+    """_dot_tile_full when FULL (the caller guarantees the tile is inside and dim % BLOCK_D == 0), else
+    _dot_tile."""
+    if FULL:
+        return _dot_tile_full(a_ptr, b_ptr, m0, n0, dim, BLOCK_M, BLOCK_N, BLOCK_D, UPCAST, PRECISION)
+    else:
+        return _dot_tile(a_ptr, b_ptr, m0, n0, n_rows, dim, BLOCK_M, BLOCK_N, BLOCK_D, UPCAST, PRECISION)
+
+
+@triton.jit
 def _source_tile(u_ptr, dk, inv_tau, m0, n0, n_rows,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
                  UPCAST: tl.constexpr, PRECISION: tl.constexpr):
@@ -141,6 +179,68 @@ def _online_lse(c, mask_n, m, z):
     return m_new, z
 
 
+LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)   # exp(x) = 2^(x log2(e)): one MUFU.EX2, no multiply
+LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
+
+
+@triton.jit
+def _norm2(norm_ptr, offs, mask, log_coef):
+    """Offset of one source per anchor: n^k - ln(beta w_k), +inf where not counted, so that
+    2^((C - offset) log2(e)) = beta w_k exp(C - n^k), and 0 for uncounted anchors or beta w_k = 0. The
+    difference C - offset stays in natural units: exactly 0 where C = n^k (ln(beta w_k) = 0 adds nothing)."""
+    n = tl.load(norm_ptr + offs, mask=mask, other=float("inf"))
+    return n - log_coef
+
+
+@triton.jit
+def _source_weights2(u_ptr, dk, inv_tau, n2_a, n2_b, m0, n0, n_rows,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
+                     UPCAST: tl.constexpr, PRECISION: tl.constexpr, FULL: tl.constexpr):
+    """beta w_k exp(C_ij - n_i) [i counted] and beta w_k exp(C_ij - n_j) [j counted] on one tile, each an
+    FFMA, an FMUL and one exp2 per element (no multiply by beta w_k: it sits in the offsets n2 of _norm2)."""
+    dots = _dot_any(u_ptr, u_ptr, m0, n0, n_rows, dk, BLOCK_M, BLOCK_N, BLOCK_DK, UPCAST, PRECISION, FULL)
+    return (tl.exp2((dots * inv_tau - n2_a[:, None]) * LOG2E),
+            tl.exp2((dots * inv_tau - n2_b[None, :]) * LOG2E))
+
+
+@triton.jit
+def _online_lse2(dots, inv_tau, m, z, mask_n, MASKED: tl.constexpr):
+    """Merge one candidate tile of raw dots U_i.U_j into the running (max m, sum z = sum exp(C - m)) of each
+    anchor row, C = dots / tau: 1 / tau > 0, so the max is taken on the raw dots; exp(C - m) is
+    2^((C - m) log2(e)) (FFMA, FMUL, MUFU.EX2), exactly 1 at the max. Columns are masked only when MASKED
+    (the last, partial tile)."""
+    if MASKED:
+        dots = tl.where(mask_n[None, :], dots, float("-inf"))
+    m_new = tl.maximum(m, tl.max(dots, axis=1) * inv_tau)
+    z = z * tl.exp2((m - m_new) * LOG2E) + tl.sum(tl.exp2((dots * inv_tau - m_new[:, None]) * LOG2E), axis=1)
+    return m_new, z
+
+
+@triton.jit
+def _source_lse_tile(u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, m_start, n0, n_rows,
+                     m0, z0, m1, z1, m2, z2,
+                     NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                     BLOCK_DK0: tl.constexpr, BLOCK_DK1: tl.constexpr, BLOCK_DK2: tl.constexpr,
+                     SRC_PRECISION0: tl.constexpr, SRC_PRECISION1: tl.constexpr, SRC_PRECISION2: tl.constexpr,
+                     UPCAST: tl.constexpr, MASKED: tl.constexpr,
+                     EVEN_DK0: tl.constexpr, EVEN_DK1: tl.constexpr, EVEN_DK2: tl.constexpr):
+    """One candidate tile of every source merged into the anchors' running statistics (FULL_k: the anchor
+    block and the tile lie inside the batch and d_k % BLOCK_DK_k == 0: loads without bounds checks)."""
+    mask_n = n0 + tl.arange(0, BLOCK_N) < n_rows
+    c = _dot_any(u0_ptr, u0_ptr, m_start, n0, n_rows, dk0, BLOCK_M, BLOCK_N, BLOCK_DK0, UPCAST, SRC_PRECISION0,
+                 EVEN_DK0 and not MASKED)
+    m0, z0 = _online_lse2(c, i0, m0, z0, mask_n, MASKED)
+    if NUM_SOURCES > 1:
+        c = _dot_any(u1_ptr, u1_ptr, m_start, n0, n_rows, dk1, BLOCK_M, BLOCK_N, BLOCK_DK1, UPCAST,
+                     SRC_PRECISION1, EVEN_DK1 and not MASKED)
+        m1, z1 = _online_lse2(c, i1, m1, z1, mask_n, MASKED)
+    if NUM_SOURCES > 2:
+        c = _dot_any(u2_ptr, u2_ptr, m_start, n0, n_rows, dk2, BLOCK_M, BLOCK_N, BLOCK_DK2, UPCAST,
+                     SRC_PRECISION2, EVEN_DK2 and not MASKED)
+        m2, z2 = _online_lse2(c, i2, m2, z2, mask_n, MASKED)
+    return m0, z0, m1, z1, m2, z2
+
+
 @triton.jit
 def source_lse_kernel(
     u0_ptr, u1_ptr, u2_ptr,             # up to 3 unit-row sources (B, d_k), contiguous, fp32 or bf16
@@ -151,35 +251,104 @@ def source_lse_kernel(
     BLOCK_DK0: tl.constexpr, BLOCK_DK1: tl.constexpr, BLOCK_DK2: tl.constexpr,
     SRC_PRECISION0: tl.constexpr, SRC_PRECISION1: tl.constexpr, SRC_PRECISION2: tl.constexpr,
     UPCAST: tl.constexpr,
+    EVEN_DK0: tl.constexpr = False, EVEN_DK1: tl.constexpr = False, EVEN_DK2: tl.constexpr = False,
 ):
+    """n^k by an online log-sum-exp. Full candidate tiles of a full anchor block run without masks (and,
+    where EVEN_DK_k says d_k % BLOCK_DK_k == 0, without bounds checks on the loads); the partial last tile,
+    or every tile of a partial anchor block, with them."""
     m_start = a_lo + tl.program_id(0) * BLOCK_M
     offs_m = m_start + tl.arange(0, BLOCK_M)
     mask_m = offs_m < a_hi
+    i0 = it0
+    i1 = it1
+    i2 = it2
     m0 = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     z0 = tl.zeros((BLOCK_M,), tl.float32)
     m1 = m0
     z1 = z0
     m2 = m0
     z2 = z0
-    for n0 in range(0, n_rows, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < n_rows
-        c = _source_tile(u0_ptr, dk0, it0, m_start, n0, n_rows, BLOCK_M, BLOCK_N, BLOCK_DK0,
-                         UPCAST, SRC_PRECISION0)
-        m0, z0 = _online_lse(c, mask_n, m0, z0)
-        if NUM_SOURCES > 1:
-            c = _source_tile(u1_ptr, dk1, it1, m_start, n0, n_rows, BLOCK_M, BLOCK_N, BLOCK_DK1,
-                             UPCAST, SRC_PRECISION1)
-            m1, z1 = _online_lse(c, mask_n, m1, z1)
-        if NUM_SOURCES > 2:
-            c = _source_tile(u2_ptr, dk2, it2, m_start, n0, n_rows, BLOCK_M, BLOCK_N, BLOCK_DK2,
-                             UPCAST, SRC_PRECISION2)
-            m2, z2 = _online_lse(c, mask_n, m2, z2)
+    n_full = tl.where(m_start + BLOCK_M <= n_rows, (n_rows // BLOCK_N) * BLOCK_N, 0)
+    for n0 in range(0, n_full, BLOCK_N):
+        m0, z0, m1, z1, m2, z2 = _source_lse_tile(
+            u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, m_start, n0, n_rows, m0, z0, m1, z1, m2, z2,
+            NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_DK0, BLOCK_DK1, BLOCK_DK2,
+            SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2, UPCAST, False, EVEN_DK0, EVEN_DK1, EVEN_DK2)
+    for n0 in range(n_full, n_rows, BLOCK_N):
+        m0, z0, m1, z1, m2, z2 = _source_lse_tile(
+            u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, m_start, n0, n_rows, m0, z0, m1, z1, m2, z2,
+            NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_DK0, BLOCK_DK1, BLOCK_DK2,
+            SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2, UPCAST, True, False, False, False)
     tl.store(norm_ptr + offs_m, m0 + tl.log(z0), mask=mask_m)
     if NUM_SOURCES > 1:
         tl.store(norm_ptr + n_rows + offs_m, m1 + tl.log(z1), mask=mask_m)
     if NUM_SOURCES > 2:
         tl.store(norm_ptr + 2 * n_rows + offs_m, m2 + tl.log(z2), mask=mask_m)
+
+
+@triton.jit
+def _fwd_tile(x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, norm_ptr, lc0, lc1, lc2,
+              n2a0, n2a1, n2a2, col_ptrs, col_stride, hard_coef,
+              m0, n0, n_rows, dim, r_end, c_end, col_lo, col_hi, offs_m, in_a, m_r, l_r, t_r,
+              NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+              BLOCK_DK0: tl.constexpr, BLOCK_DK1: tl.constexpr, BLOCK_DK2: tl.constexpr,
+              PRECISION: tl.constexpr,
+              SRC_PRECISION0: tl.constexpr, SRC_PRECISION1: tl.constexpr, SRC_PRECISION2: tl.constexpr,
+              UPCAST: tl.constexpr, MASKED: tl.constexpr, EVEN_D: tl.constexpr,
+              EVEN_DK0: tl.constexpr, EVEN_DK1: tl.constexpr, EVEN_DK2: tl.constexpr):
+    """One BLOCK_M x BLOCK_N tile of the forward, in base 2 (u = S log2(e)): the rows' running (max, sum,
+    t) are returned, the columns' are merged into this program's partial at col_ptrs. MASKED tiles (past
+    the end of the rows / columns, or holding diagonal entries) carry the masks and the hard targets;
+    the others (all but ~BLOCK_M / BLOCK_N + 2 per row block) neither."""
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < c_end
+    in_b = mask_n & (offs_n >= col_lo) & (offs_n < col_hi)
+    u = s2 * _dot_any(x_ptr, y_ptr, m0, n0, n_rows, dim, BLOCK_M, BLOCK_N, BLOCK_D, UPCAST, PRECISION,
+                      EVEN_D and not MASKED)
+    if MASKED:
+        valid = (offs_m < r_end)[:, None] & mask_n[None, :]
+        u_max = tl.where(valid, u, float("-inf"))
+        u = tl.where(valid, u, 0.0)
+    else:
+        u_max = u
+    m_new = tl.maximum(m_r, tl.max(u_max, axis=1))
+    l_r = l_r * tl.exp2(m_r - m_new) + tl.sum(tl.exp2(u_max - m_new[:, None]), axis=1)
+    m_r = m_new
+    cm = tl.max(u_max, axis=0)
+    cl = tl.sum(tl.exp2(u_max - cm[None, :]), axis=0)
+    ct = tl.zeros((BLOCK_N,), tl.float32)
+    if NUM_SOURCES > 0:   # sum the sources' weights first: one product and two reductions for all of them
+        w_row, w_col = _source_weights2(u0_ptr, dk0, i0, n2a0, _norm2(norm_ptr, offs_n, in_b, lc0), m0, n0,
+                                        n_rows, BLOCK_M, BLOCK_N, BLOCK_DK0, UPCAST, SRC_PRECISION0,
+                                        EVEN_DK0 and not MASKED)
+        if NUM_SOURCES > 1:
+            r, q = _source_weights2(u1_ptr, dk1, i1, n2a1, _norm2(norm_ptr + n_rows, offs_n, in_b, lc1), m0, n0,
+                                    n_rows, BLOCK_M, BLOCK_N, BLOCK_DK1, UPCAST, SRC_PRECISION1,
+                                    EVEN_DK1 and not MASKED)
+            w_row += r
+            w_col += q
+        if NUM_SOURCES > 2:
+            r, q = _source_weights2(u2_ptr, dk2, i2, n2a2, _norm2(norm_ptr + 2 * n_rows, offs_n, in_b, lc2), m0,
+                                    n0, n_rows, BLOCK_M, BLOCK_N, BLOCK_DK2, UPCAST, SRC_PRECISION2,
+                                    EVEN_DK2 and not MASKED)
+            w_row += r
+            w_col += q
+        t_r += tl.sum(w_row * u, axis=1)
+        ct += tl.sum(w_col * u, axis=0)
+    if MASKED:   # the hard part sits on the diagonal, u_ii, counted once per direction
+        diag = tl.where(offs_m[:, None] == offs_n[None, :], u, 0.0)
+        t_r += hard_coef * tl.where(in_a, tl.sum(diag, axis=1), 0.0)
+        ct += hard_coef * tl.where(in_b, tl.sum(diag, axis=0), 0.0)
+    ptrs = col_ptrs + offs_n
+    old_m = tl.load(ptrs, mask=mask_n, other=float("-inf")) * LOG2E   # the partials hold natural units
+    old_l = tl.load(ptrs + col_stride, mask=mask_n, other=0.0)
+    new_m = tl.maximum(old_m, cm)
+    tl.store(ptrs, new_m * LN2, mask=mask_n)
+    tl.store(ptrs + col_stride, old_l * tl.exp2(old_m - new_m) + cl * tl.exp2(cm - new_m), mask=mask_n)
+    if MASKED or NUM_SOURCES > 0:
+        old_t = tl.load(ptrs + 2 * col_stride, mask=mask_n, other=0.0)
+        tl.store(ptrs + 2 * col_stride, old_t + ct * LN2, mask=mask_n)
+    return m_r, l_r, t_r
 
 
 @triton.jit
@@ -197,78 +366,85 @@ def smooth_clap_fwd_kernel(
     PRECISION: tl.constexpr,
     SRC_PRECISION0: tl.constexpr, SRC_PRECISION1: tl.constexpr, SRC_PRECISION2: tl.constexpr,
     UPCAST: tl.constexpr,
+    EVEN_D: tl.constexpr = False,       # d % BLOCK_D == 0: interior tiles load without bounds checks
+    EVEN_DK0: tl.constexpr = False, EVEN_DK1: tl.constexpr = False, EVEN_DK2: tl.constexpr = False,
 ):
+    """Row and column statistics of S (and t) for one (row group, column group); see the module doc.
+
+    Per row block the column tiles split in two loops: the interior ones (full, off the diagonal) with no
+    mask and no hard-target term, then the others (the diagonal band, the partial last tile, every tile of
+    a partial row block) with both. Statistics run in base 2 (u = S log2(e), exp2 = one MUFU.EX2) and are
+    stored in natural units."""
     rg = tl.program_id(0)
     cg = tl.program_id(1)
     n_row_groups = tl.num_programs(0)
     n_col_groups = tl.num_programs(1)
-    s = tl.load(scale_ptr)
+    s2 = tl.load(scale_ptr) * LOG2E
+    i0 = it0
+    i1 = it1
+    i2 = it2
+    lc0 = 0.0   # ln(beta w_k); -inf for a zero weight (its terms vanish); unused slots are never read
+    lc1 = 0.0
+    lc2 = 0.0
+    if NUM_SOURCES > 0:
+        lc0 = tl.log(c0)
+    if NUM_SOURCES > 1:
+        lc1 = tl.log(c1)
+    if NUM_SOURCES > 2:
+        lc2 = tl.log(c2)
     r_start = rg * rows_per_group
-    r_end = r_start + rows_per_group
-    if r_end > n_rows:
-        r_end = n_rows
+    r_end = tl.minimum(r_start + rows_per_group, n_rows)
     c_start = cg * cols_per_group
-    c_end = c_start + cols_per_group
-    if c_end > n_rows:
-        c_end = n_rows
+    c_end = tl.minimum(c_start + cols_per_group, n_rows)
+    col_ptrs = col_part_ptr + rg * n_rows
+    col_stride = n_row_groups * n_rows
+    n_tiles = tl.cdiv(c_end - c_start, BLOCK_N)
     for m0 in range(r_start, r_end, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         mask_m = offs_m < r_end
         in_a = mask_m & (offs_m >= row_lo) & (offs_m < row_hi)
         rows_counted = (m0 < row_hi) & (m0 + BLOCK_M > row_lo)
+        n2a0 = tl.zeros((BLOCK_M,), tl.float32)   # the sources' row offsets (unused slots: never read)
+        n2a1 = n2a0
+        n2a2 = n2a0
+        if NUM_SOURCES > 0:
+            n2a0 = _norm2(norm_ptr, offs_m, in_a, lc0)
+        if NUM_SOURCES > 1:
+            n2a1 = _norm2(norm_ptr + n_rows, offs_m, in_a, lc1)
+        if NUM_SOURCES > 2:
+            n2a2 = _norm2(norm_ptr + 2 * n_rows, offs_m, in_a, lc2)
         m_r = tl.full((BLOCK_M,), float("-inf"), tl.float32)
         l_r = tl.zeros((BLOCK_M,), tl.float32)
         t_r = tl.zeros((BLOCK_M,), tl.float32)
-        for n0 in range(c_start, c_end, BLOCK_N):
+        # interior tiles: [0, n_full) less the diagonal band [band_lo, band_hi) (tile indices)
+        n_full = tl.where(m0 + BLOCK_M <= r_end, (c_end - c_start) // BLOCK_N, 0)
+        d_lo = tl.maximum(m0, c_start)
+        d_hi = tl.minimum(m0 + BLOCK_M, c_end)
+        band_lo = tl.minimum(tl.where(d_lo < d_hi, (d_lo - c_start) // BLOCK_N, n_full), n_full)
+        band_hi = tl.minimum(tl.where(d_lo < d_hi, tl.cdiv(d_hi - c_start, BLOCK_N), n_full), n_full)
+        band = band_hi - band_lo
+        for i in range(0, n_full - band):
+            n0 = c_start + (i + tl.where(i >= band_lo, band, 0)) * BLOCK_N
             if rows_counted | ((n0 < col_hi) & (n0 + BLOCK_N > col_lo)):
-                offs_n = n0 + tl.arange(0, BLOCK_N)
-                mask_n = offs_n < c_end
-                in_b = mask_n & (offs_n >= col_lo) & (offs_n < col_hi)
-                s_tile = s * _dot_tile(x_ptr, y_ptr, m0, n0, n_rows, dim, BLOCK_M, BLOCK_N, BLOCK_D, UPCAST,
-                                       PRECISION)
-                valid = mask_m[:, None] & mask_n[None, :]
-                s_safe = tl.where(valid, s_tile, 0.0)
-                s_inf = tl.where(valid, s_tile, float("-inf"))
-                # rows: online max / sum over this program's columns
-                m_new = tl.maximum(m_r, tl.max(s_inf, axis=1))
-                l_r = l_r * tl.exp(m_r - m_new) + tl.sum(tl.exp(s_inf - m_new[:, None]), axis=1)
-                m_r = m_new
-                cm = tl.max(s_inf, axis=0)       # columns: this tile's max / sum, merged below
-                cl = tl.sum(tl.exp(s_inf - cm[None, :]), axis=0)
-                # targets: the hard part sits on the diagonal, S_ii, counted once per direction
-                diag = tl.where(offs_m[:, None] == offs_n[None, :], s_safe, 0.0)
-                t_r += hard_coef * tl.where(in_a, tl.sum(diag, axis=1), 0.0)
-                ct = hard_coef * tl.where(in_b, tl.sum(diag, axis=0), 0.0)
-                if NUM_SOURCES > 0:
-                    r, q = _source_sums(s_safe, u0_ptr, dk0, it0, c0, norm_ptr, m0, n0, n_rows, offs_m, offs_n,
-                                        in_a, in_b, BLOCK_M, BLOCK_N, BLOCK_DK0, UPCAST, SRC_PRECISION0)
-                    t_r += r
-                    ct += q
-                if NUM_SOURCES > 1:
-                    r, q = _source_sums(s_safe, u1_ptr, dk1, it1, c1, norm_ptr + n_rows, m0, n0, n_rows, offs_m,
-                                        offs_n, in_a, in_b, BLOCK_M, BLOCK_N, BLOCK_DK1, UPCAST, SRC_PRECISION1)
-                    t_r += r
-                    ct += q
-                if NUM_SOURCES > 2:
-                    r, q = _source_sums(s_safe, u2_ptr, dk2, it2, c2, norm_ptr + 2 * n_rows, m0, n0, n_rows,
-                                        offs_m, offs_n, in_a, in_b, BLOCK_M, BLOCK_N, BLOCK_DK2, UPCAST,
-                                        SRC_PRECISION2)
-                    t_r += r
-                    ct += q
-                # columns: merge the tile's (max, sum, t) into this program's partial of these columns
-                col_ptrs = col_part_ptr + rg * n_rows + offs_n
-                old_m = tl.load(col_ptrs, mask=mask_n, other=float("-inf"))
-                old_l = tl.load(col_ptrs + n_row_groups * n_rows, mask=mask_n, other=0.0)
-                old_t = tl.load(col_ptrs + 2 * n_row_groups * n_rows, mask=mask_n, other=0.0)
-                new_m = tl.maximum(old_m, cm)
-                new_l = old_l * tl.exp(old_m - new_m) + cl * tl.exp(cm - new_m)
-                tl.store(col_ptrs, new_m, mask=mask_n)
-                tl.store(col_ptrs + n_row_groups * n_rows, new_l, mask=mask_n)
-                tl.store(col_ptrs + 2 * n_row_groups * n_rows, old_t + ct, mask=mask_n)
+                m_r, l_r, t_r = _fwd_tile(
+                    x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, norm_ptr, lc0, lc1, lc2,
+                    n2a0, n2a1, n2a2, col_ptrs, col_stride, hard_coef, m0, n0, n_rows, dim, r_end, c_end,
+                    col_lo, col_hi, offs_m, in_a, m_r, l_r, t_r, NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_D,
+                    BLOCK_DK0, BLOCK_DK1, BLOCK_DK2, PRECISION, SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2,
+                    UPCAST, False, EVEN_D, EVEN_DK0, EVEN_DK1, EVEN_DK2)
+        for i in range(0, band + n_tiles - n_full):
+            n0 = c_start + tl.where(i < band, band_lo + i, n_full + i - band) * BLOCK_N
+            if rows_counted | ((n0 < col_hi) & (n0 + BLOCK_N > col_lo)):
+                m_r, l_r, t_r = _fwd_tile(
+                    x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, norm_ptr, lc0, lc1, lc2,
+                    n2a0, n2a1, n2a2, col_ptrs, col_stride, hard_coef, m0, n0, n_rows, dim, r_end, c_end,
+                    col_lo, col_hi, offs_m, in_a, m_r, l_r, t_r, NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_D,
+                    BLOCK_DK0, BLOCK_DK1, BLOCK_DK2, PRECISION, SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2,
+                    UPCAST, True, False, False, False, False)
         row_ptrs = row_part_ptr + cg * n_rows + offs_m
-        tl.store(row_ptrs, m_r, mask=mask_m)
+        tl.store(row_ptrs, m_r * LN2, mask=mask_m)
         tl.store(row_ptrs + n_col_groups * n_rows, l_r, mask=mask_m)
-        tl.store(row_ptrs + 2 * n_col_groups * n_rows, t_r, mask=mask_m)
+        tl.store(row_ptrs + 2 * n_col_groups * n_rows, t_r * LN2, mask=mask_m)
 
 
 @triton.jit

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def random_inputs(batch, dim, num_sources, *, seed, dtype=torch.float32, source_dims=(5, 88, 17)):
@@ -120,3 +121,18 @@ def assert_same_inside_and_outside_autocast(fn, tensors, device_type, amp_dtype)
         assert a.dtype == t.dtype
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6 * float(b.abs().max()) + 1e-9)
     return out_amp
+
+
+class GemmCounter(TorchDispatchMode):
+    """Multiply-adds of the torch GEMMs (aten.mm / addmm / bmm) run under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.macs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        if name.startswith(("aten.mm", "aten.addmm", "aten.bmm")):
+            a, b = (args[0], args[1]) if "addmm" not in name else (args[1], args[2])
+            self.macs += a.numel() * b.shape[-1]
+        return func(*args, **(kwargs or {}))

@@ -1,9 +1,10 @@
 """Ahead-of-time compile of the GPU kernel variants for sm_90a and sm_80, without a GPU (benchmarks/aot.py).
 
-Triton compiles the kernels to PTX and the ptxas shipped in its wheel assembles them, so registers, spills
-and shared memory are known on any machine. The compiles run in a subprocess without TRITON_INTERPRET (under
-the interpreter the kernels are not JIT functions). Rule: no 16-bit variant spills on sm_90a, no kernel
-exceeds the device's shared memory.
+The variants are the launches the loss makes at B = 65536 (captured on meta tensors) specialised by
+Triton's own binder, integer arguments included. Triton compiles them to PTX and the ptxas shipped in its
+wheel assembles them, so registers, spills, shared memory and the SASS are known on any machine. The
+compiles run in a subprocess without TRITON_INTERPRET (under the interpreter the kernels are not JIT
+functions). Rule: no 16-bit variant spills on sm_90a, no kernel exceeds the device's shared memory.
 """
 import json
 import os
@@ -13,14 +14,24 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.aot import sass_counts
+
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
 
 
 def _clean_env():
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "FASTCLAP_TRITON_CONFIG")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@pytest.mark.slow
+def _run_code(code: str) -> str:
+    """stdout's last line of a Python snippet run without the interpreter."""
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_clean_env(), capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout.strip().splitlines()[-1]
 
 
 def test_quick_matrix_compiles_without_16bit_spills(tmp_path):
@@ -39,10 +50,14 @@ def test_quick_matrix_compiles_without_16bit_spills(tmp_path):
         assert any(r["arch"] == arch and r["kernel"] == "source_lse_kernel" for r in rows)
     for r in rows:
         assert r["registers"] > 0 and r["shared_bytes"] <= r["max_shared_bytes"]
+        assert {"n_rows", "dim"} <= set(r["specialised_ints"]) or r["kernel"] == "source_lse_kernel", r["kernel"]
+        tile = r["sass"]["tile"]
+        assert tile and tile["non_mma"] > tile["epilogue_non_mma"] > 0 and tile["mma"] > 0, r["kernel"]
         if r["arch"] == "sm_90a" and r["dtype"] in ("bf16", "fp16"):
             assert r["spill_stores"] == 0 and r["spill_loads"] == 0, r
 
 
+@pytest.mark.slow
 def test_a_spilling_variant_fails_the_check(tmp_path):
     """The verdict can fail: 128 x 128 forward tiles with two sources spill on sm_90a."""
     code = (
@@ -52,10 +67,7 @@ def test_a_spilling_variant_fails_the_check(tmp_path):
         "r = a.compile_spec(dict(spec, dims=[768]))\n"
         "print(json.dumps(dict(passed=r['passed'], spills=r['spill_stores'], problems=r['problems'])))\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_clean_env(), capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    verdict = json.loads(run.stdout.strip().splitlines()[-1])
+    verdict = json.loads(_run_code(code))
     assert verdict["spills"] > 0 and not verdict["passed"] and "spills" in verdict["problems"][0]
 
 
@@ -64,3 +76,52 @@ def test_refuses_to_run_under_the_interpreter():
     run = subprocess.run([sys.executable, "-m", "benchmarks.aot", "--quick"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and run.stderr.startswith("error: ")
+
+
+def test_captured_launches_carry_the_jit_specialisation():
+    """B = 65536: B, d and every chunk offset divisible by 16 are specialised (a 3-stage cp.async pipeline
+    follows from it); one backward launch per chunk. B = 65537: B is not, and the last, shorter chunk is
+    its own specialisation."""
+    code = (
+        "import json, torch, benchmarks.aot as a\n"
+        "from fastclap.losses.triton_config import launch_config\n"
+        "out = {}\n"
+        "for b in (65536, 65537):\n"
+        "    cfg = launch_config(b, 768, a.SOURCE_DIMS[:2], a.SOURCE_TEMPS[:2], torch.bfloat16, device_type='cpu',\n"
+        "                        schedule='sm90')\n"
+        "    out[b] = dict(chunks=-(-b // cfg.chunk_rows), specs=[dict(kernel=s['kernel'], ints=s['specialised_ints'],\n"
+        "                  launches=s['launches']) for s in a.variants(768, 'bf16', 2, 'sm90', batch=b)])\n"
+        "print(json.dumps(out))\n"
+    )
+    out = json.loads(_run_code(code))
+    even = {s["kernel"]: s for s in out["65536"]["specs"]}
+    assert set(even) == {"source_lse_kernel", "smooth_clap_fwd_kernel", "smooth_clap_grad_kernel"}
+    assert {"n_rows", "dim", "rows_per_group", "cols_per_group"} <= set(even["smooth_clap_fwd_kernel"]["ints"])
+    assert {"n_rows", "r0", "n_block_rows", "n_block_cols"} <= set(even["smooth_clap_grad_kernel"]["ints"])
+    assert "dk0" not in even["smooth_clap_fwd_kernel"]["ints"]   # d_0 = 88 is not a multiple of 16
+    assert even["smooth_clap_grad_kernel"]["launches"] == out["65536"]["chunks"] > 1
+    odd = [s for s in out["65537"]["specs"] if s["kernel"] == "smooth_clap_grad_kernel"]
+    assert len(odd) >= 2 and all("n_rows" not in s["ints"] for s in out["65537"]["specs"])
+    assert sum(s["launches"] for s in odd) == out["65537"]["chunks"]
+
+
+def _ins(addr, op, target=None):
+    return dict(addr=addr, op=op, target=target)
+
+
+def test_sass_counts_by_hand():
+    """A tile loop [0x10, 0x90] holding two contraction loops: [0x20, 0x40] (2 MMA + 1 non-MMA) and [0x60,
+    0x70] (1 MMA + 1 non-MMA), then an edge-tile loop with its own contraction loop."""
+    instrs = [_ins(0x00, "S2R"),
+              _ins(0x10, "FMUL"), _ins(0x20, "HGMMA.64x64x16"), _ins(0x30, "HGMMA.64x64x16"),
+              _ins(0x40, "BRA", 0x20), _ins(0x50, "FADD"), _ins(0x60, "HGMMA.64x64x16"), _ins(0x70, "BRA", 0x60),
+              _ins(0x80, "MUFU.EX2"), _ins(0x90, "BRA", 0x10),
+              _ins(0xa0, "HMMA.16816"), _ins(0xb0, "BRA", 0xa0), _ins(0xc0, "BRA", 0xa0), _ins(0xd0, "EXIT")]
+    got = sass_counts(instrs, [12, 3])
+    assert got["total"] == dict(mma=4, non_mma=10)
+    tile = got["tile"]
+    # outside the contraction loops: FMUL, FADD, MUFU, BRA 0x10 = 4 non-MMA; + 12 x (2 MMA, 1) + 3 x (1 MMA, 1)
+    assert tile["epilogue_non_mma"] == 4 and tile["trips"] == [12, 3] and tile["loop_per_tile"]
+    assert tile["mma"] == 12 * 2 + 3 * 1 and tile["non_mma"] == 4 + 12 + 3
+    assert len(got["tiles"]) == 2 and got["tiles"][1]["trips"] is None   # the edge loop: one contraction loop
+    assert sass_counts(instrs, [12])["tile"]["start"] == 0xa0   # the first group with one contraction loop

@@ -14,10 +14,9 @@ import os
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastclap.losses.reference import reference_smooth_clap_loss
-from helpers import assert_16bit_close, assert_fp32_close, loss_and_grads, random_inputs
+from helpers import GemmCounter, assert_16bit_close, assert_fp32_close, loss_and_grads, random_inputs
 
 if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("needs CUDA or TRITON_INTERPRET=1 (tests/conftest.py sets it)", allow_module_level=True)
@@ -103,21 +102,6 @@ def test_fp16_gradients_do_not_underflow(monkeypatch):
     torch.testing.assert_close(got[3], want[3], rtol=1e-3, atol=1e-6)
 
 
-class _GemmCounter(TorchDispatchMode):
-    """Multiply-adds of the torch GEMMs (aten.mm / addmm / bmm) run under it."""
-
-    def __init__(self):
-        super().__init__()
-        self.macs = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = str(func)
-        if name.startswith(("aten.mm", "aten.addmm", "aten.bmm")):
-            a, b = (args[0], args[1]) if "addmm" not in name else (args[1], args[2])
-            self.macs += a.numel() * b.shape[-1]
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.fixture
 def dot_counter(monkeypatch):
     """Multiply-adds executed by tl.dot in the interpreter (M x K x N per call, padding included)."""
@@ -142,7 +126,7 @@ def test_work_against_the_gemm_floor(k, limit, dot_counter, capsys):
         pytest.skip("counts the interpreter's tl.dot")
     batch, dim = 512, 768
     x, y, sources = _inputs(batch, dim, k, seed=1, dtype=torch.bfloat16)
-    gemms = _GemmCounter()
+    gemms = GemmCounter()
     with gemms:
         loss_and_grads(triton_smooth_clap_loss, x, y, 14.3, sources, WEIGHTS[k], TEMPS[k], 0.1)
     floor = 4 * batch**2 * dim + 2 * sum(batch**2 * dk for dk in SOURCE_DIMS[:k])

@@ -114,11 +114,16 @@ class _SmoothCLAPTriton(torch.autograd.Function):
         inv_tau = _pad([1.0 / float(t) for t in temps], 0.0)
         src_meta = _source_meta(cfg)
         norms = torch.empty(max(k, 1), batch, dtype=torch.float32, device=x.device)
+        # contraction dims that are whole multiples of their chunk: interior tiles load without bounds checks
+        even = {f"EVEN_DK{i}": u.shape[1] % b == 0 for i, (u, b) in enumerate(zip(sources, cfg.block_dk))}
+        # unchecked feature loads hold a pointer per loaded vector: beside a 128 x 64 accumulator the hard
+        # forward then spills on sm_90a with triton 3.6 (python -m benchmarks.aot); 64 x 64 tiles keep them
+        fwd_unchecked = cfg.fwd.BLOCK_M * cfg.fwd.BLOCK_N <= 64 * 64
         if k:
             for lo, hi in union_ranges(*ranges):
                 source_lse_kernel[(triton.cdiv(hi - lo, cfg.src.BLOCK_M),)](
                     *src_args, *inv_tau, norms, batch, lo, hi,
-                    NUM_SOURCES=k, UPCAST=upcast, **src_meta, **cfg.src.meta(gpu))
+                    NUM_SOURCES=k, UPCAST=upcast, **src_meta, **even, **cfg.src.meta(gpu))
         n_rg, n_cg = cfg.groups(batch)
         row_part = torch.empty(3, n_cg, batch, dtype=torch.float32, device=x.device)
         col_part = torch.zeros(3, n_rg, batch, dtype=torch.float32, device=x.device)
@@ -127,7 +132,8 @@ class _SmoothCLAPTriton(torch.autograd.Function):
             x, y, scale_buf, *src_args, norms, row_part, col_part,
             batch, dim, cfg.rows_per_group, cfg.cols_per_group, row_lo, row_hi, col_lo, col_hi,
             1.0 - beta, *coefs, *inv_tau,
-            NUM_SOURCES=k, PRECISION=cfg.precision, UPCAST=upcast, **src_meta, **cfg.fwd.meta(gpu))
+            NUM_SOURCES=k, PRECISION=cfg.precision, UPCAST=upcast, **src_meta, **even,
+            EVEN_D=dim % cfg.fwd.BLOCK_D == 0 and fwd_unchecked, **cfg.fwd.meta(gpu))
         lse_row = torch.logsumexp(row_part[0] + row_part[1].log(), dim=0)
         lse_col = torch.logsumexp(col_part[0] + col_part[1].log(), dim=0)
         ce_rows = (lse_row - row_part[2].sum(0))[row_lo:row_hi].sum()
