@@ -1,13 +1,13 @@
 """The GPU schedule of the fused SmoothCLAP kernels, tested on the CPU in Triton's interpreter.
 
 ``FASTCLAP_TRITON_CONFIG=gpu`` makes ``launch_config`` return the sm_90 schedule (its tile sizes, forward
-groups, backward chunk rows and per-source precision) also in the interpreter, so these tests run the very
+groups, backward output slices and per-source precision) also in the interpreter, so these tests run the very
 launches a GPU makes, at small B.
 
 Precision used here: the interpreter computes every tl.dot exactly in fp32 (input_precision is ignored),
 and 16-bit tiles are upcast before tl.dot (its 16-bit dot is broken), which equals a tensor-core product of
-the stored 16-bit values; what stays 16-bit is the storage: features, bf16 sources (tau >= 0.05), the G
-chunk and the returned gradients. Tolerances: tests/helpers.py (fp32: 1e-5 relative; 16-bit: twice the
+the stored 16-bit values; what stays 16-bit is the storage: features, bf16 sources (tau >= 0.05), G as
+the operand of the backward's products, and the returned gradients. Tolerances: tests/helpers.py (fp32: 1e-5 relative; 16-bit: twice the
 16-bit reference's error plus one ulp of the largest entry).
 """
 import os
@@ -41,25 +41,23 @@ def _inputs(batch, dim, k, seed, dtype):
     return x.to(DEVICE), y.to(DEVICE), tuple(u.to(DEVICE) for u in sources)
 
 
-# B = 1; B = 50 below one tile; B = 257 prime, over two tiles, with memory_budget=1 so that the backward
-# runs in chunks of one row block (3 chunks of 128 rows, or 5 of 64 with three sources); d = 768.
+# B = 1; B = 50 below one tile; B = 257 prime, over 5 backward row blocks of 64 and 9 candidate blocks of 32;
+# d = 768 (6 output slices of 128 per program).
 CASES = [
-    (1, 2, torch.float32, None), (50, 0, torch.float32, None), (257, 3, torch.float32, 1),
-    (257, 2, torch.bfloat16, 1), (257, 0, torch.bfloat16, 1), (131, 1, torch.float16, None),
-    (50, 3, torch.float16, None), (1, 0, torch.bfloat16, None),
+    (1, 2, torch.float32), (50, 0, torch.float32), (257, 3, torch.float32),
+    (257, 2, torch.bfloat16), (257, 0, torch.bfloat16), (131, 1, torch.float16),
+    (50, 3, torch.float16), (1, 0, torch.bfloat16),
 ]
 
 
-@pytest.mark.parametrize("batch,k,dtype,budget", CASES)
-def test_gpu_schedule_matches_reference(batch, k, dtype, budget):
-    cfg = launch_config(batch, 768, SOURCE_DIMS[:k], TEMPS[k], dtype, device_type="cpu", memory_budget=budget)
-    assert cfg.schedule == "sm90"
-    if budget is not None and batch > cfg.grad.BLOCK_M:
-        assert cfg.chunk_rows < batch   # the chunked backward is exercised
+@pytest.mark.parametrize("batch,k,dtype", CASES)
+def test_gpu_schedule_matches_reference(batch, k, dtype):
+    cfg = launch_config(batch, 768, SOURCE_DIMS[:k], TEMPS[k], dtype, device_type="cpu")
+    assert cfg.schedule == "sm90" and (cfg.slice_d, cfg.num_slices) == (128, 6)
     scale, beta = 14.3, 0.3
     x, y, sources = _inputs(batch, 768, k, seed=batch + 10 * k, dtype=dtype)
     args = (scale, sources, WEIGHTS[k], TEMPS[k], beta)
-    got = loss_and_grads(triton_smooth_clap_loss, x, y, *args, memory_budget=budget)
+    got = loss_and_grads(triton_smooth_clap_loss, x, y, *args)
     if dtype == torch.float32:
         assert_fp32_close(got, loss_and_grads(reference_smooth_clap_loss, x, y, *args), scale)
         return
@@ -79,7 +77,7 @@ def test_gpu_schedule_local_loss_ranges_sum_to_the_global_loss():
     total = None
     for lo, hi in ((0, 70), (70, 140), (140, 200)):
         part = loss_and_grads(triton_smooth_clap_loss, x, y, *args, row_range=(lo, hi), col_range=(lo, hi),
-                              normaliser=2 * batch, memory_budget=1)
+                              normaliser=2 * batch)
         total = part if total is None else tuple(a + b for a, b in zip(total, part))
     assert_fp32_close(total, want, 14.3)
 
