@@ -123,6 +123,7 @@ class TorchTraffic(torch.utils._python_dispatch.TorchDispatchMode):
         self.live = 0
         self.peak = 0
         self.paused = False
+        self.by_op: Dict[str, int] = {}     # bytes per aten operator
         self._sizes: Dict[int, int] = {}
 
     def _release(self, key: int) -> None:
@@ -137,7 +138,9 @@ class TorchTraffic(torch.utils._python_dispatch.TorchDispatchMode):
             return out
         ins = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
         if not func.name().startswith(("aten::empty", "aten::lift_fresh")):
-            self.bytes += sum(t.numel() * t.element_size() for t in ins + outs)
+            nbytes = sum(t.numel() * t.element_size() for t in ins + outs)
+            self.bytes += nbytes
+            self.by_op[func.name()] = self.by_op.get(func.name(), 0) + nbytes
         in_storages = {t.untyped_storage()._cdata for t in ins}
         for t in outs:
             storage = t.untyped_storage()
@@ -215,24 +218,36 @@ def loss_counts(batch: int, dim: int, source_dims: Sequence[int], dtype: str = "
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     if schedule not in ("sm90", "sm80"):
         raise ValueError(f"schedule must be 'sm90' or 'sm80', got {schedule!r}")
-    import fastclap.losses.triton_loss as tl_loss
-
     k = len(source_dims)
     temps = tuple(source_temps) if source_temps is not None else (0.07,) * k
-    launches: List[dict] = []
-    stubs = {name: _Stub(name, getattr(tl_loss, name), launches) for name in KERNEL_NAMES}
     meta = dict(device="meta")
     x = torch.empty(batch, dim, dtype=DTYPES[dtype], **meta, requires_grad=True)
     y = torch.empty(batch, dim, dtype=DTYPES[dtype], **meta, requires_grad=True)
     scale = torch.empty((), **meta, requires_grad=True)
     sources = tuple(torch.empty(batch, dk, **meta) for dk in source_dims)
-    with _schedule_env(schedule), mock.patch.multiple(tl_loss, **stubs), TorchTraffic() as traffic:
-        loss = tl_loss.triton_smooth_clap_loss(x, y, scale, sources, (1.0 / max(k, 1),) * k, temps, 0.1)
+    with _schedule_env(schedule):
+        out = count_run(x, y, scale, sources, (1.0 / max(k, 1),) * k, temps, 0.1)
+    out.update(batch=batch, dim=dim, source_dims=list(source_dims), dtype=dtype, schedule=schedule)
+    return out
+
+
+def count_run(audio_features, text_features, logit_scale, sources, weights, temps, soft_weight, **kwargs) -> dict:
+    """Counts of one forward + backward of triton_smooth_clap_loss on these (meta) tensors, with the schedule
+    launch_config picks for them (the interpreter's on meta unless FASTCLAP_TRITON_CONFIG says otherwise);
+    ``kwargs`` go to the loss (row_range, col_range, normaliser). Same keys as :func:`loss_counts`."""
+    import fastclap.losses.triton_loss as tl_loss
+
+    launches: List[dict] = []
+    stubs = {name: _Stub(name, getattr(tl_loss, name), launches) for name in KERNEL_NAMES}
+    with mock.patch.multiple(tl_loss, **stubs), TorchTraffic() as traffic:
+        loss = tl_loss.triton_smooth_clap_loss(audio_features, text_features, logit_scale, sources, weights, temps,
+                                               soft_weight, **kwargs)
         loss.backward()
         del loss
-    out = summarise(launches, batch, dim, source_dims, traffic.bytes)
+    batch, dim = audio_features.shape
+    out = summarise(launches, batch, dim, [u.shape[1] for u in sources] if soft_weight else [], traffic.bytes)
     out["peak_bytes"] = traffic.peak
-    out.update(batch=batch, dim=dim, source_dims=list(source_dims), dtype=dtype, schedule=schedule)
+    out["torch_bytes_by_op"] = dict(traffic.by_op)
     return out
 
 
