@@ -19,34 +19,36 @@ buffers: each program owns BLOCK_M anchors, visits the candidates in a fixed ord
 (deterministic).
 
 Schedule (FlashAttention-2's backward with one output per launch). Grid (cdiv(B, BLOCK_M), d groups); a program
-holds NUM_SLICES fp32 accumulators of BLOCK_M x SLICE_D (the columns of its d group of the output), and for every
-BLOCK_N block of candidates:
+holds NUM_SLICES (<= 6) fp32 accumulators of BLOCK_M x SLICE_D (the columns of its d group of the output), and
+for every BLOCK_N block of candidates:
   1. recomputes the S tile, s A_a . Bc_b, tl.dot over d in BLOCK_D chunks (BLOCK_M BLOCK_N d MACs),
-  2. recomputes each C^k tile (BLOCK_M BLOCK_N d_k MACs), forms G (4 exps per element with K = 0: P^r, P^c;
-     + 2 per source), masks it and casts it to the features' dtype (fp16: times G_SCALE = 2^14, see below),
+  2. recomputes each C^k tile (BLOCK_M BLOCK_N d_k MACs), forms G (exps per element: 2 for P^r, P^c, + 2 per
+     source), masks it and casts it to the features' dtype (fp16: times G_SCALE = 2^14, see below),
   3. acc_slice += G_tile @ Bc_b[:, slice] for its NUM_SLICES slices of SLICE_D columns (BLOCK_M BLOCK_N
      NUM_SLICES SLICE_D MACs),
 then scales by s g / (N G_SCALE) and stores its BLOCK_M x (its d columns) rows of dA once. With one d group
-(the GPU schedule at d <= 4 x 256) S is computed once per (a, b) pair per launch: per launch B^2 d (S) +
-sum_k B^2 d_k (C^k) + B^2 d (the product); d groups > 1 recompute S and C^k per group (d > 1024 only).
-Tiles whose anchors are not counted only visit the counted candidates (local loss: a rank's gradient costs
-its share).
+(every d <= 1536 on a GPU; d = 768: 6 slices of 128) S is computed once per (a, b) pair per launch: per launch
+B^2 d (S) + sum_k B^2 d_k (C^k) + B^2 d (the product); more d groups recompute S and C^k per group. Anchors
+that are not counted only visit the counted candidates (local loss: a rank's gradient costs its share).
+Launch configuration (fastclap/losses/triton_config.py), chosen by compiling for sm_90a: hard loss
+BLOCK_M x BLOCK_N = 64 x 32 (wgmma), 8 warps, 1 stage; with sources, on sm_80 or for d > 768: 32 x 32
+(mma.sync), 8 warps, 2 stages. Registers: the accumulators take BLOCK_M d fp32 values per program, 192 per
+thread at 64 x 768 over 8 warps; these variants compile to 254-255 registers without spills on sm_90a (bf16 /
+fp16, d = 768, K = 0..3), while 64-row tiles with sources spill 190-260 B, 64 x 64 tiles 130-300 B.
 
-Work (MACs, full ranges, multiples of the tiles): forward B^2 d + sum_k B^2 d_k, source log-normalisers
-sum_k B^2 d_k, backward 2 (2 B^2 d + sum_k B^2 d_k): total 5 B^2 d + 4 sum_k B^2 d_k against the floor
-4 B^2 d + 2 sum_k B^2 d_k: 1.25 x for the hard loss, 1.52 x for d_k = (88, 768) at d = 768 (the C^k tiles are
-recomputed in both backward launches and in the log-normaliser pass). benchmarks/work_model.py counts this
-exactly from the launch configuration (tests/test_work_model.py checks it against the interpreter).
+Work (MACs, full ranges, B a multiple of the tiles, d and d_k padded to their chunks): forward B^2 d +
+sum_k B^2 d_k, source log-normalisers sum_k B^2 d_k, backward 2 (2 B^2 d + sum_k B^2 d_k): 5 B^2 d +
+4 sum_k B^2 d_k against the floor 4 B^2 d + 2 sum_k B^2 d_k: 1.25 x for the hard loss, 1.52 x for d_k =
+(88, 768) at d = 768 (C^k is recomputed in both backward launches and in the log-normaliser pass; folding
+that pass into the forward would give 1.34 x). Exps: (2 + 2K) per element of each backward tile.
+benchmarks/work_model.py counts all of this from the launches (tests/test_work_model.py checks it against
+the interpreter).
 
 Bytes: a launch stores B d elements of its output (features' dtype) and, in the dX launch, one fp32 ds partial
 per program; nothing of size B x B or (chunk x B) exists, and there is no elementwise torch pass over B x d.
 At B = 65536, d = 768, bf16: 2 x 100.7 MB of gradient stores for the whole backward. Operand reads (each
-program streams all of Bc: B d elements per BLOCK_M anchors) come from L2 / HBM and are counted by the roofline,
-not as stored traffic. Memory: dX, dY and (grid,) fp32 partials.
-
-Registers: the accumulators take BLOCK_M x NUM_SLICES x SLICE_D fp32 values; at BLOCK_M = 64, d = 768 (3 slices
-of 256) and 8 warps that is 192 registers per thread, the rest of the program (one S tile of 64 x 64 fp32,
-G, the statistics) ~60: python -m benchmarks.aot reports registers and spills per variant.
+program streams all of Bc: B d elements per BLOCK_M anchors, and the sources) come from L2 / HBM and belong to
+the roofline's operand traffic, not to the stored bytes. Memory: dX, dY and the (grid,) fp32 partials.
 
 Precision: S, C^k and the products accumulate in fp32. For 16-bit features G is cast to that dtype before the
 tensor-core product (as the old stored G chunk was); for fp16 it is first multiplied by G_SCALE = 2^14 (|G| <= 2

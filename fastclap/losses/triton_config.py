@@ -185,14 +185,20 @@ def launch_config(
             fwd = KernelLaunch(128, 64, 64, num_warps=8, num_stages=stages)
         else:
             fwd = KernelLaunch(64, 64, 32, num_warps=8, num_stages=stages if k <= 2 else 1)
-        # backward: 64 anchors x d fp32 output columns in registers (kernels/smooth_clap_bwd.py). Compiled for
-        # sm_90a (bf16, d = 768, 6 slices of 128): BLOCK_N = 32 and 2 stages spill least (12 B with K = 0;
-        # ~250 B with two sources); 64-wide candidate tiles or 256-wide slices spill 130-300 B.
-        grad = KernelLaunch(64, 32, 64, num_warps=8, num_stages=2)
         max_slice = 256
         rows_g, cols_g = _groups(batch, fwd.BLOCK_M, fwd.BLOCK_N, programs=4 * 132)
         block_dk = tuple(fit_block_dk(dk) for dk in source_dims)
     slice_d, num_slices = fit_slices(dim, max_slice)
+    if gpu:
+        # backward: BLOCK_M anchors x (num_slices x slice_d) fp32 output columns in registers
+        # (kernels/smooth_clap_bwd.py). Compiled for sm_90a (python -m benchmarks.aot, 16-bit, d = 768, 6 slices
+        # of 128): 64 x 32 tiles (wgmma) with 1 stage are spill-free without sources (2 stages: 12 B, 64 x 64
+        # tiles: 130-300 B); with sources only 32 x 32 tiles (mma.sync, 2 stages) are (64 x 32: ~190-260 B);
+        # on sm_80 the 64-row tile spills (100 B) and wider outputs (d > 768) need 32 rows everywhere.
+        if schedule == "sm90" and k == 0 and slice_d * num_slices <= 768:
+            grad = KernelLaunch(64, 32, 64, num_warps=8, num_stages=1)
+        else:
+            grad = KernelLaunch(32, 32, 64, num_warps=8, num_stages=2)
     precision, src_prec, src_dtypes = _precisions(dtype, source_temps, allow_tf32, gpu)
     if gpu:   # fp32 source tiles take twice the registers / shared memory of bf16 ones: halve their chunk
         block_dk = tuple(b if t != torch.float32 else fit_block_dk(dk, (16, 32))
