@@ -61,17 +61,21 @@ def _count_source_lse(a: dict, grid) -> Dict[str, int]:
 
 def _count_fwd(a: dict, grid) -> Dict[str, int]:
     bm, bn, n, k = a["BLOCK_M"], a["BLOCK_N"], a["n_rows"], a["NUM_SOURCES"]
+    cols = []   # per column group: (tiles, valid columns) over all its tiles and over the counted ones
+    for cg in range(grid[1]):
+        c_start, c_end = cg * a["cols_per_group"], min(cg * a["cols_per_group"] + a["cols_per_group"], n)
+        starts = range(c_start, c_end, bn)
+        hit = [n0 for n0 in starts if n0 < a["col_hi"] and n0 + bn > a["col_lo"]]
+        cols.append((len(starts), c_end - c_start if c_end > c_start else 0,
+                     len(hit), sum(min(n0 + bn, c_end) - n0 for n0 in hit)))
     tiles = stored = 0
     for rg in range(grid[0]):
         r_start, r_end = rg * a["rows_per_group"], min(rg * a["rows_per_group"] + a["rows_per_group"], n)
-        for cg in range(grid[1]):
-            c_start, c_end = cg * a["cols_per_group"], min(cg * a["cols_per_group"] + a["cols_per_group"], n)
-            for m0 in range(r_start, r_end, bm):
-                rows_counted = m0 < a["row_hi"] and m0 + bm > a["row_lo"]
-                for n0 in range(c_start, c_end, bn):
-                    if rows_counted or (n0 < a["col_hi"] and n0 + bn > a["col_lo"]):
-                        tiles += 1
-                        stored += 3 * 4 * (min(n0 + bn, c_end) - n0)          # column partials
+        for m0 in range(r_start, r_end, bm):
+            rows_counted = m0 < a["row_hi"] and m0 + bm > a["row_lo"]
+            for all_tiles, all_cols, hit_tiles, hit_cols in cols:
+                tiles += all_tiles if rows_counted else hit_tiles
+                stored += 3 * 4 * (all_cols if rows_counted else hit_cols)     # column partials
                 stored += 3 * 4 * (min(m0 + bm, r_end) - m0)                   # row partials
     per_tile_exps = 2 * bm * bn + 2 * k * bm * bn + bm + 2 * bn
     return dict(tiles=tiles, macs=tiles * bm * bn * (_pad(a["dim"], a["BLOCK_D"]) + _source_pads(a)),

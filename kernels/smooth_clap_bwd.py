@@ -30,11 +30,12 @@ then scales by s g / (N G_SCALE) and stores its BLOCK_M x (its d columns) rows o
 (every d <= 1536 on a GPU; d = 768: 6 slices of 128) S is computed once per (a, b) pair per launch: per launch
 B^2 d (S) + sum_k B^2 d_k (C^k) + B^2 d (the product); more d groups recompute S and C^k per group. Anchors
 that are not counted only visit the counted candidates (local loss: a rank's gradient costs its share).
-Launch configuration (fastclap/losses/triton_config.py), chosen by compiling for sm_90a: hard loss
-BLOCK_M x BLOCK_N = 64 x 32 (wgmma), 8 warps, 1 stage; with sources, on sm_80 or for d > 768: 32 x 32
-(mma.sync), 8 warps, 2 stages. Registers: the accumulators take BLOCK_M d fp32 values per program, 192 per
-thread at 64 x 768 over 8 warps; these variants compile to 254-255 registers without spills on sm_90a (bf16 /
-fp16, d = 768, K = 0..3), while 64-row tiles with sources spill 190-260 B, 64 x 64 tiles 130-300 B.
+Launch configuration (fastclap/losses/triton_config.py), chosen by compiling for sm_90a: hard loss with
+16-bit features BLOCK_M x BLOCK_N = 64 x 32 (wgmma), 8 warps, 1 stage; with sources, fp32 features, on sm_80
+or for d > 768: 32 x 32 (mma.sync), 8 warps, 2 stages. Registers: the accumulators take BLOCK_M d fp32 values
+per program, 192 per thread at 64 x 768 over 8 warps; the 16-bit variants compile to 250-255 registers
+without spills on sm_90a (d = 768, K = 0..3), while 64-row tiles with sources spill 190-260 B and 64 x 64
+tiles 130-300 B. fp32 features (tf32x3: three products per dot) spill ~1 KB at 32 x 32.
 
 Work (MACs, full ranges, B a multiple of the tiles, d and d_k padded to their chunks): forward B^2 d +
 sum_k B^2 d_k, source log-normalisers sum_k B^2 d_k, backward 2 (2 B^2 d + sum_k B^2 d_k): 5 B^2 d +

@@ -83,11 +83,11 @@ def test_gpu_schedule_local_loss_ranges_sum_to_the_global_loss():
 
 def test_fp16_gradients_do_not_underflow(monkeypatch):
     """fp16 at B = 4096: entries of G are ~1/B, and g/(2B) times that (~3e-8) lies below fp16's subnormal
-    quantum (6e-8), where a kernel that scales G before its 16-bit store loses most digits (a GPU-faithful
-    emulation of the previous kernel: 2.7 x the tolerance below). The launcher stores G * 2^14 instead and
-    applies g/(2B) after the fp32-output GEMMs, so dX and dY keep fp16 accuracy: within 4 fp16 ulps of the
-    largest entry of the fp32 reference on the same fp16 inputs. Interpreter schedule (wide tiles at this
-    B, for speed); the G storage it tests is the same in every schedule."""
+    quantum (6e-8), where a kernel that scaled G by g/(2B) before its 16-bit rounding would lose most digits.
+    The backward kernel rounds G * 2^14 (unscaled by g/(2B)) to fp16 for its products and applies
+    s g / (2B 2^14) to the fp32 accumulator, so dX and dY keep fp16 accuracy: within 4 fp16 ulps of the
+    largest entry of the fp32 reference on the same fp16 inputs. Interpreter schedule (wide tiles at this B,
+    for speed); the 2^14 scale itself is pinned in tests/test_triton_bwd.py."""
     monkeypatch.delenv("FASTCLAP_TRITON_CONFIG")
     batch, dim = 4096, 16
     x, y, _ = _inputs(batch, dim, 0, seed=9, dtype=torch.float16)

@@ -194,8 +194,9 @@ def launch_config(
         # (kernels/smooth_clap_bwd.py). Compiled for sm_90a (python -m benchmarks.aot, 16-bit, d = 768, 6 slices
         # of 128): 64 x 32 tiles (wgmma) with 1 stage are spill-free without sources (2 stages: 12 B, 64 x 64
         # tiles: 130-300 B); with sources only 32 x 32 tiles (mma.sync, 2 stages) are (64 x 32: ~190-260 B);
-        # on sm_80 the 64-row tile spills (100 B) and wider outputs (d > 768) need 32 rows everywhere.
-        if schedule == "sm90" and k == 0 and slice_d * num_slices <= 768:
+        # on sm_80 the 64-row tile spills (100 B), fp32 features (tf32x3: three products) spill 2.3 KB with it,
+        # and wider outputs (d > 768) need 32 rows everywhere.
+        if schedule == "sm90" and k == 0 and dtype != torch.float32 and slice_d * num_slices <= 768:
             grad = KernelLaunch(64, 32, 64, num_warps=8, num_stages=1)
         else:
             grad = KernelLaunch(32, 32, 64, num_warps=8, num_stages=2)
