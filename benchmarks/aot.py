@@ -46,7 +46,7 @@ SOURCE_DIMS = (88, 768, 256)        # eGeMAPS-sized, text-embedding-sized, a thi
 SOURCE_TEMPS = (0.07, 0.07, 0.02)   # the third below 0.05: its 16-bit variant takes the fp32 / TF32 path
 BATCH = 65536
 LAUNCHER_MODULES = ("fastclap.losses.triton_loss",)   # every triton.jit global of these is captured
-KERNEL_SOURCES = ("kernels/smooth_clap.py",)           # hashed into the results (currency check)
+KERNEL_SOURCES = ("kernels/smooth_clap.py", "kernels/smooth_clap_bwd.py")         # hashed into the results (currency check)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MMA_OPCODES = ("HGMMA", "HMMA", "IMMA", "QGMMA")
 

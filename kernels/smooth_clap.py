@@ -41,26 +41,21 @@ and C^k once in each pass.
      benchmarks/aot.py): statistics in base 2 (u = S log2(e); one MUFU.EX2 per exponential), interior
      tiles (full, off the diagonal) in a loop of their own without masks, bounds checks or hard targets,
      the sources' weights summed before one product and two reductions per tile.
-  3. smooth_clap_grad_kernel, grid (cdiv(R, BLOCK_M), cdiv(C, BLOCK_N)) over an R x C block of G (R rows
-     of a row chunk, C = the columns it needs): one tile per program recomputes S and C^k, forms G and
-     stores it pre-scaled by G_SCALE (a power of two: 2^14 in fp16 lifts entries ~1/B out of the subnormal
-     range while |G| <= 2 stays far below 65504) in the features' dtype, plus one fp32 partial of ds per tile.
-     The launcher then runs two cuBLAS GEMMs with fp32 accumulation and output, dX[chunk] = c G Y and
-     dY += c G^T X[chunk], c = s g / (normaliser G_SCALE), in a fixed chunk order (deterministic).
-     B^2 d + sum_k B^2 d_k MACs here, 2 B^2 d in the GEMMs.
+  3. smooth_clap_bwd_kernel (kernels/smooth_clap_bwd.py, which states its schedule, counts and every
+     gradient formula), launched twice: dX over row blocks, dY over column blocks. Each program recomputes
+     S and C^k tile by tile from lse_row / lse_col and n^k and accumulates its rows of the gradient in
+     registers; it stores them once. 2 (2 B^2 d + sum_k B^2 d_k) MACs, no B x d pass per chunk.
 
-  Total 4 B^2 d + 3 sum_k B^2 d_k: the floor for the hard loss; 1.18 x the floor for two sources of
-  d_k = 88 and 768 at d = 768 (the source log-normalisers cost one extra C^k sweep). Memory: O(B d) for
-  the output-side buffers (fp32 dY accumulator for 16-bit features), R x C for the G chunk (R follows a
-  memory budget) and O(B * groups) for the forward partials; never B x B.
+  Total 5 B^2 d + 4 sum_k B^2 d_k: 1.25 x the floor for the hard loss, 1.52 x for two sources of d_k = 88
+  and 768 at d = 768 (C^k runs in the log-normaliser pass, the forward and both backward launches).
+  benchmarks/work_model.py counts MACs, exps, stored bytes and memory exactly from the launches. Memory:
+  dX, dY, the sources' normalised copies and O(B * groups) forward partials; never B x B.
 
   Rejected: a forward that computes S once per direction (2 B^2 d, 1.34 x the floor with two sources);
   a backward that recomputes S per output slice (up to 6 B^2 d at d = 768); dY by fp32 atomics from every
-  program (contended, non-deterministic); caching C^k or S (B x B). The previous kernels (S in both
-  directions in the forward, per-slice recomputation in the backward: 10 B^2 d for the hard loss at
-  d = 768) are gone: they executed more multiply-adds at every B and d. Only at very small B, where launch
-  latency dominates, could their two launches beat this schedule's three plus two GEMMs per chunk; that
-  regime is not what the fused loss is for and has not been measured on a GPU.
+  program (contended, non-deterministic); caching C^k or S (B x B); a G chunk in memory with cuBLAS
+  products (the previous backward: at B = 65536, d = 768 each of ~100 row chunks added a B x d fp32 dY
+  contribution to an accumulator, ~125 GB of traffic per forward + backward).
 
 Precision. Tiles accumulate in fp32. Feature GEMMs: bf16 / fp16 tensor-core dots; fp32 features use
 PRECISION ("tf32x3" on a GPU, close to fp32 and on tensor cores; "tf32" when the caller allows TF32; the
@@ -445,55 +440,3 @@ def smooth_clap_fwd_kernel(
         tl.store(row_ptrs, m_r * LN2, mask=mask_m)
         tl.store(row_ptrs + n_col_groups * n_rows, l_r, mask=mask_m)
         tl.store(row_ptrs + 2 * n_col_groups * n_rows, t_r * LN2, mask=mask_m)
-
-
-@triton.jit
-def smooth_clap_grad_kernel(
-    x_ptr, y_ptr, scale_ptr,            # X, Y (B, d); logit_scale (1,) fp32
-    u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2,
-    lse_ptr, norm_ptr,                  # (2, B) [lse_row; lse_col] and (K, B) n^k, fp32
-    g_ptr,                              # out (n_block_rows, n_block_cols), dtype of X: g_scale (2B / g) G
-    ds_ptr,                             # out (cdiv(n_block_rows, BLOCK_M), cdiv(n_block_cols, BLOCK_N)) fp32
-    n_rows, dim, r0, n_block_rows, c0_col, n_block_cols,   # the block of G: rows r0.., columns c0_col..
-    row_lo, row_hi, col_lo, col_hi,
-    hard_coef, c0, c1, c2, it0, it1, it2, g_scale,
-    NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    BLOCK_DK0: tl.constexpr, BLOCK_DK1: tl.constexpr, BLOCK_DK2: tl.constexpr,
-    PRECISION: tl.constexpr,
-    SRC_PRECISION0: tl.constexpr, SRC_PRECISION1: tl.constexpr, SRC_PRECISION2: tl.constexpr,
-    UPCAST: tl.constexpr,
-):
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    s = tl.load(scale_ptr)
-    loc_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    loc_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_m = r0 + loc_m
-    offs_n = c0_col + loc_n
-    mask_m = loc_m < n_block_rows
-    mask_n = loc_n < n_block_cols
-    in_a = mask_m & (offs_m >= row_lo) & (offs_m < row_hi)
-    in_b = mask_n & (offs_n >= col_lo) & (offs_n < col_hi)
-    lse_a = tl.load(lse_ptr + offs_m, mask=in_a, other=float("inf"))
-    lse_b = tl.load(lse_ptr + n_rows + offs_n, mask=in_b, other=float("inf"))
-    m0 = r0 + pid_m * BLOCK_M
-    n0 = c0_col + pid_n * BLOCK_N
-    dots = _dot_tile(x_ptr, y_ptr, m0, n0, n_rows, dim, BLOCK_M, BLOCK_N, BLOCK_D, UPCAST, PRECISION)
-    s_tile = s * dots
-    # (P^r + P^c) - (y + y^T), each term only for counted anchors; |g| <= 2
-    g = tl.exp(s_tile - lse_a[:, None]) + tl.exp(s_tile - lse_b[None, :])
-    is_diag = offs_m[:, None] == offs_n[None, :]
-    g -= tl.where(is_diag & in_a[:, None], hard_coef, 0.0) + tl.where(is_diag & in_b[None, :], hard_coef, 0.0)
-    if NUM_SOURCES > 0:
-        g -= _source_weight(u0_ptr, dk0, it0, c0, norm_ptr, m0, n0, n_rows, offs_m, offs_n, in_a, in_b,
-                            BLOCK_M, BLOCK_N, BLOCK_DK0, UPCAST, SRC_PRECISION0)
-    if NUM_SOURCES > 1:
-        g -= _source_weight(u1_ptr, dk1, it1, c1, norm_ptr + n_rows, m0, n0, n_rows, offs_m, offs_n, in_a, in_b,
-                            BLOCK_M, BLOCK_N, BLOCK_DK1, UPCAST, SRC_PRECISION1)
-    if NUM_SOURCES > 2:
-        g -= _source_weight(u2_ptr, dk2, it2, c2, norm_ptr + 2 * n_rows, m0, n0, n_rows, offs_m, offs_n, in_a,
-                            in_b, BLOCK_M, BLOCK_N, BLOCK_DK2, UPCAST, SRC_PRECISION2)
-    g = tl.where(mask_m[:, None] & mask_n[None, :], g, 0.0)
-    tl.store(ds_ptr + pid_m * tl.num_programs(1) + pid_n, tl.sum(tl.sum(g * dots, axis=1), axis=0))
-    tl.store(g_ptr + loc_m.to(tl.int64)[:, None] * n_block_cols + loc_n[None, :],
-             (g * g_scale).to(g_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])

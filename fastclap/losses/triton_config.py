@@ -1,10 +1,10 @@
 """Launch configuration of the fused SmoothCLAP kernels: the one place that picks block sizes, warps,
-stages, group sizes, the backward's chunk rows and the precision of every GEMM.
+stages, group sizes, the backward's output slices and the precision of every GEMM.
 
 ``launch_config`` is called on every loss evaluation (it is cheap). Which schedule it returns:
 
 * on a CUDA device, the GPU schedule for that device's compute capability (sm_90 H100 / H200, sm_80 A100);
-* in Triton's CPU interpreter (``TRITON_INTERPRET=1``), small tiles that cross tile, group and chunk
+* in Triton's CPU interpreter (``TRITON_INTERPRET=1``), small tiles that cross tile, group and slice
   boundaries at the small B of the tests, wider ones as B grows (few interpreted programs);
 * with the environment variable ``FASTCLAP_TRITON_CONFIG=gpu`` (read at call time), the sm_90 GPU
   schedule itself, also in the interpreter, so that the very launch a GPU makes is tested on the CPU.
@@ -27,14 +27,9 @@ import triton
 
 ENV_VAR = "FASTCLAP_TRITON_CONFIG"
 MAX_SOURCES = 3
-# Default memory budget of the loss's own buffers in the backward (G chunk, fp32 dY accumulator, GEMM
-# temporaries). At B = 65536, d = 768, bf16: 192 MiB accumulator + 12 MiB temporary + 640-row G chunks
-# (80 MiB); with the returned dX, dY (192 MiB) the loss's peak stays under 0.5 GiB. A larger budget means
-# fewer chunks: each chunk reads and writes the fp32 dY accumulator once (B d 8 bytes).
-DEFAULT_MEMORY_BUDGET = 288 * 2**20
 BF16_SOURCE_MIN_TAU = 0.05
 FP16_G_SCALE = 2.0**14   # |G| <= 2 -> <= 32768 < 65504; entries ~1/B move out of fp16's subnormal range
-DY_PIECE_ROWS = 4096     # rows of dY updated per GEMM (bounds the fp32 temporary to 4096 x d)
+MAX_SLICES = 6           # fp32 accumulators of the backward kernel (kernels/smooth_clap_bwd.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +57,11 @@ class LaunchConfig:
     schedule: str                     # "interpreter", "sm90" or "sm80"
     src: KernelLaunch                 # source_lse_kernel
     fwd: KernelLaunch                 # smooth_clap_fwd_kernel
-    grad: KernelLaunch                # smooth_clap_grad_kernel
+    grad: KernelLaunch                # smooth_clap_bwd_kernel (launched for dX and for dY)
     rows_per_group: int               # forward: rows of S one program owns (multiple of fwd.BLOCK_M)
     cols_per_group: int               # forward: columns of S one program owns (multiple of fwd.BLOCK_N)
-    chunk_rows: int                   # backward: rows of G per chunk (R), multiple of grad.BLOCK_M
+    slice_d: int                      # backward: columns of the output per accumulator (power of two)
+    num_slices: int                   # backward: accumulators per program (<= MAX_SLICES)
     block_dk: Tuple[int, ...]         # contraction chunk per source, fitted to d_k
     precision: str                    # tl.dot input_precision of the feature GEMMs
     src_precisions: Tuple[str, ...]   # per source: tl.dot input_precision of C^k
@@ -75,6 +71,10 @@ class LaunchConfig:
     def groups(self, batch: int) -> Tuple[int, int]:
         """(row groups, column groups) of the forward grid."""
         return triton.cdiv(batch, self.rows_per_group), triton.cdiv(batch, self.cols_per_group)
+
+    def grad_grid(self, batch: int, dim: int) -> Tuple[int, int]:
+        """(row blocks, d groups) of one backward launch."""
+        return triton.cdiv(batch, self.grad.BLOCK_M), triton.cdiv(dim, self.slice_d * self.num_slices)
 
 
 def fit_block_dk(dk: int, choices: Sequence[int] = (16, 32, 64)) -> int:
@@ -112,15 +112,20 @@ def _precisions(dtype: torch.dtype, temps: Sequence[float], allow_tf32: bool, gp
     return "tf32", tuple(src_prec), tuple(src_dtypes)
 
 
-def _chunk_rows(batch: int, dim: int, dtype: torch.dtype, block_m: int, memory_budget: int) -> int:
-    """Rows R of the backward's G chunk so that G (R x B), the fp32 dY accumulator (16-bit features only)
-    and the GEMM temporaries stay within ``memory_budget`` bytes; at least one row block."""
-    g_bytes = torch.finfo(dtype).bits // 8
-    fixed = (batch * dim * 4 if dtype != torch.float32 else 0) + min(batch, DY_PIECE_ROWS) * dim * 4
-    per_row = batch * g_bytes + dim * 4
-    rows = max(memory_budget - fixed, 0) // per_row
-    rows = max(block_m, (rows // block_m) * block_m)
-    return min(rows, triton.cdiv(batch, block_m) * block_m)
+def fit_slices(dim: int, max_slice: int) -> Tuple[int, int]:
+    """(slice_d, num_slices) of the backward's output: as few d groups as possible (each recomputes S and
+    C^k), then the least padding, then the narrowest slices (their operand tiles load through registers).
+    With max_slice 256: 768 -> 6 x 128, 512 -> 4 x 128, 1024 -> 4 x 256, 100 -> 4 x 32."""
+    best = None
+    for sl in (16, 32, 64, 128, 256, 512):
+        if sl > max_slice:
+            break
+        ns = min(MAX_SLICES, triton.cdiv(dim, sl))
+        groups = triton.cdiv(dim, sl * ns)
+        key = (groups, groups * ns * sl, sl)
+        if best is None or key < best[0]:
+            best = (key, (sl, ns))
+    return best[1]
 
 
 def _groups(batch: int, block_m: int, block_n: int, programs: int) -> Tuple[int, int]:
@@ -141,7 +146,6 @@ def launch_config(
     *,
     device_type: str,
     allow_tf32: bool = False,
-    memory_budget: Optional[int] = None,
     schedule: Optional[str] = None,
 ) -> LaunchConfig:
     """The launch configuration of one loss evaluation (see the module doc).
@@ -149,16 +153,12 @@ def launch_config(
     Args:
         batch, dim: B and d of the features. source_dims / source_temps: d_k and tau_k per source.
         dtype: the features' dtype (fp32, bf16, fp16). device_type: "cuda" or "cpu" (interpreter).
-        allow_tf32: fp32 feature and source GEMMs in TF32. memory_budget: bytes for the backward's
-            buffers (default DEFAULT_MEMORY_BUDGET). schedule: "interpreter", "sm90" or "sm80" to choose
-            the schedule directly (the ahead-of-time check); default: :func:`schedule_name`.
+        allow_tf32: fp32 feature and source GEMMs in TF32. schedule: "interpreter", "sm90" or "sm80" to
+            choose the schedule directly (the ahead-of-time check); default: :func:`schedule_name`.
 
     Raises:
-        ValueError: FASTCLAP_TRITON_CONFIG holds an unknown value, or memory_budget <= 0.
+        ValueError: FASTCLAP_TRITON_CONFIG holds an unknown value, or an unknown schedule.
     """
-    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
-    if budget <= 0:
-        raise ValueError(f"memory_budget must be > 0 bytes, got {memory_budget}")
     if schedule is None:
         schedule = schedule_name(device_type)
     elif schedule not in ("interpreter", "sm90", "sm80"):
@@ -166,13 +166,14 @@ def launch_config(
     gpu = schedule != "interpreter"
     k = len(source_dims)
     if schedule == "interpreter":
-        # 32-wide tiles cross tile, group and chunk boundaries at the small B of the tests; larger B gets
+        # 32-wide tiles cross tile, group and slice boundaries at the small B of the tests; larger B gets
         # wider tiles (about 8 per side, at most 256) so that the number of interpreted programs stays small.
         tile = max(32, min(256, triton.next_power_of_2(triton.cdiv(batch, 8))))
         src = KernelLaunch(tile, tile)
         fwd = KernelLaunch(tile, tile, 32)
         grad = KernelLaunch(tile, tile, 32)
         rows_g, cols_g = 2 * tile, 2 * tile
+        max_slice = 128
         block_dk = tuple(fit_block_dk(dk, (16, 32)) for dk in source_dims)
     else:
         # Chosen by compiling for sm_90a / sm_80 (python -m benchmarks.aot): the 16-bit variants below do
@@ -182,19 +183,30 @@ def launch_config(
         src = KernelLaunch(64, 64, num_warps=8, num_stages=stages)
         if k == 0:
             fwd = KernelLaunch(128, 64, 64, num_warps=8, num_stages=stages)
-            grad = KernelLaunch(128, 64, 64, num_warps=8, num_stages=stages)
         else:
             fwd = KernelLaunch(64, 64, 32, num_warps=8, num_stages=stages if k <= 2 else 1)
-            grad = KernelLaunch(128 if k <= 2 else 64, 64, 64 if k <= 2 else 32, num_warps=8, num_stages=stages)
+        max_slice = 256
         rows_g, cols_g = _groups(batch, fwd.BLOCK_M, fwd.BLOCK_N, programs=4 * 132)
         block_dk = tuple(fit_block_dk(dk) for dk in source_dims)
+    slice_d, num_slices = fit_slices(dim, max_slice)
+    if gpu:
+        # backward: BLOCK_M anchors x (num_slices x slice_d) fp32 output columns in registers
+        # (kernels/smooth_clap_bwd.py). Compiled for sm_90a (python -m benchmarks.aot, 16-bit, d = 768, 6 slices
+        # of 128): 64 x 32 tiles (wgmma) with 1 stage are spill-free without sources (2 stages: 12 B, 64 x 64
+        # tiles: 130-300 B); with sources only 32 x 32 tiles (mma.sync, 2 stages) are (64 x 32: ~190-260 B);
+        # on sm_80 the 64-row tile spills (100 B), fp32 features (tf32x3: three products) spill 2.3 KB with it,
+        # and wider outputs (d > 768) need 32 rows everywhere.
+        if schedule == "sm90" and k == 0 and dtype != torch.float32 and slice_d * num_slices <= 768:
+            grad = KernelLaunch(64, 32, 64, num_warps=8, num_stages=1)
+        else:
+            grad = KernelLaunch(32, 32, 64, num_warps=8, num_stages=2)
     precision, src_prec, src_dtypes = _precisions(dtype, source_temps, allow_tf32, gpu)
     if gpu:   # fp32 source tiles take twice the registers / shared memory of bf16 ones: halve their chunk
         block_dk = tuple(b if t != torch.float32 else fit_block_dk(dk, (16, 32))
                          for b, t, dk in zip(block_dk, src_dtypes, source_dims))
     return LaunchConfig(
         schedule=schedule, src=src, fwd=fwd, grad=grad, rows_per_group=rows_g, cols_per_group=cols_g,
-        chunk_rows=_chunk_rows(batch, dim, dtype, grad.BLOCK_M, budget), block_dk=block_dk,
+        slice_d=slice_d, num_slices=num_slices, block_dk=block_dk,
         precision=precision, src_precisions=src_prec, src_dtypes=src_dtypes,
         g_scale=FP16_G_SCALE if dtype == torch.float16 else 1.0,
     )

@@ -1,29 +1,30 @@
 """Triton backend of the SmoothCLAP loss: launchers, ``torch.autograd.Function`` and the backend function.
 
-The kernels (fastclap/kernels/smooth_clap.py, whose header states the math, the schedule, its work
-against the GEMM floor and every gradient formula) keep only O(B) statistics between forward and backward:
-lse_row, lse_col (2, B) and one log-normaliser per soft-target source (K, B). The backward recomputes
-G = dL/dS chunk by chunk (R rows x the columns it needs, R from a memory budget) and hands the two
-output products to torch GEMMs (cuBLAS on a GPU, fp32 accumulation and output). No B x B tensor is
-ever allocated. The launch configuration comes from :func:`fastclap.losses.triton_config.launch_config`.
+The kernels (fastclap/kernels/smooth_clap.py: math, forward schedule, work against the GEMM floor;
+fastclap/kernels/smooth_clap_bwd.py: the backward and every gradient formula) keep only O(B) statistics
+between forward and backward: lse_row, lse_col (2, B) and one log-normaliser per soft-target source (K, B).
+The backward is two launches of one kernel (dX over row blocks, dY over column blocks) that recompute S
+and C^k tile by tile and accumulate the gradient rows in registers: no B x B tensor, no G chunk and no
+elementwise pass over B x d. The launch configuration comes from
+:func:`fastclap.losses.triton_config.launch_config`.
 
 In the interpreter (``TRITON_INTERPRET=1``, set before importing ``fastclap.kernels``) 16-bit tiles are
-upcast to fp32 before ``tl.dot``, whose 16-bit path is broken there; the G chunk is still stored in the
-features' 16-bit dtype, as on a GPU.
+upcast to fp32 before ``tl.dot``, whose 16-bit path is broken there; G is still rounded to the features'
+16-bit dtype before its product, as on a GPU.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 import triton
 
-from fastclap.kernels.smooth_clap import smooth_clap_fwd_kernel, smooth_clap_grad_kernel, source_lse_kernel
+from fastclap.kernels.smooth_clap import smooth_clap_fwd_kernel, source_lse_kernel
+from fastclap.kernels.smooth_clap_bwd import smooth_clap_bwd_kernel
 
 from .reference import unit_rows
-from .triton_config import DY_PIECE_ROWS, MAX_SOURCES, LaunchConfig, launch_config
+from .triton_config import MAX_SOURCES, LaunchConfig, launch_config
 
 Range = Tuple[int, int]
 
@@ -57,57 +58,33 @@ def union_ranges(a: Range, b: Range) -> List[Range]:
     return out
 
 
-def grad_stripes(batch: int, rows: Range, cols: Range) -> List[Tuple[Range, Range]]:
-    """Blocks of G that can be non-zero: counted rows x all columns, then the other rows x counted columns."""
-    stripes = []
-    if rows[0] < rows[1]:
-        stripes.append((rows, (0, batch)))
-    if cols[0] < cols[1]:
-        for other in ((0, rows[0]), (rows[1], batch)) if rows[0] < rows[1] else ((0, batch),):
-            if other[0] < other[1]:
-                stripes.append((other, cols))
-    return stripes
+NORMALISE_ROWS = 4096   # rows of a source normalised at a time (bounds the fp32 temporary of the norms)
 
 
-@contextlib.contextmanager
-def _cublas_tf32(allow: bool):
-    """fp32 torch GEMMs in TF32 only when the caller allows it (restores the global setting)."""
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = allow
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
-
-
-_MM_OUT_DTYPE = [True]   # whether torch.mm(out_dtype=...) works here; learnt on the first 16-bit CUDA call
-
-
-def mm_fp32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b with fp32 accumulation and an fp32 result. 16-bit CUDA operands run the 16-bit tensor-core
-    GEMM with an fp32 output; elsewhere (or with a torch whose mm has no out_dtype) the operands are upcast:
-    16-bit values are exact in fp32, and in TF32 too."""
-    if a.dtype == torch.float32:
-        return a @ b
-    if a.is_cuda and _MM_OUT_DTYPE[0]:
-        try:
-            return torch.mm(a, b, out_dtype=torch.float32)
-        except (RuntimeError, TypeError, NotImplementedError):
-            _MM_OUT_DTYPE[0] = False   # do not pay for the exception on every chunk
-    return a.float() @ b.float()
+@torch.no_grad()
+def unit_rows_as(u: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """:func:`fastclap.losses.reference.unit_rows` of a source (B, d_k) (rows over max(L2 norm, 1e-12), in
+    fp32), written straight into ``dtype``: one read for the norms, one read and one ``dtype`` write for the
+    quotient, in blocks of NORMALISE_ROWS rows; no fp32 copy of the source exists."""
+    out = torch.empty(u.shape, dtype=dtype, device=u.device)
+    for r0 in range(0, u.shape[0], NORMALISE_ROWS):
+        block = u[r0:r0 + NORMALISE_ROWS]
+        norm = torch.linalg.vector_norm(block, dim=-1, keepdim=True, dtype=torch.float32).clamp_min_(1e-12)
+        torch.div(block, norm, out=out[r0:r0 + NORMALISE_ROWS])
+    return out
 
 
 class _SmoothCLAPTriton(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, y, scale, sources, weights, temps, beta, allow_tf32, ranges, normaliser, budget):
+    def forward(ctx, x, y, scale, sources, weights, temps, beta, allow_tf32, ranges, normaliser):
         batch, dim = x.shape
         k = len(sources)
         (row_lo, row_hi), (col_lo, col_hi) = ranges
         cfg = launch_config(batch, dim, [u.shape[1] for u in sources], temps, x.dtype,
-                            device_type=x.device.type, allow_tf32=allow_tf32, memory_budget=budget)
+                            device_type=x.device.type, allow_tf32=allow_tf32)
         gpu = not _interpreting()
         upcast = _interpreting()
-        sources = tuple(u.to(dt).contiguous() for u, dt in zip(sources, cfg.src_dtypes))
+        sources = tuple(unit_rows_as(u, dt) for u, dt in zip(sources, cfg.src_dtypes))
         scale_buf = scale.detach().reshape(1).float().contiguous()
         src_args = (*_pad(sources, scale_buf), *_pad([u.shape[1] for u in sources], 0))
         coefs = _pad([beta * float(w) for w in weights], 0.0)
@@ -141,77 +118,76 @@ class _SmoothCLAPTriton(torch.autograd.Function):
         loss = (ce_rows + ce_cols) / normaliser
         lse = torch.stack([lse_row, lse_col])
         ctx.save_for_backward(x, y, scale_buf, lse, norms, *sources)
-        ctx.meta = (cfg, k, beta, coefs, inv_tau, src_meta, scale.dtype, ranges, normaliser, allow_tf32)
+        ctx.meta = (cfg, k, beta, coefs, inv_tau, src_meta, scale.dtype, ranges, normaliser)
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss):
         x, y, scale_buf, lse, norms, *sources = ctx.saved_tensors
-        cfg, k, beta, coefs, inv_tau, src_meta, scale_dtype, ranges, normaliser, allow_tf32 = ctx.meta
-        batch, dim = x.shape
-        gpu = not _interpreting()
-        src_args = (*_pad(sources, scale_buf), *_pad([u.shape[1] for u in sources], 0))
-        gout = grad_loss.detach().reshape(()).float()
-        # dX = s g / normaliser * (G_SCALE G) Y / G_SCALE, likewise dY; ds = g / normaliser * sum G (X.Y)
-        coef = scale_buf.reshape(()) * gout / (normaliser * cfg.g_scale)
-        dx = torch.zeros_like(x)
-        dy_acc = torch.zeros(batch, dim, dtype=torch.float32, device=x.device)
-        ds = torch.zeros((), dtype=torch.float32, device=x.device)
-        stripes = grad_stripes(batch, *ranges)
-        width = max((c[1] - c[0] for _, c in stripes), default=0)
-        gbuf = torch.empty(cfg.chunk_rows * width, dtype=x.dtype, device=x.device)
-        bm, bn = cfg.grad.BLOCK_M, cfg.grad.BLOCK_N
-        with _cublas_tf32(allow_tf32):
-            for (ra, rb), (ca, cb) in stripes:
-                for r0 in range(ra, rb, cfg.chunk_rows):
-                    nr, nc = min(cfg.chunk_rows, rb - r0), cb - ca
-                    g = gbuf[: nr * nc].view(nr, nc)
-                    ds_part = torch.empty(triton.cdiv(nr, bm), triton.cdiv(nc, bn), dtype=torch.float32,
-                                          device=x.device)
-                    smooth_clap_grad_kernel[ds_part.shape](
-                        x, y, scale_buf, *src_args, lse, norms, g, ds_part,
-                        batch, dim, r0, nr, ca, nc, *ranges[0], *ranges[1],
-                        1.0 - beta, *coefs, *inv_tau, cfg.g_scale,
-                        NUM_SOURCES=k, PRECISION=cfg.precision, UPCAST=_interpreting(), **src_meta,
-                        **cfg.grad.meta(gpu))
-                    ds += ds_part.sum()
-                    dx[r0:r0 + nr] = mm_fp32(g, y[ca:cb]).mul_(coef).to(dx.dtype)
-                    xs = x[r0:r0 + nr]
-                    for p0 in range(0, nc, DY_PIECE_ROWS):
-                        p1 = min(p0 + DY_PIECE_ROWS, nc)
-                        dy_acc[ca + p0:ca + p1] += mm_fp32(g[:, p0:p1].t(), xs).mul_(coef)  # one temporary
-        dy = dy_acc.to(y.dtype)
-        dscale = (ds * gout / normaliser).to(scale_dtype) if ctx.needs_input_grad[2] else None
-        return dx, dy, dscale, None, None, None, None, None, None, None, None
+        cfg, k, beta, coefs, inv_tau, src_meta, scale_dtype, ranges, normaliser = ctx.meta
+        dx, dy, ds_part = launch_backward(x, y, scale_buf, lse, norms, sources, grad_loss, cfg, beta, coefs, inv_tau,
+                                          src_meta, ranges, normaliser)
+        dscale = None
+        if ctx.needs_input_grad[2]:
+            dscale = (ds_part.sum() * grad_loss.detach().reshape(()).float() / normaliser).to(scale_dtype)
+        return dx, dy, dscale, None, None, None, None, None, None, None
+
+
+def launch_backward(x, y, scale_buf, lse, norms, sources, grad_loss, cfg: LaunchConfig, beta, coefs, inv_tau,
+                    src_meta, ranges, normaliser):
+    """The two launches of ``smooth_clap_bwd_kernel``: dX over row blocks (with the ds partials), then dY
+    over column blocks (the same kernel with X and Y, lse_row and lse_col and the two ranges swapped).
+    Returns dX, dY (dtype of the features) and the (grid,) fp32 partials of sum G_ij (X_i . Y_j)."""
+    batch, dim = x.shape
+    k = len(sources)
+    gpu = not _interpreting()
+    src_args = (*_pad(sources, scale_buf), *_pad([u.shape[1] for u in sources], 0))
+    gout = grad_loss.detach().reshape(1).float()
+    out_scale = scale_buf * gout / (normaliser * cfg.g_scale)    # s g / (N G_SCALE), on the device: no sync
+    grid = cfg.grad_grid(batch, dim)
+    dx = torch.empty_like(x)
+    dy = torch.empty_like(y)
+    ds_part = torch.empty(grid[0] * grid[1], dtype=torch.float32, device=x.device)
+    (row_lo, row_hi), (col_lo, col_hi) = ranges
+    common = dict(NUM_SOURCES=k, PRECISION=cfg.precision, UPCAST=_interpreting(), SLICE_D=cfg.slice_d,
+                  NUM_SLICES=cfg.num_slices, **src_meta, **cfg.grad.meta(gpu))
+    for a, b, lse_a, lse_b, out, a_rng, b_rng, with_ds in (
+            (x, y, lse[0], lse[1], dx, (row_lo, row_hi), (col_lo, col_hi), True),
+            (y, x, lse[1], lse[0], dy, (col_lo, col_hi), (row_lo, row_hi), False)):
+        smooth_clap_bwd_kernel[grid](
+            a, b, scale_buf, out_scale, *src_args, lse_a, lse_b, norms, out, ds_part,
+            batch, dim, *a_rng, *b_rng, 1.0 - beta, *coefs, *inv_tau, cfg.g_scale, WITH_DS=with_ds, **common)
+    return dx, dy, ds_part
 
 
 def triton_smooth_clap_loss(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    scale: torch.Tensor,
+    audio_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor,
     sources: Sequence[torch.Tensor] = (),
     weights: Sequence[float] = (),
     temps: Sequence[float] = (),
-    beta: float = 0.0,
+    soft_weight: float = 0.0,
     *,
     allow_tf32: bool = False,
     row_range: Optional[Tuple[int, int]] = None,
     col_range: Optional[Tuple[int, int]] = None,
     normaliser: Optional[float] = None,
-    memory_budget: Optional[int] = None,
 ) -> torch.Tensor:
     """SmoothCLAP loss (Jing et al., arXiv 2601.12591, 2026) with fused Triton kernels; backend contract of
     :func:`fastclap.losses.smooth_clap.smooth_clap_loss`.
 
     Args:
-        x: audio_features X, (B, d), fp32, bf16 or fp16, CUDA (or CPU under ``TRITON_INTERPRET=1``).
-        y: text_features Y, (B, d), same dtype and device.
-        scale: logit_scale s, 0-d / one-element tensor (already exponentiated); may require grad.
+        audio_features: X, (B, d), fp32, bf16 or fp16, CUDA (or CPU under ``TRITON_INTERPRET=1``).
+        text_features: Y, (B, d), same dtype and device.
+        logit_scale: s, 0-d / one-element tensor (already exponentiated); may require grad.
         sources: K <= 3 soft-target feature matrices U_k (B, d_k), any float dtype. Their rows are
             L2-normalised here in fp32 (O(B d_k)) and they are detached: no gradient reaches them. For
             16-bit features a source with tau_k >= 0.05 is then stored in bf16 for a bf16 product, others
-            in fp32 for a TF32 product (see fastclap.losses.triton_config).
-        weights: w_k per source (sum 1). temps: tau_k > 0 per source. beta: soft_weight in [0, 1].
+            in fp32 for a TF32 product (see fastclap.losses.triton_config); the normalised copy is made
+            in row blocks straight into that dtype (no fp32 copy of a whole source).
+        weights: w_k per source (sum 1). temps: tau_k > 0 per source.
+        soft_weight: beta in [0, 1], the weight of the soft targets.
         allow_tf32: on a GPU, run fp32 GEMMs in TF32 (faster, ~1e-3 relative logit error) instead of
             fp32-accurate "tf32x3" products (Triton) and fp32 cuBLAS GEMMs. Ignored by the interpreter.
         row_range, col_range: (start, end) of the audio anchors (rows of S) and text anchors (columns of S)
@@ -220,20 +196,16 @@ def triton_smooth_clap_loss(
             with all B candidates, and the soft targets use the whole batch.
         normaliser: the loss is (sum of the counted anchors' cross-entropies) / normaliser; default 2B.
             With local_loss, pass 2 B_local so that averaging gradients over ranks gives the global one.
-        memory_budget: bytes for the backward's own buffers (G chunk, fp32 dY accumulator for 16-bit
-            features, GEMM temporaries); sets the chunk rows R. Default 288 MiB: with the returned
-            gradients under 0.5 GiB at B = 65536, d = 768, bf16. A smaller budget costs more, smaller
-            GEMMs and one more pass over the fp32 dY accumulator per chunk, never more multiply-adds.
-
     Returns:
         0-d fp32 loss (nats): mean over the 2B anchors of the cross-entropy against the soft targets.
         Differentiable w.r.t. x, y and scale.
 
     Raises:
-        ValueError: more than 3 sources, x / y not 2-D of equal shape and dtype, a source with the wrong
+        ValueError: more than 3 sources, the features not 2-D of equal shape and dtype, a source with the wrong
             number of rows, an unsupported dtype, a range outside [0, B], normaliser <= 0,
-            memory_budget <= 0, a bad FASTCLAP_TRITON_CONFIG.
+            a bad FASTCLAP_TRITON_CONFIG.
     """
+    x, y, beta = audio_features, text_features, soft_weight
     if x.dim() != 2 or x.shape != y.shape:
         raise ValueError(f"audio_features {tuple(x.shape)} and text_features {tuple(y.shape)} must both be (B, d)")
     if x.dtype != y.dtype or x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
@@ -259,14 +231,10 @@ def triton_smooth_clap_loss(
     normaliser = float(2 * batch if normaliser is None else normaliser)
     if not normaliser > 0:
         raise ValueError(f"normaliser must be > 0, got {normaliser}")
-    if memory_budget is not None and not int(memory_budget) > 0:
-        raise ValueError(f"memory_budget must be > 0 bytes, got {memory_budget}")
     beta = float(beta)
     if beta == 0.0 or not sources:
         sources, weights, temps, beta = (), (), (), 0.0   # hard CLAP: the source GEMMs are compiled out
-    with torch.no_grad():
-        normed = tuple(unit_rows(u) for u in sources)
     return _SmoothCLAPTriton.apply(
-        x.contiguous(), y.contiguous(), scale.reshape(()), normed, tuple(weights), tuple(float(t) for t in temps),
-        beta, bool(allow_tf32), tuple(ranges), normaliser, memory_budget,
+        x.contiguous(), y.contiguous(), logit_scale.reshape(()), tuple(u.detach() for u in sources),
+        tuple(weights), tuple(float(t) for t in temps), beta, bool(allow_tf32), tuple(ranges), normaliser,
     )
