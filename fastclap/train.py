@@ -46,7 +46,7 @@ from fastclap import RankNContrastLoss, SmoothCLAPLoss
 from fastclap.losses.combined import ContrastiveRnCLoss
 from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
 from fastclap.config import check_deepspeed_section, check_grad_cache, load_config, resolve_path, to_dict
-from fastclap.engine import checkpoint
+from fastclap.engine import checkpoint, reconfigure
 from fastclap.serialization import write_json
 from fastclap.engine.fingerprint import check_unchanged, fingerprint, record_config_change
 from fastclap.engine.data import build_corpora, copy_prepared_artifacts, fit_lld_stats, iterate_steps, StepBatches
@@ -214,7 +214,10 @@ def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, worl
     if args.resume:
         tag = checkpoint.choose(run_dir, args.resume_from, log=print)  # chosen (and logged) on rank 0 only
         changed = check_unchanged(checkpoint.read_fingerprint(run_dir, tag), settings, tag, args.allow_config_change)
+        fresh = reconfigure.snapshot(engine)  # the new config's lrs and schedule, before the checkpoint's
         start = int(checkpoint.load(engine, run_dir, tag, rank)["step"])
+        if changed:  # allowed: the optimizer and schedule settings of the new config, at the resumed step
+            reconfigure.apply(engine, fresh)
         metrics.truncate_after(start)
         if changed and rank == 0:
             record_config_change(run_dir, full_cfg, start, changed)
