@@ -50,6 +50,58 @@ class FullDisk(WrappedFile):
         return self._f.write(data)
 
 
+class FullDiskFile:
+    """A file object that takes ``budget`` bytes, then fails like a full disk (ENOSPC): any mode."""
+
+    def __init__(self, f, budget):
+        self._f, self.left = f, budget
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+    def __iter__(self):
+        return iter(self._f)
+
+    def write(self, data):
+        data = bytes(data) if not isinstance(data, str) else data
+        if len(data) > self.left:
+            self._f.write(data[:self.left])
+            self.left = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.left -= len(data)
+        return self._f.write(data)
+
+
+def fill_disk_under(monkeypatch, folder, budget=0, name_contains="", after=0):
+    """Every file opened for writing or appending under ``folder`` (whose name contains ``name_contains``) -
+    through ``open`` itself, so by any writer: numpy, json, csv, TensorBoard - takes ``budget`` bytes, then
+    fails with ENOSPC; the first ``after`` such opens write normally. Returns the list of paths it hit."""
+    import builtins
+    import io
+
+    real_open, hits, folder = builtins.open, [], os.path.abspath(str(folder))
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+"):
+            path = os.path.abspath(os.fsdecode(file))
+            if path.startswith(folder + os.sep) and name_contains in os.path.basename(path):
+                hits.append(path)
+                if len(hits) > after:
+                    return FullDiskFile(f, budget)
+        return f
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)
+    return hits
+
+
 class _TornFile(WrappedFile):
     def write(self, data):
         data = bytes(data)

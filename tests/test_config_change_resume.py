@@ -106,3 +106,15 @@ def test_a_change_that_cannot_be_applied_is_refused_by_name(runs, tmp_path, key,
     with pytest.raises(ConfigChangedError, match=rf"cannot apply .*\n  {key}: "):
         main(["--config", write_config(tmp_path / "c.json", cfg), "--resume", "--allow-config-change"])
     assert (run_dir / "config.json").read_bytes() == before
+
+
+def test_another_world_size_with_the_same_micro_batch_is_a_changed_setting():
+    """A 1-rank run resumed on 2 ranks with only train_micro_batch_size_per_gpu set trains a global batch twice
+    as large: the fingerprint must see it (world_size), with or without DeepSpeed's derived train_batch_size."""
+    from fastclap.engine.fingerprint import check_unchanged, fingerprint
+
+    cfg = _cfg("unused")
+    one, two = fingerprint(cfg, 1, 16), fingerprint(cfg, 2, 16)
+    with pytest.raises(ConfigChangedError, match=r"\n  world_size: 1 -> 2\n"):
+        check_unchanged(one, two, "step_00000002", allow=False)
+    assert check_unchanged(one, fingerprint(cfg, 1, 16), "step_00000002", allow=False) == []

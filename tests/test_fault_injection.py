@@ -97,12 +97,15 @@ def test_two_trainers_on_one_run_directory_and_a_stale_lock(tmp_path, reference)
         for extra in ([], ["--resume"]):
             with pytest.raises(RunLockedError, match=rf"in use by another trainer \(pid {first.pid}, lock "):
                 main(["--config", second, *extra])
+        (run_dir / LOCK_FILE).unlink()  # the lock is held on the directory: deleting the file changes nothing
+        with pytest.raises(RunLockedError, match=rf"in use by another trainer \(pid unknown: .*{LOCK_FILE} was deleted"):
+            main(["--config", second])  # overwrite: true, yet nothing of the first run is deleted
         assert (run_dir / "metrics.jsonl").read_bytes() == before  # the second trainer touched nothing
         assert read_latest(str(run_dir)) == "step_00000002"
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    assert (run_dir / LOCK_FILE).read_text().strip() == str(first.pid)  # the stale lock file is still there
+    assert not (run_dir / LOCK_FILE).exists()
     summary = main(["--config", write_config(tmp_path / "c.json", _cfg(run_dir)), "--resume"])
     assert summary["start_step"] == 2
     _assert_same_run(run_dir, reference)
@@ -114,5 +117,11 @@ def test_lock_is_exclusive_and_released(tmp_path):
         with pytest.raises(RunLockedError, match=rf"pid {os.getpid()}"):
             RunLock(str(tmp_path)).acquire()
         RunLock(str(tmp_path), rank=1).acquire()  # other ranks do not take it
+        os.remove(tmp_path / LOCK_FILE)  # a deleted lock file does not free the directory
+        with pytest.raises(RunLockedError, match=rf"pid unknown: {tmp_path / LOCK_FILE} was deleted"):
+            RunLock(str(tmp_path)).acquire()
+    (tmp_path / LOCK_FILE).write_text("12345\n")  # a stale file of a killed trainer does not block
+    with RunLock(str(tmp_path)):
+        pass
     with RunLock(str(tmp_path)):  # released on exit
         pass
