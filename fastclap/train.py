@@ -54,6 +54,7 @@ from fastclap.engine.console import eval_line, quiet_deepspeed_handlers, quiet_l
 from fastclap.engine.distributed import all_ranks_true, init_distributed, mean_over_ranks
 from fastclap.engine.grad_cache import make_grad_cache
 from fastclap.engine.metrics import LossTimer, MetricsWriter, sync_device
+from fastclap.engine.preflight import check_sizes
 from fastclap.engine.runlock import RunLock
 from fastclap.engine.setup import build_engine, clamp_logit_scale
 from fastclap.evaluation.metrics import classification_metrics, zero_shot_predict
@@ -178,6 +179,7 @@ def main(argv: Optional[List[str]] = None, prog: str = PROG) -> Dict[str, Any]:
     rank, world, device = init_distributed()
     quiet_deepspeed_handlers(args.verbose)
     check_deepspeed_section(ds_cfg, on_cuda=device.type == "cuda", world_size=world)
+    check_sizes(ds_cfg, cfg, world, device)  # absurd sizes stop here, before any data or weight is allocated
     run_dir = resolve_path(cfg.run.dir)
     os.makedirs(run_dir, exist_ok=True)
     with RunLock(run_dir, rank):  # one trainer per run directory, for the life of the run

@@ -146,8 +146,8 @@ def test_a_checkpoint_copied_under_another_step_name_is_skipped_by_name(base, tm
     ckpt = run_dir / "checkpoints"
     shutil.copytree(ckpt / tag_for(2), ckpt / tag_for(6))  # every file intact, its manifest says step 2
     with pytest.raises(CheckpointError, match=f"but the folder is {tag_for(6)}"):
-        _resume(tmp_path, run_dir, "--resume-from", "6", cfg=_cfg(run_dir, steps=6))
-    summary = _resume(tmp_path, run_dir, cfg=_cfg(run_dir, steps=6))
+        _resume(tmp_path, run_dir, "--resume-from", "6")
+    summary = _resume(tmp_path, run_dir)
     out = capsys.readouterr().out
     assert f"skipping checkpoint {tag_for(6)}" in out and f"written for checkpoint '{tag_for(2)}', but the folder " \
         f"is {tag_for(6)}" in out
@@ -170,6 +170,7 @@ def test_only_rank0_hashes_checkpoints_and_every_rank_gets_its_choice(tmp_path):
         d = ckpt / tag_for(step)
         d.mkdir(parents=True)
         (d / MODEL_FILE).write_bytes(os.urandom(1000))
+        (d / FINGERPRINT).write_text("{}")
         write_manifest(str(d), tag_for(step))
     with open(ckpt / tag_for(4) / MODEL_FILE, "r+b") as f:  # same size, other bytes: only its hash tells
         f.write(b"\0" * 8)
@@ -177,7 +178,8 @@ def test_only_rank0_hashes_checkpoints_and_every_rank_gets_its_choice(tmp_path):
     assert [r["tag"] for r in ranks] == [tag_for(2)] * 2
     assert ranks[0]["error"] == ranks[1]["error"] and ranks[0]["error"][0] == "CheckpointError"
     assert "SHA-256 differs" in ranks[1]["error"][1]
-    assert ranks[0]["hashed"] == 3 and ranks[1]["hashed"] == 0  # step 4, step 2; step 4 again for --resume-from
+    # two files each (model, fingerprint): step 4, step 2; step 4 again for --resume-from
+    assert ranks[0]["hashed"] == 6 and ranks[1]["hashed"] == 0
 
 
 def test_resume_from_picks_a_checkpoint_by_hand(base, tmp_path):
