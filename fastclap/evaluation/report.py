@@ -3,12 +3,14 @@ the confusion matrix as a PNG (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import os
 import platform
 from importlib import metadata
 from typing import Any, Dict, List, Sequence
 
 from .. import serialization
+from ..serialization import write_atomic
 
 VERSIONED = ("fastclap", "torch", "numpy", "scikit-learn", "transformers", "deepspeed", "matplotlib")
 
@@ -107,6 +109,9 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: List[str], path:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format=os.path.splitext(path)[1][1:] or "png")
     plt.close(fig)
+    data = buf.getvalue()
+    write_atomic(path, lambda f: f.write(data), needed_bytes=len(data))  # names the path and bytes on a full disk
     return path
