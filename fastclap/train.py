@@ -323,7 +323,7 @@ def stop_after_checkpoint(engine: Any, run_dir: str, step: int, epoch: int, unwr
                 f"the previous one"
     if error is None:  # another rank's failure
         raise WriteError(28, f"rank 0 could not write the metrics at step {step}; {saved}")
-    raise WriteError(error.errno, f"{error}; {saved}") from error
+    raise WriteError(error.errno, f"{error.strerror}; {saved}") from error
 
 
 def cli(argv: Optional[List[str]] = None, prog: str = PROG) -> int:

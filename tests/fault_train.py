@@ -4,7 +4,9 @@ KIND "write": the N-th file the trainer writes through ``fastclap.serialization`
 fingerprint and manifest, ``latest``, config.json, the export); MODE "before" kills when the file is opened,
 "mid" after half of its first chunk is written (a torn file). KIND "step": after the N-th metrics record is
 written (between steps). N = 0: no kill. The test process sends nothing; the trainer kills itself, so the
-point is exact and the result does not depend on timing.
+point is exact and the result does not depend on timing. KIND "disk": the disk is full from the N-th record
+appended during training on (metrics.jsonl lines, TensorBoard events; MODE "-"): the trainer must stop with
+one ``error:`` line (exit status 2) after a checkpoint.
 """
 import errno
 import os
@@ -20,8 +22,8 @@ def _die():
 class WrappedFile:
     """A file opened for writing whose ``write`` a subclass replaces (the faults of the tests)."""
 
-    def __init__(self, path):
-        self._f = open(path, "wb")
+    def __init__(self, path, mode="wb"):
+        self._f = open(path, mode)
 
     def __getattr__(self, name):
         return getattr(self._f, name)
@@ -36,8 +38,8 @@ class WrappedFile:
 class FullDisk(WrappedFile):
     """A file opened for writing that takes ``budget`` bytes, then fails like a full disk (ENOSPC)."""
 
-    def __init__(self, path, budget):
-        super().__init__(path)
+    def __init__(self, path, budget, mode="wb"):
+        super().__init__(path, mode)
         self.left = budget
 
     def write(self, data):
@@ -139,6 +141,12 @@ def plant(kind, n, mode):
                     _die()
 
         metrics.MetricsWriter.write = write
+    elif kind == "disk":
+        def full_from_nth(path):
+            count[0] += 1
+            return FullDisk(path, 0, mode="ab") if count[0] >= n else open(path, "ab")
+
+        serialization._open_for_append = full_from_nth
 
 
 if __name__ == "__main__":
@@ -146,6 +154,6 @@ if __name__ == "__main__":
     kind, n, mode, sep, *train_args = sys.argv[1:]
     assert sep == "--", "usage: fault_train.py KIND N MODE -- TRAIN ARGS"
     plant(kind, int(n), mode)
-    from fastclap.train import main
+    from fastclap.train import cli
 
-    main(train_args)
+    sys.exit(cli(train_args))  # user errors (a full disk) as `error: ...` and exit status 2
