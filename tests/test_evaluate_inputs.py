@@ -36,7 +36,7 @@ def test_config_json_as_checkpoint_is_named_as_such(tmp_path, capsys):
     path = _unfinished_run(tmp_path) / "config.json"
     assert evaluate_main(["--checkpoint", str(path), "--prepared", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert f"--checkpoint {path}: a JSON file (a run's config.json?), not an exported model" in err
+    assert f"error: {path}: a JSON file (a run's config.json?), not an exported model" in err
     assert "may run code" not in err and "Traceback" not in err
 
 

@@ -37,19 +37,18 @@ def check_checkpoint(checkpoint: str) -> str:
 
     if not os.path.exists(checkpoint):
         raise FileNotFoundError(f"--checkpoint {checkpoint}: no such run directory or file")
+    path = checkpoint
     if os.path.isdir(checkpoint):
         path = os.path.join(checkpoint, EXPORT_FILE)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--checkpoint {checkpoint}: {_why_no_export(checkpoint, path)}")
-        return path
-    with open(checkpoint, "rb") as f:
+    with open(path, "rb") as f:
         head = f.read(8)
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip format, or a legacy pickle
         kind = ("a JSON file (a run's config.json?)" if head.lstrip()[:1] in (b"{", b"[")
                 else "empty" if not head else f"not a PyTorch file (it starts with {head!r})")
-        raise ValueError(f"--checkpoint {checkpoint}: {kind}, not an exported model: pass the run directory or "
-                         f"its {EXPORT_FILE}")
-    return checkpoint
+        raise ValueError(f"{path}: {kind}, not an exported model: pass the run directory or its {EXPORT_FILE}")
+    return path
 
 
 def _why_no_export(run_dir: str, path: str) -> str:
