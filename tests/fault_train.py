@@ -20,43 +20,11 @@ def _die():
 
 
 class WrappedFile:
-    """A file opened for writing whose ``write`` a subclass replaces (the faults of the tests)."""
+    """A file opened for writing (or the open file ``f``) whose ``write`` a subclass replaces (the faults of the
+    tests)."""
 
-    def __init__(self, path, mode="wb"):
-        self._f = open(path, mode)
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()
-
-
-class FullDisk(WrappedFile):
-    """A file opened for writing that takes ``budget`` bytes, then fails like a full disk (ENOSPC)."""
-
-    def __init__(self, path, budget, mode="wb"):
-        super().__init__(path, mode)
-        self.left = budget
-
-    def write(self, data):
-        data = bytes(data)
-        if len(data) > self.left:
-            self._f.write(data[:self.left])
-            self.left = 0
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.left -= len(data)
-        return self._f.write(data)
-
-
-class FullDiskFile:
-    """A file object that takes ``budget`` bytes, then fails like a full disk (ENOSPC): any mode."""
-
-    def __init__(self, f, budget):
-        self._f, self.left = f, budget
+    def __init__(self, path, mode="wb", f=None):
+        self._f = f if f is not None else open(path, mode)
 
     def __getattr__(self, name):
         return getattr(self._f, name)
@@ -70,8 +38,17 @@ class FullDiskFile:
     def __iter__(self):
         return iter(self._f)
 
+
+class FullDisk(WrappedFile):
+    """A file opened for writing that takes ``budget`` bytes (or characters), then fails like a full disk
+    (ENOSPC)."""
+
+    def __init__(self, path, budget, mode="wb", f=None):
+        super().__init__(path, mode, f)
+        self.left = budget
+
     def write(self, data):
-        data = bytes(data) if not isinstance(data, str) else data
+        data = data if isinstance(data, str) else bytes(data)
         if len(data) > self.left:
             self._f.write(data[:self.left])
             self.left = 0
@@ -96,7 +73,7 @@ def fill_disk_under(monkeypatch, folder, budget=0, name_contains="", after=0):
             if path.startswith(folder + os.sep) and name_contains in os.path.basename(path):
                 hits.append(path)
                 if len(hits) > after:
-                    return FullDiskFile(f, budget)
+                    return FullDisk(path, budget, f=f)
         return f
 
     monkeypatch.setattr(builtins, "open", fake_open)
