@@ -245,3 +245,19 @@ def test_torn_last_metrics_line_is_dropped_at_resume_and_a_torn_middle_line_is_n
     metrics.write_bytes(b"\n".join(lines[:1] + [torn] + lines[1:]))
     with pytest.raises(ValueError, match=rf"{re.escape(str(metrics))}, line 2: not a metrics record"):
         main(["--config", path, "--resume-from", "2"])
+
+
+def test_ge2e_cache_on_a_full_disk_names_the_file_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import dataclasses
+
+    pytest.importorskip("opensmile")
+    from data_helpers import prepared_sample
+    from fastclap.engine.ge2e_cache import ge2e_partials
+
+    prep = prepared_sample()[0]
+    small = dataclasses.replace(prep, rows=prep.rows[:3], out_dir=tmp_path)  # 3 clips, the cache in tmp_path
+    fill_disk_under(monkeypatch, tmp_path, budget=100, name_contains="ge2e_partials")
+    with pytest.raises(WriteError, match=rf"cannot write {re.escape(str(tmp_path))}/ge2e_partials\.\w+\.npz: no "
+                                         r"space left on device; the file needs about \d+ bytes"):
+        ge2e_partials(small)
+    assert os.listdir(tmp_path) == []
