@@ -270,7 +270,8 @@ def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, worl
             if rank == 0:
                 (bar.write if bar is not None else print)(eval_line(step, steps, last_eval))
         unwritten, write_error = write_records(metrics, records)
-        if not all_ranks_true(write_error is None) if world > 1 else write_error is not None:
+        failed = not all_ranks_true(write_error is None) if world > 1 else write_error is not None
+        if failed:  # rank 0's metrics or TensorBoard write failed (disk full): checkpoint this step, then stop
             stop_after_checkpoint(engine, run_dir, step, epoch, unwritten, write_error, cfg, rank, settings)
         if step == steps or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
             checkpoint.save(engine, run_dir, step, {"epoch": epoch}, cfg.run.keep_checkpoints, rank, settings)
