@@ -108,10 +108,21 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: List[str], path:
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
+    save_figure(fig, path)
+    return path
+
+
+def save_figure(fig: Any, path: str, dpi: int = 110) -> None:
+    """Render a matplotlib figure (format from ``path``'s suffix) and write it atomically, then close it.
+
+    Raises:
+        fastclap.serialization.WriteError: the file could not be written (names the path, the bytes and the free
+            space; no partial file is left)."""
+    import matplotlib.pyplot as plt
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     buf = io.BytesIO()
-    fig.savefig(buf, dpi=110, format=os.path.splitext(path)[1][1:] or "png")
+    fig.savefig(buf, dpi=dpi, format=os.path.splitext(path)[1][1:] or "png")
     plt.close(fig)
     data = buf.getvalue()
-    write_atomic(path, lambda f: f.write(data), needed_bytes=len(data))  # names the path and bytes on a full disk
-    return path
+    write_atomic(path, lambda f: f.write(data), needed_bytes=len(data))
