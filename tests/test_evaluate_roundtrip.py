@@ -206,3 +206,16 @@ def test_on_bad_audio_skip_counts_logs_and_reports_the_file(trained, tmp_path, c
     assert "skipped 1 unusable file(s)" in err and "notes.flac: cannot decode audio" in err
     report = json.loads((tmp_path / "lenient" / "report.json").read_text())
     assert [s["path"] for s in report["dataset"]["skipped_files"]] == ["notes.flac"]
+
+
+@pytest.mark.parametrize("victim", ["summary.md", "confusion.png"])
+def test_reports_on_a_full_disk_name_the_file(trained, tmp_path, capsys, monkeypatch, victim):
+    from fault_train import fill_disk_under
+
+    run_dir, prep = trained
+    out = tmp_path / "o"
+    fill_disk_under(monkeypatch, out, budget=10, name_contains=victim)
+    rc = evaluate_main(["--checkpoint", run_dir, "--prepared", str(prep.out_dir), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"cannot write {out / victim}: no space left on device; the file needs about" in err, err
+    assert [f for f in os.listdir(out) if "tmp" in f] == []
