@@ -65,6 +65,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     ap.add_argument("--ordinal-top-k", type=int, default=10,
                     help="clips each valence / arousal level prompt retrieves in the ordinal evaluation")
     ap.add_argument("--out", default=None, help="output folder (default: RUN_DIR/eval/NAME_SPLIT)")
+    ap.add_argument("--on-bad-audio", choices=("error", "skip"), default="error",
+                    help="when preparing --dataset: stop at the first unusable file (error), or skip it - counted, "
+                         "logged and listed in the report (default: %(default)s)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars (default: tqdm bars)")
     add_debug_flag(ap)
     return ap
@@ -96,6 +99,7 @@ def _prepared_corpus(args, out: str):
         argv += ["--root", args.root] if args.root else []
         argv += ["--manifest", args.manifest] if args.manifest else []
         argv += ["--no-progress"] if args.no_progress else []
+        argv += ["--on-bad-audio", args.on_bad_audio]
         if data_main(argv, prog="python -m fastclap.data") != 0:
             raise ValueError(f"preparing --dataset {args.dataset} from {args.root} failed (see the error above)")
     return load_prepared(target)
@@ -113,15 +117,24 @@ def _main(argv: List[str], prog: str) -> int:
 
     quiet_libraries(verbose=False, progress_bars=not args.no_progress)  # no weight-loading bar with --no-progress
     from fastclap.evaluation.report import markdown_summary, plot_confusion, write_json
-    from fastclap.evaluation.runner import evaluate_model, full_report, load_model, run_dir_of, with_run_norm
+    from fastclap.evaluation.runner import (check_checkpoint, evaluate_model, full_report, load_model, run_dir_of,
+                                            with_run_norm)
+    from fastclap.serialization import write_atomic
 
     if args.ordinal_top_k < 1:
         raise ValueError(f"--ordinal-top-k must be >= 1, got {args.ordinal_top_k}")
     label_words = parse_label_words(args.label_word)
-    model = load_model(args.checkpoint)
+    check_checkpoint(args.checkpoint)  # a missing or wrong export is named before the data are prepared
     name = args.dataset or os.path.basename(os.path.normpath(args.prepared or "data"))
     out = args.out or os.path.join(run_dir_of(args.checkpoint), "eval", f"{name}_{args.split}")
-    prepared = _prepared_corpus(args, out)
+    prepared = _prepared_corpus(args, out)  # bad data arguments fail here, before the model loads
+    skipped = list(prepared.meta.get("skipped", []))
+    if skipped:
+        print(f"skipped {len(skipped)} unusable file(s) when preparing {prepared.out_dir} (meta.json lists them):",
+              file=sys.stderr)
+        for s in skipped[:10]:
+            print(f"  {s.get('reason', s)}", file=sys.stderr)
+    model = load_model(args.checkpoint)
     prepared, norm = with_run_norm(prepared, args.checkpoint, args.norm)
     templates, choice = args.prompts, None
     if args.choose_prompts:
@@ -135,12 +148,13 @@ def _main(argv: List[str], prog: str) -> int:
                             args.shared_only, args.batch_size, progress=not args.no_progress,
                             ordinal_top_k=args.ordinal_top_k)
     report = full_report(result, args.checkpoint, name, norm)
+    report["dataset"]["skipped_files"] = skipped  # bad audio left out when the split was prepared
     if choice is not None:
         report["prompt_choice"] = choice
     write_json(report, os.path.join(out, "report.json"))
     summary = markdown_summary(report)
-    with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as f:
-        f.write(summary)
+    text = summary.encode("utf-8")
+    write_atomic(os.path.join(out, "summary.md"), lambda f: f.write(text), needed_bytes=len(text))
     zs = report["zero_shot"]
     plot_confusion(zs["confusion"], zs["classes"], os.path.join(out, "confusion.png"),
                    f"{name} {args.split}: UAR {100 * zs['uar']:.1f}% (chance {100 * zs['chance_uar']:.1f}%)")

@@ -10,7 +10,8 @@ complete new one. A write that fails (disk full, quota, I/O error) removes the t
 :class:`WriteError` naming the path, the bytes the file needed and the free space left. ``save_tensors`` and
 ``write_json`` are the tensor-file and JSON-file writers built on it.
 
-This module stands apart (it imports torch only), so the model, engine and evaluation layers all use it.
+This module stands apart (it imports torch only, and only inside the functions that read or write tensors), so
+the data, model, engine and evaluation layers all use it.
 """
 from __future__ import annotations
 
@@ -21,8 +22,6 @@ import pickle
 import re
 import shutil
 from typing import Any, Callable, IO, List, Optional
-
-import torch
 
 
 class UnsafeFileError(ValueError):
@@ -67,6 +66,8 @@ def safe_load(path: str, map_location: Any = "cpu") -> Any:
             it ran), or it is not a readable PyTorch file (truncated, zeroed, not a checkpoint); the message
             names the file.
     """
+    import torch
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     try:
@@ -102,8 +103,12 @@ def _open_for_write(path: str) -> IO[bytes]:
     return open(path, "wb")
 
 
-def write_atomic(path: str, write: Callable[[IO[bytes]], None], needed_bytes: Optional[int] = None) -> None:
+def write_atomic(path: str, write: Callable[[IO[bytes]], None], needed_bytes: Optional[int] = None,
+                 per_process: bool = False) -> None:
     """Write ``path`` through ``write(file)`` into ``path + ".tmp"``, fsync, then ``os.replace``.
+
+    ``per_process``: the temporary file is ``path + ".<pid>.tmp"``, for files that several processes (data
+    loader workers, ranks) may write at once with the same content (cache entries).
 
     ``needed_bytes`` (an estimate) is compared with the free space first: a file that cannot fit fails before
     a byte is written.
@@ -112,7 +117,7 @@ def write_atomic(path: str, write: Callable[[IO[bytes]], None], needed_bytes: Op
         WriteError: the file could not be written (no space, quota, I/O error); the temporary file is removed
             and ``path`` is untouched. The message names ``path``, the bytes needed and the free space.
     """
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp" if per_process else path + ".tmp"
     free = free_bytes(os.path.dirname(path) or ".")
     if needed_bytes is not None and 0 <= free < needed_bytes:
         raise WriteError(errno.ENOSPC, f"cannot write {path}: it needs about {needed_bytes} bytes and "
@@ -137,6 +142,34 @@ def write_atomic(path: str, write: Callable[[IO[bytes]], None], needed_bytes: Op
         raise WriteError(code, f"cannot write {path}: {why}; the file needs {need} bytes, "
                                f"{free_bytes(path)} bytes are free on that file system; the partial file "
                                "was removed") from err
+
+
+def append_record(path: str, data: bytes) -> None:
+    """Append ``data`` (one record: a JSON line, a TensorBoard event) to ``path`` whole or not at all.
+
+    Raises:
+        WriteError: the append failed (disk full, quota, I/O error); the file is cut back to its size before
+            the append (no torn record). The message names ``path``, the record's bytes and the free space.
+    """
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    try:
+        with _open_for_append(path) as f:
+            f.write(data)
+            f.flush()
+    except OSError as err:
+        try:
+            os.truncate(path, size)
+        except OSError:
+            pass
+        why = "no space left on device" if err.errno in (errno.ENOSPC, errno.EDQUOT) else (err.strerror or str(err))
+        raise WriteError(err.errno or errno.EIO, f"cannot write {path}: {why}; the record needs {len(data)} bytes, "
+                                                 f"{free_bytes(path)} bytes are free on that file system; the "
+                                                 "partial record was removed") from err
+
+
+def _open_for_append(path: str) -> IO[bytes]:
+    """The file object every append goes through (tests replace it with a writer that fails on purpose)."""
+    return open(path, "ab")
 
 
 def write_json(path: str, obj: Any, indent: Optional[int] = 1, allow_nan: bool = False) -> None:
@@ -167,6 +200,8 @@ def _os_error(err: BaseException) -> Optional[OSError]:
 def tensor_bytes(obj: Any) -> int:
     """Bytes of the tensor storages inside a nested state (each storage counted once): the size a
     ``torch.save`` of it needs, less the small pickle overhead."""
+    import torch
+
     seen, total, stack = set(), 0, [obj]
     while stack:
         x = stack.pop()
@@ -185,5 +220,7 @@ def tensor_bytes(obj: Any) -> int:
 
 def save_tensors(obj: Any, path: str, zipfile: bool = True) -> None:
     """``torch.save(obj)`` to ``path`` through :func:`write_atomic` (raises :class:`WriteError`)."""
+    import torch
+
     write_atomic(path, lambda f: torch.save(obj, f, _use_new_zipfile_serialization=zipfile),
                  needed_bytes=tensor_bytes(obj))

@@ -32,7 +32,7 @@ if __name__ == "__main__":
 import argparse
 import itertools
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -46,14 +46,15 @@ from fastclap import RankNContrastLoss, SmoothCLAPLoss
 from fastclap.losses.combined import ContrastiveRnCLoss
 from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
 from fastclap.config import check_deepspeed_section, check_grad_cache, load_config, resolve_path, to_dict
-from fastclap.engine import checkpoint
-from fastclap.serialization import write_json
+from fastclap.engine import checkpoint, reconfigure
+from fastclap.serialization import WriteError, write_json
 from fastclap.engine.fingerprint import check_unchanged, fingerprint, record_config_change
 from fastclap.engine.data import build_corpora, copy_prepared_artifacts, fit_lld_stats, iterate_steps, StepBatches
 from fastclap.engine.console import eval_line, quiet_deepspeed_handlers, quiet_libraries, summary_line
-from fastclap.engine.distributed import init_distributed, mean_over_ranks
+from fastclap.engine.distributed import all_ranks_true, init_distributed, mean_over_ranks
 from fastclap.engine.grad_cache import make_grad_cache
 from fastclap.engine.metrics import LossTimer, MetricsWriter, sync_device
+from fastclap.engine.preflight import check_sizes
 from fastclap.engine.runlock import RunLock
 from fastclap.engine.setup import build_engine, clamp_logit_scale
 from fastclap.evaluation.metrics import classification_metrics, zero_shot_predict
@@ -178,6 +179,7 @@ def main(argv: Optional[List[str]] = None, prog: str = PROG) -> Dict[str, Any]:
     rank, world, device = init_distributed()
     quiet_deepspeed_handlers(args.verbose)
     check_deepspeed_section(ds_cfg, on_cuda=device.type == "cuda", world_size=world)
+    check_sizes(ds_cfg, cfg, world, device)  # absurd sizes stop here, before any data or weight is allocated
     run_dir = resolve_path(cfg.run.dir)
     os.makedirs(run_dir, exist_ok=True)
     with RunLock(run_dir, rank):  # one trainer per run directory, for the life of the run
@@ -214,8 +216,13 @@ def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, worl
     if args.resume:
         tag = checkpoint.choose(run_dir, args.resume_from, log=print)  # chosen (and logged) on rank 0 only
         changed = check_unchanged(checkpoint.read_fingerprint(run_dir, tag), settings, tag, args.allow_config_change)
-        start = int(checkpoint.load(engine, run_dir, tag, rank)["step"])
-        metrics.truncate_after(start)
+        fresh = reconfigure.snapshot(engine)  # the new config's lrs and schedule, before the checkpoint's
+        client = checkpoint.load(engine, run_dir, tag, rank)
+        start = int(client["step"])
+        if changed:  # allowed: the optimizer and schedule settings of the new config, at the resumed step
+            reconfigure.apply(engine, fresh)
+        metrics.truncate_after(start, log=print)
+        metrics.write_missing(client.get(UNWRITTEN, []))  # records a full disk kept out of the log before the stop
         if changed and rank == 0:
             record_config_change(run_dir, full_cfg, start, changed)
     elif rank == 0:
@@ -256,13 +263,16 @@ def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, worl
         if bar is not None:
             bar.set_postfix(loss=f"{rec['loss']:.4f}", pairs_s=f"{rec['pairs_per_s']:.0f}")
             bar.update(1)
-        if step % cfg.run.log_every == 0 or step == steps:
-            metrics.write(rec)
+        records = [rec] if step % cfg.run.log_every == 0 or step == steps else []
         if cfg.eval.every and data.eval is not None and (step % cfg.eval.every == 0 or step == steps):
             last_eval = evaluate(engine, data.eval, data.collate, cfg, eval_loss_fn)
-            metrics.write({"step": step, **last_eval})
+            records.append({"step": step, **last_eval})
             if rank == 0:
                 (bar.write if bar is not None else print)(eval_line(step, steps, last_eval))
+        unwritten, write_error = write_records(metrics, records)
+        failed = not all_ranks_true(write_error is None) if world > 1 else write_error is not None
+        if failed:  # rank 0's metrics or TensorBoard write failed (disk full): checkpoint this step, then stop
+            stop_after_checkpoint(engine, run_dir, step, epoch, unwritten, write_error, cfg, rank, settings)
         if step == steps or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
             checkpoint.save(engine, run_dir, step, {"epoch": epoch}, cfg.run.keep_checkpoints, rank, settings)
             if cfg.run.pause_after_checkpoint:
@@ -281,6 +291,40 @@ def train(args: argparse.Namespace, ds_cfg: Dict[str, Any], cfg, rank: int, worl
     if rank == 0 and history:
         print(summary_line(history, wall, run_dir, last_eval), flush=True)
     return summary
+
+
+UNWRITTEN = "unwritten_metrics"  # client-state key: metrics records the step could not write
+
+
+def write_records(metrics: MetricsWriter, records: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]],
+                                                                                   Optional[WriteError]]:
+    """Write ``records`` in order; returns (the records not written, the WriteError that stopped them or None)."""
+    for i, record in enumerate(records):
+        try:
+            metrics.write(record)
+        except WriteError as err:
+            return records[i:], err
+    return [], None
+
+
+def stop_after_checkpoint(engine: Any, run_dir: str, step: int, epoch: int, unwritten: List[Dict[str, Any]],
+                          error: Optional[WriteError], cfg, rank: int, settings: Dict[str, Any]) -> None:
+    """A metrics or TensorBoard write failed (disk full) on rank 0: save a checkpoint of this step (holding the
+    unwritten records, which ``--resume`` appends) on every rank and stop.
+
+    Raises:
+        WriteError: always; on rank 0 the failed write's message (path, bytes, free space) and what was saved.
+    """
+    try:
+        tag = checkpoint.save(engine, run_dir, step, {"epoch": epoch, UNWRITTEN: unwritten}, cfg.run.keep_checkpoints,
+                              rank, settings)
+        saved = f"training stopped after checkpoint {tag}; free space, then continue with --resume"
+    except WriteError as err:
+        saved = f"the checkpoint of step {step} could not be written either ({err}); --resume continues from " \
+                f"the previous one"
+    if error is None:  # another rank's failure
+        raise WriteError(28, f"rank 0 could not write the metrics at step {step}; {saved}")
+    raise WriteError(error.errno, f"{error.strerror}; {saved}") from error
 
 
 def cli(argv: Optional[List[str]] = None, prog: str = PROG) -> int:

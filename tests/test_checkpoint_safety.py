@@ -106,7 +106,8 @@ def test_untrusted_latest_is_ignored(base, tmp_path, capsys, case):
         print(f"latest -> {case}: ignored with a message; resumed from this run's own verified step 4")
 
 
-@pytest.mark.parametrize("case", ["empty_dir", "missing_model", "zeroed_model", "truncated_model", "no_manifest"])
+@pytest.mark.parametrize("case", ["empty_dir", "missing_model", "zeroed_model", "truncated_model", "no_manifest",
+                                  "no_fingerprint"])
 def test_broken_newest_checkpoint_falls_back_to_the_previous_one(base, tmp_path, capsys, case):
     run_dir = _copy(base, tmp_path)
     step4 = run_dir / "checkpoints" / tag_for(4)
@@ -120,6 +121,9 @@ def test_broken_newest_checkpoint_falls_back_to_the_previous_one(base, tmp_path,
         model.write_bytes(bytes(model.stat().st_size))
     elif case == "truncated_model":
         model.write_bytes(model.read_bytes()[:100])
+    elif case == "no_fingerprint":  # deleted, and the manifest rewritten without it
+        (step4 / FINGERPRINT).unlink()
+        write_manifest(str(step4), tag_for(4))
     else:
         (step4 / MANIFEST).unlink()
     summary = _resume(tmp_path, run_dir)
@@ -127,7 +131,7 @@ def test_broken_newest_checkpoint_falls_back_to_the_previous_one(base, tmp_path,
     assert summary["start_step"] == 2
     assert f"skipping checkpoint {tag_for(4)}" in out
     want = {"empty_dir": MANIFEST, "missing_model": MODEL_FILE, "zeroed_model": MODEL_FILE,
-            "truncated_model": MODEL_FILE, "no_manifest": MANIFEST}[case]
+            "truncated_model": MODEL_FILE, "no_manifest": MANIFEST, "no_fingerprint": f"{FINGERPRINT}: fingerprint missing"}[case]
     assert want in out  # the message names the file
     assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3, 4]
     assert [r["loss"] for r in read_metrics(run_dir)] == pytest.approx(base[1], abs=1e-6, rel=0)
@@ -135,6 +139,19 @@ def test_broken_newest_checkpoint_falls_back_to_the_previous_one(base, tmp_path,
     verify(str(run_dir / "checkpoints" / tag_for(4)))  # the new step 4 is complete
     with capsys.disabled():
         print(f"newest checkpoint {case}: skipped naming {want}; resumed from step 2 with the uninterrupted losses")
+
+
+def test_a_checkpoint_copied_under_another_step_name_is_skipped_by_name(base, tmp_path, capsys):
+    run_dir = _copy(base, tmp_path)
+    ckpt = run_dir / "checkpoints"
+    shutil.copytree(ckpt / tag_for(2), ckpt / tag_for(6))  # every file intact, its manifest says step 2
+    with pytest.raises(CheckpointError, match=f"but the folder is {tag_for(6)}"):
+        _resume(tmp_path, run_dir, "--resume-from", "6")
+    summary = _resume(tmp_path, run_dir)
+    out = capsys.readouterr().out
+    assert f"skipping checkpoint {tag_for(6)}" in out and f"written for checkpoint '{tag_for(2)}', but the folder " \
+        f"is {tag_for(6)}" in out
+    assert summary["start_step"] == 4
 
 
 def test_no_checkpoint_verifies_names_every_reason(base, tmp_path):
@@ -153,6 +170,7 @@ def test_only_rank0_hashes_checkpoints_and_every_rank_gets_its_choice(tmp_path):
         d = ckpt / tag_for(step)
         d.mkdir(parents=True)
         (d / MODEL_FILE).write_bytes(os.urandom(1000))
+        (d / FINGERPRINT).write_text("{}")
         write_manifest(str(d), tag_for(step))
     with open(ckpt / tag_for(4) / MODEL_FILE, "r+b") as f:  # same size, other bytes: only its hash tells
         f.write(b"\0" * 8)
@@ -160,7 +178,8 @@ def test_only_rank0_hashes_checkpoints_and_every_rank_gets_its_choice(tmp_path):
     assert [r["tag"] for r in ranks] == [tag_for(2)] * 2
     assert ranks[0]["error"] == ranks[1]["error"] and ranks[0]["error"][0] == "CheckpointError"
     assert "SHA-256 differs" in ranks[1]["error"][1]
-    assert ranks[0]["hashed"] == 3 and ranks[1]["hashed"] == 0  # step 4, step 2; step 4 again for --resume-from
+    # two files each (model, fingerprint): step 4, step 2; step 4 again for --resume-from
+    assert ranks[0]["hashed"] == 6 and ranks[1]["hashed"] == 0
 
 
 def test_resume_from_picks_a_checkpoint_by_hand(base, tmp_path):

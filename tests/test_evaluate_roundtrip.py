@@ -183,3 +183,39 @@ def test_shared_label_space_error_names_the_flag_to_add(trained, tmp_path, capsy
     assert rc == 0
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert set(report["zero_shot"]["classes"]) <= {"anger", "happiness", "sadness", "neutral"}
+
+
+def test_on_bad_audio_skip_counts_logs_and_reports_the_file(trained, tmp_path, capsys):
+    import shutil
+
+    from fastclap.data.cli import SAMPLE_DIR
+
+    run_dir, _ = trained
+    root = tmp_path / "corpus"
+    shutil.copytree(SAMPLE_DIR, root)
+    (root / "notes.flac").write_bytes(b"a text file saved as .flac\n" * 40)
+    with open(root / "manifest.csv", "a", encoding="utf-8") as f:
+        f.write("notes.flac,ravdess,ravdess_01,en,male,happy,,,16000,1,,\n")
+    common = ["--checkpoint", run_dir, "--dataset", "manifest", "--root", str(root), "--no-progress"]
+    rc = evaluate_main(common + ["--out", str(tmp_path / "strict")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "notes.flac: cannot decode audio" in err  # default: the first bad file stops
+    rc = evaluate_main(common + ["--on-bad-audio", "skip", "--out", str(tmp_path / "lenient")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "skipped 1 unusable file(s)" in err and "notes.flac: cannot decode audio" in err
+    report = json.loads((tmp_path / "lenient" / "report.json").read_text())
+    assert [s["path"] for s in report["dataset"]["skipped_files"]] == ["notes.flac"]
+
+
+@pytest.mark.parametrize("victim", ["summary.md", "confusion.png"])
+def test_reports_on_a_full_disk_name_the_file(trained, tmp_path, capsys, monkeypatch, victim):
+    from fault_train import fill_disk_under
+
+    run_dir, prep = trained
+    out = tmp_path / "o"
+    fill_disk_under(monkeypatch, out, budget=10, name_contains=victim)
+    rc = evaluate_main(["--checkpoint", run_dir, "--prepared", str(prep.out_dir), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"cannot write {out / victim}: no space left on device; the file needs about" in err, err
+    assert [f for f in os.listdir(out) if "tmp" in f] == []

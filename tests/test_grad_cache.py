@@ -83,3 +83,21 @@ def test_sub_batch_above_the_derived_micro_batch_fails_at_start():
     check_grad_cache(GradCacheConfig(12), {"train_batch_size": 16})  # fits one rank's 16 pairs
     with pytest.raises(ValueError, match=r"fastclap\.grad_cache\.sub_batch: 12 is larger than the micro batch"):
         check_grad_cache(GradCacheConfig(12), {"train_batch_size": 16}, micro=8)
+
+
+def test_zero0_cached_step_all_reduces_the_gradients_once(monkeypatch):
+    """ZeRO 0 reduces gradients inside engine.backward: all but the last sub-batch backward must run under
+    engine.no_sync(). An all-reduce per sub-batch gives the same sums (the reduction is linear), so only the
+    count of all-reduce calls shows it: the cached step (5 sub-batches) makes as many as the plain step."""
+    import torch.distributed as dist
+
+    calls = []
+    real = dist.all_reduce
+    monkeypatch.setattr(dist, "all_reduce", lambda *a, **k: calls.append(1) or real(*a, **k))
+    batch = local_batch(14, 0, 1)
+    counts = {}
+    for cached in (False, True):
+        calls.clear()
+        one_step(0, batch, 3, cached=cached)
+        counts[cached] = len(calls)
+    assert counts[False] >= 1 and counts[True] == counts[False], counts

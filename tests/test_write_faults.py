@@ -23,7 +23,7 @@ from fastclap.model.export import save_exported
 from fastclap.config import ModelConfig
 from fastclap.serialization import WriteError
 from fastclap.train import main
-from fault_train import FullDisk
+from fault_train import FullDisk, fill_disk_under
 from test_train_helpers import read_metrics, tiny_config, write_config
 
 STEPS, EVERY = 4, 2
@@ -161,3 +161,103 @@ def test_json_files_are_strict_and_atomic(tmp_path, monkeypatch):
     with pytest.raises(WriteError, match=re.escape(path)):
         serialization.write_json(path, {"e": list(range(50))}, indent=None)
     assert os.listdir(tmp_path) == ["x.json"] and json.loads(open(path).read()) == obj
+
+
+def _no_temporary_files(folder):
+    return [os.path.join(d, f) for d, _, files in os.walk(folder) for f in files if "tmp" in f]
+
+
+def test_feature_cache_on_a_full_disk_names_the_entry_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from fastclap.data.features import process_file
+    from fastclap.data.cli import SAMPLE_DIR
+
+    clip = sorted(str(p) for p in SAMPLE_DIR.glob("*.flac"))[0]
+    cache = tmp_path / "cache"
+    hits = fill_disk_under(monkeypatch, cache, budget=100)
+    with pytest.raises(WriteError) as err:
+        process_file(clip, str(cache), use_shipped=True)
+    msg = str(err.value)
+    assert hits and re.search(rf"cannot write {re.escape(str(cache))}/\w\w/\w+\.[^ ]+\.npz: no space left on device; "
+                              r"the file needs about \d+ bytes, -?\d+ bytes are free", msg), msg
+    assert _no_temporary_files(cache) == []
+    monkeypatch.undo()
+    assert process_file(clip, str(cache), use_shipped=True).sha256  # space again: the entry is written
+
+
+def test_prepared_files_on_a_full_disk_name_the_file(tmp_path, monkeypatch):
+    from fastclap.data.cli import read_corpus
+    from fastclap.data.prepare import prepare
+
+    rows, root = read_corpus("sample", None)
+    out = tmp_path / "prepared"
+    fill_disk_under(monkeypatch, out, budget=10, name_contains="lld.npy")
+    with pytest.raises(WriteError, match=rf"cannot write {re.escape(str(out / 'lld.npy'))}: no space left on device"):
+        prepare(rows, out, corpus="sample", root=root, cache_dir=tmp_path / "cache", workers=1, seed=0, progress=False)
+    assert _no_temporary_files(out) == [] and not (out / "meta.json").exists()
+
+
+@pytest.mark.parametrize("victim,after", [("metrics.jsonl", 2), ("tfevents", 3)])
+def test_full_disk_during_training_stops_after_a_checkpoint_and_resumes_exactly(tmp_path, monkeypatch, capfd,
+                                                                                 reference, victim, after):
+    """The 3rd step's metrics line (or TensorBoard event: the 1st event is the file header) hits a full disk:
+    the trainer names the file and the bytes, saves a checkpoint of step 3 and stops; --resume ends with the
+    uninterrupted run's losses, each step logged once."""
+    run_dir = tmp_path / "run"
+    cfg = _cfg(run_dir)
+    cfg["fastclap"]["run"]["tensorboard"] = True
+    path = write_config(tmp_path / "c.json", cfg)
+    hits = fill_disk_under(monkeypatch, run_dir, budget=0, name_contains=victim, after=after)
+    with pytest.raises(WriteError) as err:
+        main(["--config", path])
+    msg = str(err.value)
+    assert re.search(rf"cannot write {re.escape(str(run_dir))}/\S*{victim}\S*: no space left on device; the record "
+                     r"needs \d+ bytes, -?\d+ bytes are free", msg), msg
+    assert "training stopped after checkpoint step_00000003" in msg and len(hits) == after + 1
+    assert read_latest(str(run_dir)) == tag_for(3)
+    assert "Traceback" not in capfd.readouterr().err  # no writer thread failing on its own
+    assert _no_temporary_files(run_dir) == []
+    monkeypatch.undo()
+    summary = main(["--config", path, "--resume"])
+    assert summary["start_step"] == 3
+    recs = read_metrics(run_dir)
+    assert [r["step"] for r in recs] == [1, 2, 3, 4]
+    assert [r["loss"] for r in recs] == pytest.approx(reference, abs=1e-6, rel=0)
+    print(f"full disk on {victim} at step 3: named, checkpoint step 3 saved, resumed exactly")
+
+
+def test_torn_last_metrics_line_is_dropped_at_resume_and_a_torn_middle_line_is_named(tmp_path, capsys, reference):
+    run_dir = tmp_path / "run"
+    cfg = _cfg(run_dir)
+    path = write_config(tmp_path / "c.json", cfg)
+    main(["--config", path])
+    shutil.rmtree(run_dir / "checkpoints" / tag_for(4))
+    (run_dir / "checkpoints" / "latest").write_text(tag_for(2))
+    metrics = run_dir / "metrics.jsonl"
+    good = metrics.read_bytes()
+    torn = b'{"step": 5, "epoch": 0, "loss": 1.2'
+    metrics.write_bytes(good + torn)
+    capsys.readouterr()
+    assert main(["--config", path, "--resume"])["start_step"] == 2
+    assert f"{metrics} ends in a torn line (line 5, {len(torn)} bytes" in capsys.readouterr().out
+    assert [r["loss"] for r in read_metrics(run_dir)] == pytest.approx(reference, abs=1e-6, rel=0)
+
+    lines = metrics.read_bytes().split(b"\n")
+    metrics.write_bytes(b"\n".join(lines[:1] + [torn] + lines[1:]))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(metrics))}, line 2: not a metrics record"):
+        main(["--config", path, "--resume-from", "2"])
+
+
+def test_ge2e_cache_on_a_full_disk_names_the_file_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import dataclasses
+
+    pytest.importorskip("opensmile")
+    from data_helpers import prepared_sample
+    from fastclap.engine.ge2e_cache import ge2e_partials
+
+    prep = prepared_sample()[0]
+    small = dataclasses.replace(prep, rows=prep.rows[:3], out_dir=tmp_path)  # 3 clips, the cache in tmp_path
+    fill_disk_under(monkeypatch, tmp_path, budget=100, name_contains="ge2e_partials")
+    with pytest.raises(WriteError, match=rf"cannot write {re.escape(str(tmp_path))}/ge2e_partials\.\w+\.npz: no "
+                                         r"space left on device; the file needs about \d+ bytes"):
+        ge2e_partials(small)
+    assert os.listdir(tmp_path) == []

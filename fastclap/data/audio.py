@@ -5,14 +5,18 @@ scaling of PCM). Resampling uses soxr's "HQ" quality (a polyphase filter bank wi
 libsoxr, Robs 2007+). Nothing here is a hand-written filter.
 
 :class:`BadAudioError` (a ValueError) names the file and the problem: unreadable or truncated file, zero
-length, too short for openSMILE's analysis windows, silent, sample rate out of range or different from the
-manifest, channel count different from the manifest, non-finite samples.
+length, too short for openSMILE's analysis windows, longer than :data:`MAX_SECONDS` (an utterance-level emotion
+clip is seconds long; a 10-minute recording would cost minutes of feature extraction and a gigabyte of memory
+before anything else could be said about it - refused from its header, before a sample is decoded), silent,
+sample rate out of range or different from the manifest, channel count different from the manifest,
+non-finite samples.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+import re
 from typing import Optional, Tuple
 
 import numpy as np
@@ -21,6 +25,7 @@ TARGET_SR = 16000
 MIN_SECONDS = 0.3            # shorter clips give openSMILE too few 60 ms pitch windows (NaN functionals)
 MIN_SR, MAX_SR = 8000, 384000
 SILENCE_PEAK = 1e-4          # peak |x| below this (-80 dBFS) counts as silence
+MAX_SECONDS = 120.0          # longer files are not utterance-level clips (EmoDB, RAVDESS, IEMOCAP: < 40 s)
 
 
 class BadAudioError(ValueError):
@@ -100,9 +105,17 @@ def decode_audio(
     try:
         with sf.SoundFile(io.BytesIO(data)) as fh:
             sr, channels, frames = fh.samplerate, fh.channels, fh.frames
+            if sr > 0 and frames / sr > MAX_SECONDS:
+                raise BadAudioError(f"{name}: too long ({frames / sr:.1f} s; at most {MAX_SECONDS:g} s per clip: "
+                                    "cut long recordings into utterances first)")
             x = fh.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise BadAudioError(f"{name}: cannot decode audio ({exc})") from None
+        if isinstance(exc, BadAudioError):
+            raise
+        why = getattr(exc, "error_string", None) or str(exc)
+        why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>:?\s*", "", why).strip().rstrip(".")  # the in-memory buffer's repr
+        raise BadAudioError(f"{name}: cannot decode audio ({why or type(exc).__name__}; {len(data)} bytes, "
+                            f"starting {data[:8]!r}: not a format libsndfile reads)") from None
     if x.shape[0] != frames:
         raise BadAudioError(f"{name}: truncated file (header says {frames} frames, decoded {x.shape[0]})")
     if x.shape[0] == 0:

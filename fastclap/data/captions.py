@@ -88,8 +88,9 @@ class CaptionBins:
         return out
 
     def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump({"quantiles": [LOW_Q, HIGH_Q], "n_fit": self.n_fit, "thresholds": self.thresholds}, fh, indent=1)
+        from ..serialization import write_json
+
+        write_json(os.fspath(path), {"quantiles": [LOW_Q, HIGH_Q], "n_fit": self.n_fit, "thresholds": self.thresholds})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CaptionBins":

@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..serialization import write_atomic
 from .audio import TARGET_SR, BadAudioError, check_expected, decode_audio, read_bytes, sha256_bytes
 
 N_FUNCTIONALS = 88
@@ -127,10 +128,9 @@ def write_shipped_features(paths: Sequence[str], out: Path = SHIPPED_FEATURES) -
         funcs.append(func)
         llds.append(lld)
     offsets = np.concatenate([[0], np.cumsum([len(x) for x in llds])]).astype(np.int64)
-    tmp = out.with_name(out.stem + f".tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, feature_key=np.array(feature_key()), sha256=np.array(digests),
-                        functionals=np.stack(funcs), lld=np.concatenate(llds), lld_offsets=offsets)
-    os.replace(tmp, out)
+    arrays = dict(feature_key=np.array(feature_key()), sha256=np.array(digests), functionals=np.stack(funcs),
+                  lld=np.concatenate(llds), lld_offsets=offsets)
+    write_atomic(str(out), lambda f: np.savez_compressed(f, **arrays), per_process=True)
     _SHIPPED.pop(str(out), None)
     return f"shipped features: {len(paths)} files, {out.stat().st_size / 1e6:.2f} MB in {out}"
 
@@ -145,7 +145,9 @@ def process_file(
     """Read one file, hash it, and return its features from the cache, from the features shipped with the
     sample (``use_shipped``), or by extracting them; new results are cached.
 
-    Raises BadAudioError naming ``path`` for a missing, unreadable or degenerate file.
+    Raises BadAudioError naming ``path`` for a missing, unreadable or degenerate file;
+    :class:`fastclap.serialization.WriteError` naming the cache entry, the bytes and the free space when it
+    cannot be written (disk full; no partial or temporary file is left).
     """
     data = read_bytes(path)
     digest = sha256_bytes(data)
@@ -161,9 +163,9 @@ def process_file(
     func, lld = shipped if shipped is not None else extract_signal(wave, path)
     if entry is not None:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry.with_name(entry.name + f".tmp{os.getpid()}.npz")
-        np.savez(tmp, waveform=wave, functionals=func, lld=lld, info=np.array(json.dumps(info)))
-        os.replace(tmp, entry)
+        arrays = dict(waveform=wave, functionals=func, lld=lld, info=np.array(json.dumps(info)))
+        write_atomic(str(entry), lambda f: np.savez(f, **arrays), per_process=True,
+                     needed_bytes=sum(a.nbytes for a in arrays.values()))
     return FileFeatures(digest, wave, func, lld, info, shipped=shipped is not None)
 
 

@@ -178,14 +178,19 @@ def read_manifest(csv_path: str | os.PathLike, root: str | os.PathLike | None = 
 
 
 def write_manifest(rows: Iterable[ManifestRow], csv_path: str | os.PathLike) -> None:
-    """Write rows in the manifest format (relative paths as read; extra columns appended, sorted)."""
+    """Write rows in the manifest format (relative paths as read; extra columns appended, sorted), atomically
+    (raises :class:`fastclap.serialization.WriteError` naming the file and the bytes; no partial file)."""
+    from ..serialization import write_atomic
+
     rows = list(rows)
     extra_cols = sorted({k for r in rows for k in r.extra})
-    with open(csv_path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(MANIFEST_COLUMNS) + extra_cols)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow(r.to_record())
+    fh = io.StringIO(newline="")
+    writer = csv.DictWriter(fh, fieldnames=list(MANIFEST_COLUMNS) + extra_cols)
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r.to_record())
+    data = fh.getvalue().encode("utf-8")
+    write_atomic(os.fspath(csv_path), lambda f: f.write(data), needed_bytes=len(data))
 
 
 def _corpus_labels(root: Path, name: str) -> List[Dict[str, str]]:

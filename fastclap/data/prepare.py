@@ -33,6 +33,7 @@ from .captions import CaptionBins, caption_columns, join_caption, phrases_for
 from .features import LLD_HOP_S, NormStats, extract_many, feature_key, functional_names, lld_names
 from .manifest import SPLITS, ManifestRow, read_manifest, write_manifest
 from .splits import assign_splits
+from ..serialization import write_atomic, write_json
 
 log = logging.getLogger("fastclap.data")
 ON_BAD_AUDIO = ("error", "skip")
@@ -190,17 +191,16 @@ def prepare(
 
     wave_off = np.concatenate([[0], np.cumsum([f.waveform.shape[0] for f in feats])]).astype(np.int64)
     lld_off = np.concatenate([[0], np.cumsum([f.lld.shape[0] for f in feats])]).astype(np.int64)
-    np.save(out / "functionals.npy", func)
-    np.save(out / "lld.npy", np.concatenate([f.lld for f in feats]).astype(np.float32))
-    np.save(out / "lld_offsets.npy", lld_off)
-    np.save(out / "waveforms.npy", np.concatenate([f.waveform for f in feats]).astype(np.float32))
-    np.save(out / "wave_offsets.npy", wave_off)
+    # every file atomically: a full disk names the file and the bytes and leaves no partial file
+    _save_npy(out / "functionals.npy", func)
+    _save_npy(out / "lld.npy", np.concatenate([f.lld for f in feats]).astype(np.float32))
+    _save_npy(out / "lld_offsets.npy", lld_off)
+    _save_npy(out / "waveforms.npy", np.concatenate([f.waveform for f in feats]).astype(np.float32))
+    _save_npy(out / "wave_offsets.npy", wave_off)
     write_manifest(keep, out / "manifest.csv")
-    with open(out / "phrases.json", "w", encoding="utf-8") as fh:
-        json.dump(phrases, fh, ensure_ascii=False)
-    with open(out / "norm_stats.json", "w", encoding="utf-8") as fh:
-        json.dump({"fitted_on": "train", "n_train_clips": len(train), "functionals": fnorm.to_json(),
-                   "lld": lnorm.to_json()}, fh)
+    write_json(str(out / "phrases.json"), phrases, indent=None)
+    write_json(str(out / "norm_stats.json"), {"fitted_on": "train", "n_train_clips": len(train),
+                                              "functionals": fnorm.to_json(), "lld": lnorm.to_json()}, indent=None)
     bins.save(out / "caption_bins.json")
     elapsed = time.perf_counter() - t0
     n_cached = sum(f.cached for f in feats)
@@ -222,9 +222,9 @@ def prepare(
         "skipped": skipped, "duplicate_content": [d.strip() for d in dup_notes], "n_rows": len(keep), "on_bad_audio": on_bad_audio,
         "splits": {s: int(sum(r.split == s for r in keep)) for s in SPLITS}, "time_s": round(elapsed, 2),
     }
-    with open(out / "meta.json", "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=1)
-    (out / "summary.txt").write_text(summary + "\n", encoding="utf-8")
+    text = (summary + "\n").encode("utf-8")
+    write_atomic(str(out / "summary.txt"), lambda f: f.write(text), needed_bytes=len(text))
+    write_json(str(out / "meta.json"), meta)  # last: a prepared directory without it is unfinished
     return load_prepared(out), summary
 
 
@@ -260,3 +260,7 @@ def load_prepared(out_dir: str | os.PathLike) -> PreparedCorpus:
         raise ValueError(f"load_prepared: {out} is inconsistent (arrays do not match the {n} manifest rows)")
     return prep
 
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    """``np.save`` through :func:`fastclap.serialization.write_atomic` (raises WriteError naming ``path``)."""
+    write_atomic(str(path), lambda f: np.save(f, arr), needed_bytes=arr.nbytes + 128)

@@ -25,12 +25,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .checkpoint_files import MANIFEST, CheckpointError, install_safe_io, verify, write_manifest
+from .checkpoint_files import FINGERPRINT, MANIFEST, CheckpointError, install_safe_io, verify, write_manifest
 from .distributed import barrier, on_rank0
 from ..serialization import write_atomic, write_json
 
 LATEST = "latest"
-FINGERPRINT = "fingerprint.json"
 SET_ASIDE = "set_aside"
 _TAG = re.compile(r"step_(\d{8,})\Z")  # whole name: match() anchors the start, \Z the very end
 
@@ -225,12 +224,21 @@ def _choose(run_dir: str, resume_from: Optional[str], log: Callable[[str], None]
 
 
 def read_fingerprint(run_dir: str, tag: str) -> Dict[str, Any]:
-    """The fingerprint a checkpoint was written with (``{}`` when it holds none)."""
+    """The fingerprint a checkpoint was written with.
+
+    Raises:
+        CheckpointError: ``fingerprint.json`` is missing or not a JSON object (the message names it)."""
     path = os.path.join(checkpoint_dir(run_dir), tag, FINGERPRINT)
     if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        raise CheckpointError(f"{path}: fingerprint missing")
+    try:
+        with open(path, encoding="utf-8") as f:
+            found = json.load(f)
+        if not isinstance(found, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable fingerprint ({err})") from None
+    return found
 
 
 def set_aside_newer(run_dir: str, tag: str, log: Callable[[str], None] = print) -> None:

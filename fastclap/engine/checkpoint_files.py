@@ -19,6 +19,7 @@ from typing import Any, Dict
 from ..serialization import UnsafeFileError, safe_load, save_tensors, write_json
 
 MANIFEST = "manifest.json"
+FINGERPRINT = "fingerprint.json"  # the run's settings (fastclap.engine.fingerprint), written before the manifest
 MANIFEST_FORMAT = "fastclap-checkpoint/1"
 
 
@@ -75,8 +76,9 @@ def verify(step_dir: str) -> Dict[str, Any]:
     """Read a checkpoint directory back against its manifest; returns the manifest.
 
     Raises:
-        CheckpointError: the directory or its manifest is missing or unreadable, or a listed file is missing,
-            has another size or another SHA-256; the message names the file.
+        CheckpointError: the directory or its manifest is missing or unreadable, the manifest's tag is not the
+            directory's name (a checkpoint copied or renamed to another step), ``fingerprint.json`` is missing,
+            or a listed file is missing, has another size or another SHA-256; the message names the file.
     """
     if not os.path.isdir(step_dir):
         raise CheckpointError(f"{step_dir}: no such checkpoint directory")
@@ -91,6 +93,14 @@ def verify(step_dir: str) -> Dict[str, Any]:
             raise ValueError("not a fastclap checkpoint manifest")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: unreadable manifest ({err})") from None
+    folder = os.path.basename(os.path.normpath(step_dir))
+    if manifest.get("tag") != folder:
+        raise CheckpointError(f"{path}: written for checkpoint {manifest.get('tag')!r}, but the folder is {folder} "
+                              "(copied or renamed from another step: its step, data position and schedule are not "
+                              f"{folder}'s)")
+    if not os.path.isfile(os.path.join(step_dir, FINGERPRINT)):
+        raise CheckpointError(f"{os.path.join(step_dir, FINGERPRINT)}: fingerprint missing (the settings the "
+                              "checkpoint was trained with cannot be compared with the config)")
     for name, entry in files.items():
         p = os.path.join(step_dir, name)
         if os.path.basename(name) != name or not os.path.isfile(p):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import CHANGES_KEY
 from ..serialization import write_json
@@ -27,6 +27,31 @@ IGNORED = (
 
 # keys that shape DeepSpeed's checkpoint files: a checkpoint cannot be loaded with other values
 FIXED = {"zero_optimization.stage": 0, "bf16.enabled": False, "fp16.enabled": False}  # with DeepSpeed's defaults
+
+
+# keys a resumed run cannot take on with --allow-config-change: they shape the weights or the optimizer state the
+# checkpoint holds, or only set an initial value the checkpoint overrides (everything else is applied: the loss,
+# data, micro batch and grad-cache settings are read from the new config; the optimizer hyper-parameters and the
+# LR schedule by fastclap.engine.reconfigure)
+NOT_APPLICABLE = {
+    "optimizer.type": "the checkpoint holds the old optimizer's state",
+    "fastclap.data.input": "the audio tower was built and trained for the old input",
+    "fastclap.model.logit_scale_init": "it only sets the initial value; the checkpoint's logit_scale is used",
+}
+# model keys that do not change the weights' shapes or the param groups (all other fastclap.model keys do)
+APPLICABLE_MODEL_KEYS = ("fastclap.model.projection_dropout", "fastclap.model.projection_lr",
+                         "fastclap.model.logit_scale_max", "fastclap.model.audio.dropout", "fastclap.model.audio.lr",
+                         "fastclap.model.audio.gradient_checkpointing", "fastclap.model.text.lr",
+                         "fastclap.model.text.max_length")
+
+
+def not_applicable(key: str) -> Optional[str]:
+    """Why a changed ``key`` cannot be applied to a resumed run, or None when it can."""
+    if key in NOT_APPLICABLE:
+        return NOT_APPLICABLE[key]
+    if key.startswith("fastclap.model.") and key not in APPLICABLE_MODEL_KEYS:
+        return "the checkpoint's weights and optimizer state were built for the old model"
+    return None
 
 
 class ConfigChangedError(ValueError):
@@ -79,6 +104,12 @@ def check_unchanged(old: Dict[str, Any], new: Dict[str, Any], tag: str, allow: b
         raise ConfigChangedError(
             f"--resume: checkpoint {tag} cannot continue with\n{lines}\nDeepSpeed's checkpoint layout depends on "
             "these settings, so not even --allow-config-change accepts them; resume with the old values")
+    refused = [(k, a, b, not_applicable(k)) for k, a, b in diff if not_applicable(k)]
+    if refused and allow:
+        lines = "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)} ({why})" for k, a, b, why in refused)
+        raise ConfigChangedError(
+            f"--resume: --allow-config-change cannot apply these changes to checkpoint {tag}:\n{lines}\n"
+            "resume with the old values, or start a new run")
     if diff and not allow:
         lines = "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in diff)
         raise ConfigChangedError(

@@ -4,10 +4,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
+
+from ..serialization import append_record, write_atomic
 
 
 def json_line(record: Dict[str, Any]) -> str:
@@ -22,41 +25,106 @@ def json_line(record: Dict[str, Any]) -> str:
 class MetricsWriter:
     """Appends one JSON object per logged step (:func:`json_line`) to ``<run_dir>/metrics.jsonl`` and mirrors scalars to
     TensorBoard (``<run_dir>/tensorboard``). ``truncate_after(step)`` drops records past a resumed step, so a
-    resumed run's file reads as one uninterrupted curve."""
+    resumed run's file reads as one uninterrupted curve.
+
+    Every record is appended whole or not at all (:func:`fastclap.serialization.append_record`), on the calling
+    thread: a full disk raises :class:`fastclap.serialization.WriteError` naming the file and the bytes from
+    :meth:`write` itself (no background writer thread that fails on its own while training goes on)."""
 
     def __init__(self, run_dir: str, tensorboard: bool, enabled: bool = True) -> None:
         self.enabled = enabled
         self.path = os.path.join(run_dir, "metrics.jsonl")
-        self.tb = None
-        if enabled and tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+        self.tb = TensorBoardEvents(os.path.join(run_dir, "tensorboard")) if enabled and tensorboard else None
 
-            self.tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
+    def truncate_after(self, step: int, log: Callable[[str], None] = print) -> None:
+        """Keep the records up to ``step``. A torn last line (a run killed or out of disk space while appending
+        it) is dropped with a message naming the file and the bytes.
 
-    def truncate_after(self, step: int) -> None:
+        Raises:
+            ValueError: a line before the last is not a JSON object (the file was changed by hand or is
+                corrupt); the message names the file and the line.
+        """
         if not self.enabled or not os.path.isfile(self.path):
             return
-        with open(self.path) as f:
-            keep = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(keep)
-        os.replace(tmp, self.path)
+        with open(self.path, "rb") as f:
+            lines = f.read().split(b"\n")
+        keep, records = [], [ln for ln in lines if ln.strip()]
+        for i, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+                if not isinstance(rec, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, UnicodeDecodeError) as err:
+                if raw is records[-1]:
+                    log(f"fastclap: {self.path} ends in a torn line (line {i}, {len(raw)} bytes, written when the "
+                        f"run stopped): dropped")
+                    continue
+                raise ValueError(f"{self.path}, line {i}: not a metrics record ({err}); fix or remove the line "
+                                 "before resuming") from None
+            if rec.get("step", 0) <= step:
+                keep.append(raw + b"\n")
+        data = b"".join(keep)
+        write_atomic(self.path, lambda f: f.write(data), needed_bytes=len(data))
 
     def write(self, record: Dict[str, Any]) -> None:
+        """Append ``record`` (``"step"`` and scalars) to metrics.jsonl and TensorBoard.
+
+        Raises:
+            WriteError: either file could not be written; the message names it and the bytes."""
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json_line(record))
+        append_record(self.path, json_line(record).encode())
         if self.tb is not None:
-            step = int(record["step"])
-            for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self.tb.add_scalar(k.replace(".", "/"), v, step)
+            self.tb.add_scalars({k.replace(".", "/"): v for k, v in record.items()
+                                 if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)},
+                                int(record["step"]))
+
+    def write_missing(self, records: List[Dict[str, Any]]) -> None:
+        """Append those of ``records`` metrics.jsonl does not hold yet (the records a full disk kept out of the
+        log before a stop, saved in the checkpoint)."""
+        if not self.enabled or not records:
+            return
+        have = set()
+        if os.path.isfile(self.path):
+            with open(self.path, encoding="utf-8") as f:
+                have = {ln.strip() for ln in f}
+        for record in records:
+            if json_line(record).strip() not in have:
+                self.write(record)
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        pass
+
+
+class TensorBoardEvents:
+    """A TensorBoard event file (``events.out.tfevents.*``, TFRecord framing of ``Event`` protos) written
+    synchronously: one event per logged step with every scalar, appended whole or not at all."""
+
+    def __init__(self, logdir: str) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+
+        os.makedirs(logdir, exist_ok=True)
+        self.path = os.path.join(logdir, f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+                                         f"{os.getpid()}.fastclap")
+        self._append(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _append(self, event: Any) -> None:
+        import io
+
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        buf = io.BytesIO()
+        RecordWriter(buf).write(event.SerializeToString())
+        append_record(self.path, buf.getvalue())
+
+    def add_scalars(self, scalars: Dict[str, float], step: int) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
+        self._append(Event(wall_time=time.time(), step=step, summary=Summary(value=values)))
 
 
 def sync_device(device: torch.device) -> None:

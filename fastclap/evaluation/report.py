@@ -3,12 +3,14 @@ the confusion matrix as a PNG (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import os
 import platform
 from importlib import metadata
 from typing import Any, Dict, List, Sequence
 
 from .. import serialization
+from ..serialization import write_atomic
 
 VERSIONED = ("fastclap", "torch", "numpy", "scikit-learn", "transformers", "deepspeed", "matplotlib")
 
@@ -106,7 +108,21 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: List[str], path:
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
+
+
+def save_figure(fig: Any, path: str, dpi: int = 110) -> None:
+    """Render a matplotlib figure (format from ``path``'s suffix) and write it atomically, then close it.
+
+    Raises:
+        fastclap.serialization.WriteError: the file could not be written (names the path, the bytes and the free
+            space; no partial file is left)."""
+    import matplotlib.pyplot as plt
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format=os.path.splitext(path)[1][1:] or "png")
+    plt.close(fig)
+    data = buf.getvalue()
+    write_atomic(path, lambda f: f.write(data), needed_bytes=len(data))

@@ -23,17 +23,67 @@ log = logging.getLogger("fastclap.evaluate")
 NORM_CHOICES = ("auto", "run", "dataset")
 
 
+def check_checkpoint(checkpoint: str) -> str:
+    """The export file of ``--checkpoint`` (a run directory or the file), checked without loading it.
+
+    Raises:
+        FileNotFoundError: no such path; or a run directory without ``export/model.pt`` - the message says why
+            (the run has not finished although its config exports, or it was trained with
+            ``fastclap.run.export: false``) and what to do.
+        ValueError: the file is not a PyTorch file (a run's ``config.json``, a text or audio file): named with
+            what it looks like.
+    """
+    from fastclap.model.export import EXPORT_FILE
+
+    if not os.path.exists(checkpoint):
+        raise FileNotFoundError(f"--checkpoint {checkpoint}: no such run directory or file")
+    path = checkpoint
+    if os.path.isdir(checkpoint):
+        path = os.path.join(checkpoint, EXPORT_FILE)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--checkpoint {checkpoint}: {_why_no_export(checkpoint, path)}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip format, or a legacy pickle
+        kind = ("a JSON file (a run's config.json?)" if head.lstrip()[:1] in (b"{", b"[")
+                else "empty" if not head else f"not a PyTorch file (it starts with {head!r})")
+        raise ValueError(f"{path}: {kind}, not an exported model: pass the run directory or its {EXPORT_FILE}")
+    return path
+
+
+def _why_no_export(run_dir: str, path: str) -> str:
+    try:
+        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+            full = json.load(f)
+        run = (full.get("fastclap") or {}).get("run") or {}
+        steps = ((full.get("fastclap") or {}).get("schedule") or {}).get("steps")
+    except (OSError, ValueError, AttributeError):
+        return f"no exported model ({path} is missing, and {run_dir} holds no readable config.json: not a run " \
+               "directory?)"
+    if run.get("export", True) is False:
+        return (f"no exported model: the run was trained with fastclap.run.export: false; export its last "
+                f"checkpoint with the trainer's --resume --set fastclap.run.export=true")
+    latest = None
+    try:
+        with open(os.path.join(run_dir, "checkpoints", "latest"), encoding="utf-8") as f:
+            latest = f.read(64).strip()
+    except OSError:
+        pass
+    where = f"its newest checkpoint is {latest} of {steps} steps" if latest else "it has no checkpoint yet"
+    return (f"no exported model yet: the run has not finished ({where}; fastclap.run.export is true, so "
+            f"{path} is written after the last step): let it finish or continue it with --resume")
+
+
 def load_model(checkpoint: str) -> torch.nn.Module:
     """The exported model of a training run (``<run_dir>/export/model.pt``), eval mode, fp32, CPU.
 
-    Raises FileNotFoundError naming a missing run directory or export file; ValueError for a file that is not
-    a fastclap export.
+    Raises FileNotFoundError naming a missing run directory or export file (and why it is missing); ValueError
+    for a file that is not a fastclap export (see :func:`check_checkpoint`).
     """
-    if not os.path.exists(checkpoint):
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: no such run directory or file")
+    path = check_checkpoint(checkpoint)
     from fastclap.model import load_exported
 
-    return load_exported(checkpoint)
+    return load_exported(path)
 
 
 def run_dir_of(checkpoint: str) -> str:

@@ -117,8 +117,10 @@ def _main(argv: List[str], prog: str) -> int:
                 "recipe": args.recipe_cfg, "summary": rows,
                 "reference": args.reference_rows, "paired": paired_differences(runs), "runs": runs}, os.path.join(args.out, "results.json"))
     md = markdown(rows, runs, command, args)
-    with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
-        f.write(md)
+    from fastclap.serialization import write_atomic
+
+    text = md.encode("utf-8")  # atomic: a full disk names the file and the bytes, and leaves no partial file
+    write_atomic(os.path.join(args.out, "results.md"), lambda f: f.write(text), needed_bytes=len(text))
     plot(rows, args.settings, args.losses, os.path.join(args.out, "uar.png"), args.reference_rows)
     print(md, end="")
     return 0

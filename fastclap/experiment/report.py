@@ -202,5 +202,6 @@ def plot(rows: List[Dict[str, Any]], settings: List[str], losses: List[str], pat
     ax.set_ylabel("zero-shot test UAR (%)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from fastclap.evaluation.report import save_figure
+
+    save_figure(fig, path)
