@@ -1,18 +1,14 @@
-"""Checks of a config's DeepSpeed keys and of the fastclap settings that depend on them (split from
-fastclap/config.py, which re-exports them). Every failure raises ``ValueError`` naming the key."""
+"""Checks of a config's DeepSpeed keys and of the fastclap settings that depend on them. Every failure raises
+``ValueError`` naming the key."""
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from .checks import check
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import GradCacheConfig
-
-
-def check(cond: bool, key: str, msg: str) -> None:
-    """Raise ``ValueError("KEY: MSG")`` unless ``cond``."""
-    if not cond:
-        raise ValueError(f"{key}: {msg}")
+    from .schema import GradCacheConfig
 
 
 def positive_int(v: Any) -> bool:
