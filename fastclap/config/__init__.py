@@ -18,6 +18,8 @@ The package stands apart from the rest of fastclap: it imports neither torch nor
 - :mod:`~fastclap.config.checks`: ranges and consistency of the ``fastclap`` section, each setting once;
 - :mod:`~fastclap.config.deepspeed_keys`: the DeepSpeed keys the engine relies on, the finiteness of every
   number, and the fastclap settings that depend on DeepSpeed keys (gradient caching);
+- :mod:`~fastclap.config.deepspeed_schema`: every DeepSpeed key against DeepSpeed's own config schema (a misspelt
+  key refused with the closest known one); it imports DeepSpeed when called, never on import;
 - :mod:`~fastclap.config.overrides`: ``--set KEY=VALUE`` overrides;
 - :mod:`~fastclap.config.load`: reading a file and splitting it into the DeepSpeed dict and the checked section.
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .checks import validate
 from .deepspeed_keys import check_finite, check_grad_cache
@@ -25,22 +26,39 @@ def to_dict(cfg: Any) -> Dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def _unique_keys(path: str, pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    """A JSON object's dict; a key given twice (JSON keeps the last silently) raises ``ValueError``."""
+    out: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"{path}: key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def load_config(path: str, overrides: Sequence[str] = ()) -> Tuple[Dict[str, Any], FastClapConfig]:
     """Read a config file, apply ``overrides`` (:func:`fastclap.config.overrides.apply_overrides`); return
     (DeepSpeed dict without the fastclap section, validated FastClapConfig).
 
     Raises:
-        ValueError: unreadable JSON, a bad override, a missing ``fastclap`` section, an unknown key or a wrong
+        ValueError: a file that is not UTF-8 JSON (the path named), a bad override, a missing ``fastclap`` section, an unknown key or a wrong
             type (named).
     """
-    with open(path) as f:
-        try:
-            raw = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if isinstance(raw, dict):
-        raw = apply_overrides(raw, overrides)
-    if not isinstance(raw, dict) or not isinstance(raw.get("fastclap"), dict):
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a UTF-8 text file (byte {err.start}: {data[err.start:err.start + 1]!r}); "
+                         "a config is a JSON file") from None
+    try:
+        raw = json.loads(text, object_pairs_hook=functools.partial(_unique_keys, path))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object at the top, got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides)
+    if not isinstance(raw.get("fastclap"), dict):
         raise ValueError(f"{path}: missing the 'fastclap' section")
     return split_config(raw)
 
