@@ -46,7 +46,7 @@ class DataConfig:
             "waveform" (16 kHz samples, for the "hf" and "ge2e" audio towers) or "functionals" (no audio
             frames: only the 88 z-normalised eGeMAPS functionals of each whole clip, batch key ``paraling``,
             for the "functionals" audio tower; crops do not apply) or "ge2e" (the frozen "ge2e" tower's
-            embeddings, computed once per clip and cached in the prepared folder, fastclap.engine.ge2e_cache: a
+            embeddings, computed once per clip and cached in the prepared folder, fastclap.model.ge2e_cache: a
             training crop is the mean of a random run of the 1.6 s windows a crop of crop_seconds spans; the
             fast way to train on GE2E with thousands of pairs per step).
         crop_seconds: length of the random crop taken from every clip for training (the full clip,

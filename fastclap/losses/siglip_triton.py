@@ -1,6 +1,6 @@
 """Triton backend of the sigmoid (SigLIP) loss: launchers and ``torch.autograd.Function``.
 
-The kernels (fastclap/kernels/siglip.py, whose header states the math, schedule and FLOPs) save nothing between
+The kernels (kernels/siglip.py, whose header states the math, schedule and FLOPs) save nothing between
 forward and backward: the backward recomputes every logit tile from the features. Memory O((M + N) d).
 Block sizes are fixed per device (Triton's interpreter cannot autotune over several configurations); under
 ``TRITON_INTERPRET=1`` 16-bit tiles are upcast to fp32 before ``tl.dot``.

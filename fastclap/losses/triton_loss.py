@@ -1,6 +1,6 @@
 """Triton backend of the SmoothCLAP loss: launchers, ``torch.autograd.Function`` and the backend function.
 
-The kernels (fastclap/kernels/smooth_clap.py, whose header states the math, the schedule, its work
+The kernels (kernels/smooth_clap.py, whose header states the math, the schedule, its work
 against the GEMM floor and every gradient formula) keep only O(B) statistics between forward and backward:
 lse_row, lse_col (2, B) and one log-normaliser per soft-target source (K, B). The backward recomputes
 G = dL/dS chunk by chunk (R rows x the columns it needs, R from a memory budget) and hands the two
