@@ -53,6 +53,12 @@ def test_optimizer_shape_errors_name_the_inner_key(tmp_path, optimizer, message)
     assert str(err.value).startswith(message)
 
 
+@pytest.mark.parametrize("section", ["zero_optimization", "fp16", "bf16"])
+def test_a_section_that_is_no_object_is_named(tmp_path, section):
+    with pytest.raises(ValueError, match=rf"^{section}: "):
+        check_deepspeed_section(_ds(tmp_path, **{section: 2}), on_cuda=False)
+
+
 @pytest.mark.parametrize("seed", [-1, 2**32, 2**33])
 def test_seed_out_of_numpy_range_is_named(tmp_path, seed):
     cfg = tiny_config(tmp_path / "run")

@@ -75,6 +75,8 @@ def check_deepspeed_section(ds: Dict[str, Any], on_cuda: bool, world_size: int =
     clip = ds.get("gradient_clipping", 0.0)
     check(isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip >= 0, "gradient_clipping",
           f"must be a number >= 0 (0: off), got {clip!r}")
+    for section in ("zero_optimization", "fp16", "bf16"):
+        check(isinstance(ds.get(section, {}), dict), section, f"expected an object, got {ds.get(section)!r}")
     stage = ds.get("zero_optimization", {}).get("stage", 0)
     check(stage in (0, 1, 2, 3) and not isinstance(stage, bool), "zero_optimization.stage",
           f"must be 0, 1, 2 or 3, got {stage!r}")
