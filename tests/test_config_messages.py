@@ -115,3 +115,26 @@ def test_a_valid_file_still_loads(tmp_path):
     ds, cfg = load_config(str(path))
     check_deepspeed_section(ds, on_cuda=False)
     assert cfg.run.dir == str(tmp_path / "run")
+
+
+def test_changed_settings_error_is_one_line_naming_the_keys_then_details():
+    """--resume with changed settings: the first line (what the CLI prints after ``error:``) names every changed
+    key and the way on; the old and new values follow, one key per line."""
+    from fastclap.engine.fingerprint import ConfigChangedError, check_unchanged
+
+    old = {"fastclap.loss.soft_weight": 0.5, "fastclap.run.seed": 0, "zero_optimization.stage": 0}
+    new = {"fastclap.loss.soft_weight": 0.25, "fastclap.run.seed": 7, "zero_optimization.stage": 0}
+    with pytest.raises(ConfigChangedError) as err:
+        check_unchanged(old, new, "global_step2", allow=False)
+    first, *details = str(err.value).split("\n")
+    assert first.startswith("--resume: 2 settings differ from checkpoint global_step2 "
+                            "(fastclap.loss.soft_weight, fastclap.run.seed): ")
+    assert "--allow-config-change" in first
+    assert details == ["  fastclap.loss.soft_weight: 0.5 -> 0.25", "  fastclap.run.seed: 0 -> 7"]
+    with pytest.raises(ConfigChangedError) as err:
+        check_unchanged(old, dict(new, **{"zero_optimization.stage": 2}), "global_step2", allow=True)
+    first, *details = str(err.value).split("\n")
+    assert first.startswith("--resume: checkpoint global_step2 cannot continue with other zero_optimization.stage: ")
+    assert details == ["  zero_optimization.stage: 0 -> 2"]
+    assert check_unchanged(old, new, "global_step2", allow=True) == [
+        ("fastclap.loss.soft_weight", 0.5, 0.25), ("fastclap.run.seed", 0, 7)]
