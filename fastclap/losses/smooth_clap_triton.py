@@ -22,7 +22,7 @@ import triton
 
 from fastclap.kernels.smooth_clap import smooth_clap_fwd_kernel, smooth_clap_grad_kernel, source_lse_kernel
 
-from .reference import unit_rows
+from .smooth_clap_reference import unit_rows
 from .triton_config import DY_PIECE_ROWS, MAX_SOURCES, LaunchConfig, launch_config
 
 Range = Tuple[int, int]
@@ -180,13 +180,13 @@ class _SmoothCLAPTriton(torch.autograd.Function):
 
 
 def triton_smooth_clap_loss(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    scale: torch.Tensor,
+    audio_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor,
     sources: Sequence[torch.Tensor] = (),
-    weights: Sequence[float] = (),
-    temps: Sequence[float] = (),
-    beta: float = 0.0,
+    source_weights: Sequence[float] = (),
+    source_temperatures: Sequence[float] = (),
+    soft_weight: float = 0.0,
     *,
     allow_tf32: bool = False,
     row_range: Optional[Tuple[int, int]] = None,
@@ -198,14 +198,15 @@ def triton_smooth_clap_loss(
     :func:`fastclap.losses.smooth_clap.smooth_clap_loss`.
 
     Args:
-        x: audio_features X, (B, d), fp32, bf16 or fp16, CUDA (or CPU under ``TRITON_INTERPRET=1``).
-        y: text_features Y, (B, d), same dtype and device.
-        scale: logit_scale s, 0-d / one-element tensor (already exponentiated); may require grad.
+        audio_features: X, (B, d), fp32, bf16 or fp16, CUDA (or CPU under ``TRITON_INTERPRET=1``).
+        text_features: Y, (B, d), same dtype and device.
+        logit_scale: s, 0-d / one-element tensor (already exponentiated); may require grad.
         sources: K <= 3 soft-target feature matrices U_k (B, d_k), any float dtype. Their rows are
             L2-normalised here in fp32 (O(B d_k)) and they are detached: no gradient reaches them. For
             16-bit features a source with tau_k >= 0.05 is then stored in bf16 for a bf16 product, others
             in fp32 for a TF32 product (see fastclap.losses.triton_config).
-        weights: w_k per source (sum 1). temps: tau_k > 0 per source. beta: soft_weight in [0, 1].
+        source_weights: w_k per source (sum 1). source_temperatures: tau_k > 0 per source.
+        soft_weight: beta in [0, 1].
         allow_tf32: on a GPU, run fp32 GEMMs in TF32 (faster, ~1e-3 relative logit error) instead of
             fp32-accurate "tf32x3" products (Triton) and fp32 cuBLAS GEMMs. Ignored by the interpreter.
         row_range, col_range: (start, end) of the audio anchors (rows of S) and text anchors (columns of S)
@@ -221,13 +222,15 @@ def triton_smooth_clap_loss(
 
     Returns:
         0-d fp32 loss (nats): mean over the 2B anchors of the cross-entropy against the soft targets.
-        Differentiable w.r.t. x, y and scale.
+        Differentiable w.r.t. audio_features, text_features and logit_scale.
 
     Raises:
-        ValueError: more than 3 sources, x / y not 2-D of equal shape and dtype, a source with the wrong
+        ValueError: more than 3 sources, features not 2-D of equal shape and dtype, a source with the wrong
             number of rows, an unsupported dtype, a range outside [0, B], normaliser <= 0,
             memory_budget <= 0, a bad FASTCLAP_TRITON_CONFIG.
     """
+    x, y, scale = audio_features, text_features, logit_scale  # the math's names (module doc)
+    weights, temps, beta = source_weights, source_temperatures, soft_weight
     if x.dim() != 2 or x.shape != y.shape:
         raise ValueError(f"audio_features {tuple(x.shape)} and text_features {tuple(y.shape)} must both be (B, d)")
     if x.dtype != y.dtype or x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
