@@ -45,7 +45,7 @@ TARGETS = {"sm90": (90, 227 * 1024), "sm80": (80, 163 * 1024)}
 SOURCE_DIMS = (88, 768, 256)        # eGeMAPS-sized, text-embedding-sized, a third
 SOURCE_TEMPS = (0.07, 0.07, 0.02)   # the third below 0.05: its 16-bit variant takes the fp32 / TF32 path
 BATCH = 65536
-LAUNCHER_MODULES = ("fastclap.losses.triton_loss",)   # every triton.jit global of these is captured
+LAUNCHER_MODULES = ("fastclap.losses.smooth_clap_triton",)   # every triton.jit global of these is captured
 KERNEL_SOURCES = ("kernels/smooth_clap.py", "kernels/smooth_clap_bwd.py")         # hashed into the results (currency check)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MMA_OPCODES = ("HGMMA", "HMMA", "IMMA", "QGMMA")
@@ -61,7 +61,7 @@ def _run_smooth_clap(batch: int, dim: int, dtype_label: str, k: int) -> None:
     """Forward + backward of the fused loss on meta tensors (K sources, beta = 0.3)."""
     import torch
 
-    from fastclap.losses.triton_loss import triton_smooth_clap_loss
+    from fastclap.losses.smooth_clap_triton import triton_smooth_clap_loss
 
     feat, allow_tf32 = DTYPES[dtype_label]
     dt = _torch_dtype(feat)

@@ -114,8 +114,8 @@ def skip_reason(provider: str, kind: str, device: str, dim: int) -> Optional[str
         if not on_gpu:
             return ("triton backend runs on a CPU only in Triton's interpreter (TRITON_INTERPRET=1): "
                     "far too slow to time")
-        if importlib.util.find_spec("fastclap.losses.triton_loss") is None:
-            return "fastclap.losses.triton_loss is not available in this build"
+        if importlib.util.find_spec("fastclap.losses.smooth_clap_triton") is None:
+            return "fastclap.losses.smooth_clap_triton is not available in this build"
     if provider == "open_clip" and importlib.util.find_spec("open_clip") is None:
         return "open-clip-torch is not installed"
     if provider == "inf_cl":

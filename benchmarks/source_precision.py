@@ -31,7 +31,7 @@ from typing import Callable, Dict, List, Sequence
 
 import torch
 
-from fastclap.losses.reference import reference_smooth_clap_loss
+from fastclap.losses.smooth_clap_reference import reference_smooth_clap_loss
 
 MODES = ("bf16", "bf16x3", "tf32", "tf32x3", "fp32")
 

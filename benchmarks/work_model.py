@@ -1,7 +1,7 @@
 """Work, exp, traffic and memory model of one forward + backward of the fused SmoothCLAP loss, exact from the schedule.
 
 ``loss_counts(batch, dim, source_dims, dtype, schedule)`` runs the real launcher
-(:func:`fastclap.losses.triton_loss.triton_smooth_clap_loss` and its backward) on PyTorch "meta" tensors, so no
+(:func:`fastclap.losses.smooth_clap_triton.triton_smooth_clap_loss` and its backward) on PyTorch "meta" tensors, so no
 number is computed and any B works (B = 65536 takes about a second). Every kernel launch is intercepted and
 counted from its grid, its scalar arguments and its constexprs, by formulas that follow the kernels' loops
 (kernels/smooth_clap.py, kernels/smooth_clap_bwd.py):
@@ -239,7 +239,7 @@ def count_run(audio_features, text_features, logit_scale, sources, weights, temp
     """Counts of one forward + backward of triton_smooth_clap_loss on these (meta) tensors, with the schedule
     launch_config picks for them (the interpreter's on meta unless FASTCLAP_TRITON_CONFIG says otherwise);
     ``kwargs`` go to the loss (row_range, col_range, normaliser). Same keys as :func:`loss_counts`."""
-    import fastclap.losses.triton_loss as tl_loss
+    import fastclap.losses.smooth_clap_triton as tl_loss
 
     launches: List[dict] = []
     stubs = {name: _Stub(name, getattr(tl_loss, name), launches) for name in KERNEL_NAMES}

@@ -16,6 +16,7 @@ the data, model, engine and evaluation layers all use it.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import pickle
@@ -85,6 +86,15 @@ def safe_load(path: str, map_location: Any = "cpu") -> Any:
     except (RuntimeError, EOFError, KeyError, ValueError, IndexError, AttributeError, TypeError,
             UnicodeDecodeError) as err:
         raise UnsafeFileError(f"{path}: not a readable PyTorch file ({type(err).__name__}: {err})") from None
+
+
+def sha256(path: str) -> str:
+    """Hex SHA-256 of the file at ``path``, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def free_bytes(path: str) -> int:

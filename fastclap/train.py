@@ -11,7 +11,7 @@
 One step: a contrastive batch of (audio crop, caption) pairs -> audio and text embeddings (gathered over
 ranks) -> SmoothCLAP loss with soft targets from the paralinguistic functionals and the caption embeddings ->
 DeepSpeed backward/step -> clamp the temperature. The config file is a DeepSpeed JSON with a "fastclap"
-section (fastclap/config.py documents every field). ``--set KEY=VALUE`` (repeatable) overrides one key of
+section (fastclap/config/schema.py documents every field). ``--set KEY=VALUE`` (repeatable) overrides one key of
 the file before it is checked: KEY is a dotted path from the top (``train_micro_batch_size_per_gpu``,
 ``fastclap.loss.soft_weight``, ``fastclap.data.corpora.0.prepared_dir``), VALUE is JSON or else a string.
 On a CPU-only machine ``deepspeed --num_gpus N`` starts N ranks on the CPU (see fastclap/engine/distributed.py).
@@ -72,7 +72,7 @@ def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.N
                     "`deepspeed fastclap/train.py` (any number of ranks), `python fastclap/train.py` or\n"
                     "`fastclap train` (one process).")
     p.add_argument("--config", required=True,
-                   help="DeepSpeed JSON with a 'fastclap' section (fields documented in fastclap/config.py), "
+                   help="DeepSpeed JSON with a 'fastclap' section (fields documented in fastclap/config/schema.py), "
                         "e.g. configs/quickstart.json")
     p.add_argument("--resume", action="store_true",
                    help="continue from the run directory's newest checkpoint that verifies against its manifest "

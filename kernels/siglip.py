@@ -1,7 +1,7 @@
 """Fused sigmoid (SigLIP) loss: raw Triton kernels, forward and backward, that never hold the M x N logits.
 
 Math (Zhai et al., "Sigmoid Loss for Language Image Pre-Training", ICCV 2023, Eq. 1; soft targets as in
-fastclap.losses.sigmoid). M anchors A (d), N candidates C (d), s = logit_scale, b = logit_bias:
+fastclap.losses.siglip_chunked). M anchors A (d), N candidates C (d), s = logit_scale, b = logit_bias:
 
     l_ij = s A_i . C_j + b
     t_ij = hard [j == i + shift] + sum_k c_k exp((UA_k,i . UC_k,j - 1) * inv_tau_k)      (unit-row sources)

@@ -33,8 +33,8 @@ def _soft_peer(oc, case, rank, world, sources_global, rows):
     differentiable all_gather (sigmoid), then the dense specifications of fastclap.losses on the gathered rows."""
     import torch.distributed.nn
 
-    from fastclap.losses.directional import reference_directional_loss_sum
-    from fastclap.losses.sigmoid import reference_sigmoid_loss
+    from fastclap.losses.smooth_clap_local import reference_directional_loss_sum
+    from fastclap.losses.siglip_reference import reference_sigmoid_loss
 
     family, local_loss, gather_with_grad, _ = case
     w, taus, beta = SOFT["source_weights"], SOFT["source_temperatures"], SOFT["soft_weight"]

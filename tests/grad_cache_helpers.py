@@ -14,7 +14,7 @@ from fastclap.data.dataset import collate_clap
 from fastclap.engine.distributed import init_distributed
 from fastclap.engine.grad_cache import GradCache
 from fastclap.engine.setup import build_engine
-from fastclap.engine.synthetic import SyntheticClapDataset
+from fastclap.data.synthetic import SyntheticClapDataset
 from fastclap.model import CLAPModel
 from fastclap.model.export import full_fp32_state_dict
 from fastclap.train import build_loss, loss_inputs

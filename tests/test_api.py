@@ -6,7 +6,7 @@ import torch
 
 from fastclap import SmoothCLAPLoss, smooth_clap_loss
 from fastclap.losses.smooth_clap import MissingSoftTargetsWarning
-from fastclap.losses.reference import reference_smooth_clap_loss
+from fastclap.losses.smooth_clap_reference import reference_smooth_clap_loss
 from helpers import random_inputs
 
 

@@ -23,7 +23,7 @@ import fastclap
 from fastclap.compat import laion_clap as laion_compat
 from fastclap.compat import open_clip as oc_compat
 from fastclap.losses import ContrastiveRnCLoss, RankNContrastLoss, SigLIPLoss, SmoothCLAPLoss, siglip_loss
-from fastclap.losses.reference import reference_smooth_clap_loss
+from fastclap.losses.smooth_clap_reference import reference_smooth_clap_loss
 from helpers import assert_same_inside_and_outside_autocast, naive_loss, run_under_autocast
 from peer_losses import laion_clap_loss, open_clip_loss
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from fastclap.losses.chunked import chunked_smooth_clap_loss
-from fastclap.losses.reference import reference_smooth_clap_loss
+from fastclap.losses.smooth_clap_chunked import chunked_smooth_clap_loss
+from fastclap.losses.smooth_clap_reference import reference_smooth_clap_loss
 from helpers import grad_atol, loss_and_grads, random_inputs
 
 BATCHES = (1, 2, 7, 64, 131, 257)  # 257: just above a 256-row block (block_rows=256 below)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from fastclap.compat import open_clip as compat
-from fastclap.losses.reference import reference_smooth_clap_loss
+from fastclap.losses.smooth_clap_reference import reference_smooth_clap_loss
 from helpers import grad_atol
 from peer_losses import open_clip_loss
 

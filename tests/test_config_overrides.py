@@ -4,7 +4,7 @@ import json
 import pytest
 
 from fastclap.config import load_config
-from fastclap.engine.overrides import apply_overrides
+from fastclap.config import apply_overrides
 from fastclap.train import main, parse_args
 from test_train_helpers import tiny_config, write_config
 

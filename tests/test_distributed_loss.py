@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dist_worker import gathered_loss_worker, run_ranks
-from fastclap.losses.reference import reference_smooth_clap_loss
+from fastclap.losses.smooth_clap_reference import reference_smooth_clap_loss
 from helpers import grad_atol, random_inputs
 
 WORLD, BATCH, DIM = 2, 10, 6

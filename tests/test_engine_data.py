@@ -111,7 +111,8 @@ def test_cpu_threads_are_shared_among_local_ranks(monkeypatch):
 
 @pytest.mark.parametrize("rank", [0, 1, 3])
 def test_rank0_builds_the_ge2e_cache_before_the_others_read_it(monkeypatch, rank):
-    from fastclap.engine import data, ge2e_cache
+    from fastclap.engine import data
+    from fastclap.model import ge2e_cache
 
     events = []
     monkeypatch.setattr(data, "barrier", lambda: events.append("barrier"))
@@ -123,7 +124,8 @@ def test_rank0_builds_the_ge2e_cache_before_the_others_read_it(monkeypatch, rank
 
 
 def test_a_failed_ge2e_cache_build_on_rank0_still_meets_the_barrier(monkeypatch):
-    from fastclap.engine import data, ge2e_cache
+    from fastclap.engine import data
+    from fastclap.model import ge2e_cache
 
     events = []
 

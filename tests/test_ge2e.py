@@ -106,7 +106,7 @@ def test_window_cache_is_written_whole_under_the_weights_hash(tmp_path, monkeypa
     import hashlib
 
     import fastclap.serialization as serialization
-    from fastclap.engine import ge2e_cache
+    from fastclap.model import ge2e_cache
     from fastclap.model.ge2e import resemblyzer_weights_path
     from fastclap.serialization import WriteError
     from fault_train import FullDisk
@@ -132,7 +132,7 @@ def test_window_cache_is_written_whole_under_the_weights_hash(tmp_path, monkeypa
 def test_building_the_window_cache_leaves_the_random_state_alone(tmp_path):
     """A cold cache builds the network (its LSTM draws initial weights): the caller's random stream - a training
     run's initialisation and dropout masks - must not depend on whether the cache existed."""
-    from fastclap.engine import ge2e_cache
+    from fastclap.model import ge2e_cache
 
     clips = _Clips(str(tmp_path), [16_000, 30_000])
     torch.manual_seed(7)

@@ -17,7 +17,7 @@ Precision used by each test:
 import pytest
 import torch
 
-from fastclap.losses.reference import reference_smooth_clap_loss
+from fastclap.losses.smooth_clap_reference import reference_smooth_clap_loss
 from helpers import loss_and_grads, random_inputs
 
 pytestmark = [
@@ -28,7 +28,7 @@ pytestmark = [
 
 
 def _triton():
-    from fastclap.losses.triton_loss import triton_smooth_clap_loss
+    from fastclap.losses.smooth_clap_triton import triton_smooth_clap_loss
 
     return triton_smooth_clap_loss
 
@@ -113,7 +113,7 @@ def test_peak_memory_follows_the_budget(k):
 def test_fp16_large_batch_gradients_keep_fp16_accuracy():
     """fp16 at B = 16384 (G entries ~1/B): dX, dY within 4 fp16 ulps of the largest entry of the fp32
     chunked loss on the same fp16 inputs (fp32, TF32 off)."""
-    from fastclap.losses.chunked import chunked_smooth_clap_loss
+    from fastclap.losses.smooth_clap_chunked import chunked_smooth_clap_loss
 
     x, y, sources = _inputs(16384, 256, 0, seed=5, dtype=torch.float16)
     got = loss_and_grads(_triton(), x, y, 14.3, (), (), (), 0.0)
@@ -125,7 +125,7 @@ def test_fp16_large_batch_gradients_keep_fp16_accuracy():
 def test_large_batch_against_chunked_or_reference():
     """B = 16384 against the chunked backend (fp32, TF32 off); without it, the dense reference at B = 4096."""
     try:
-        from fastclap.losses.chunked import chunked_smooth_clap_loss as other
+        from fastclap.losses.smooth_clap_chunked import chunked_smooth_clap_loss as other
         batch = 16384
     except ImportError:
         other, batch = reference_smooth_clap_loss, 4096

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastclap.losses.sigmoid import chunked_sigmoid_loss
+from fastclap.losses.siglip_chunked import chunked_sigmoid_loss
 from helpers import grad_atol
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from fastclap.losses.directional import chunked_local_loss_sum, reference_directional_loss_sum
+from fastclap.losses.smooth_clap_local import chunked_local_loss_sum, reference_directional_loss_sum
 from helpers import grad_atol, random_inputs
 
 # (global batch N, rank rows M, offset, block_rows): several blocks with a ragged last one, one block, M = 1

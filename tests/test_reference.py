@@ -5,7 +5,7 @@ import pathlib
 import pytest
 import torch
 
-from fastclap.losses.reference import reference_smooth_clap_loss, soft_targets
+from fastclap.losses.smooth_clap_reference import reference_smooth_clap_loss, soft_targets
 from helpers import naive_loss, random_inputs
 
 

@@ -61,8 +61,8 @@ def test_tile_instructions_picks_the_bf16_rows():
 def test_work_model_matches_the_interpreter(source_dims, monkeypatch):
     from triton.runtime import interpreter
 
-    import fastclap.losses.triton_loss as tl_mod
-    from fastclap.losses.reference import reference_smooth_clap_loss  # noqa: F401 (imports before patching)
+    import fastclap.losses.smooth_clap_triton as tl_mod
+    from fastclap.losses.smooth_clap_reference import reference_smooth_clap_loss  # noqa: F401 (imports before patching)
     from helpers import GemmCounter, random_inputs
 
     monkeypatch.setenv("FASTCLAP_TRITON_CONFIG", "gpu")

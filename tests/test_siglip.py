@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastclap.losses.sigmoid import chunked_sigmoid_loss, reference_sigmoid_loss
+from fastclap.losses.siglip_chunked import chunked_sigmoid_loss
+from fastclap.losses.siglip_reference import reference_sigmoid_loss
 from fastclap.losses.siglip import SigLIPLoss, siglip_loss
 from helpers import grad_atol
 
@@ -112,8 +113,8 @@ def test_public_loss_and_module(backend):
 
 
 def test_soft_targets_lie_in_unit_interval_with_one_on_positives():
-    from fastclap.losses.sigmoid import sigmoid_targets
-    from fastclap.losses.reference import unit_rows
+    from fastclap.losses.siglip_reference import sigmoid_targets
+    from fastclap.losses.smooth_clap_reference import unit_rows
 
     _, _, ua, uc, w, tau = _case(8, 8, 4, 2, 0, seed=9)
     t = sigmoid_targets([unit_rows(u) for u in ua], [unit_rows(u) for u in uc], w, tau, 0.6, 0, slice(0, 8), 8)

@@ -2,7 +2,7 @@
 
 The launch configuration is shrunk so that a backward launch has several row blocks, several candidate blocks
 per program, several d groups (the S tile recomputed per group) and several output slices per program, at odd
-B, against the dense reference (fastclap.losses.reference). Precision: fp32 features are compared with the
+B, against the dense reference (fastclap.losses.smooth_clap_reference). Precision: fp32 features are compared with the
 fp32 rule of tests/helpers.py (interpreter tl.dot is exact fp32); bf16 / fp16 features with the 16-bit rule
 (twice the 16-bit reference's error plus one ulp of the largest entry; 16-bit tiles are upcast before tl.dot
 in the interpreter, G is rounded to the features' dtype before its product as on a GPU).
@@ -13,13 +13,13 @@ import os
 import pytest
 import torch
 
-from fastclap.losses.reference import reference_smooth_clap_loss
+from fastclap.losses.smooth_clap_reference import reference_smooth_clap_loss
 from helpers import assert_16bit_close, assert_fp32_close, loss_and_grads, random_inputs
 
 if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("interpreter tests (TRITON_INTERPRET=1, tests/conftest.py)", allow_module_level=True)
 
-import fastclap.losses.triton_loss as triton_loss  # noqa: E402
+import fastclap.losses.smooth_clap_triton as triton_loss  # noqa: E402
 from fastclap.losses.triton_config import FP16_G_SCALE, KernelLaunch, launch_config  # noqa: E402
 
 WEIGHTS = {0: (), 1: (1.0,), 2: (0.4, 0.6), 3: (0.2, 0.3, 0.5)}
@@ -63,7 +63,7 @@ def test_backward_loops_match_the_reference(batch, dim, k, dtype, block, slices,
 
 def _local_reference(x, y, args, ranges, grad_output):
     """Sum of the counted rows' and columns' cross-entropies over 2B, from the dense reference's pieces."""
-    from fastclap.losses.reference import soft_targets
+    from fastclap.losses.smooth_clap_reference import soft_targets
 
     (rl, rh), (cl, ch) = ranges
     x = x.detach().clone().requires_grad_(True)

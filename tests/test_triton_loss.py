@@ -1,6 +1,6 @@
 """Triton SmoothCLAP backend against the dense reference (CPU: Triton interpreter, TRITON_INTERPRET=1).
 
-Tolerances (reference = fastclap.losses.reference.reference_smooth_clap_loss in fp32 on the same inputs):
+Tolerances (reference = fastclap.losses.smooth_clap_reference.reference_smooth_clap_loss in fp32 on the same inputs):
 
 | dtype | quantity                 | rule                                                                     |
 |-------|--------------------------|--------------------------------------------------------------------------|
@@ -25,14 +25,14 @@ import os
 import pytest
 import torch
 
-from fastclap.losses.reference import reference_smooth_clap_loss
+from fastclap.losses.smooth_clap_reference import reference_smooth_clap_loss
 from fastclap.losses.smooth_clap import smooth_clap_loss
 from helpers import assert_fp32_close, loss_and_grads, random_inputs
 
 if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("needs CUDA or TRITON_INTERPRET=1 (tests/conftest.py sets it)", allow_module_level=True)
 
-from fastclap.losses.triton_loss import triton_smooth_clap_loss  # noqa: E402  (after TRITON_INTERPRET)
+from fastclap.losses.smooth_clap_triton import triton_smooth_clap_loss  # noqa: E402  (after TRITON_INTERPRET)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -15,14 +15,14 @@ import os
 import pytest
 import torch
 
-from fastclap.losses.reference import reference_smooth_clap_loss
-from helpers import GemmCounter, assert_16bit_close, assert_fp32_close, loss_and_grads, random_inputs
+from fastclap.losses.smooth_clap_reference import reference_smooth_clap_loss
+from helpers import assert_16bit_close, assert_fp32_close, loss_and_grads, random_inputs
 
 if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("needs CUDA or TRITON_INTERPRET=1 (tests/conftest.py sets it)", allow_module_level=True)
 
 from fastclap.losses.triton_config import launch_config  # noqa: E402
-from fastclap.losses.triton_loss import triton_smooth_clap_loss  # noqa: E402
+from fastclap.losses.smooth_clap_triton import triton_smooth_clap_loss  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 WEIGHTS = {0: (), 1: (1.0,), 2: (0.4, 0.6), 3: (0.2, 0.3, 0.5)}

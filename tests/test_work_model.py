@@ -21,7 +21,7 @@ from helpers import random_inputs
 if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("counts the interpreter's operations (TRITON_INTERPRET=1, tests/conftest.py)", allow_module_level=True)
 
-import fastclap.losses.triton_loss as triton_loss  # noqa: E402
+import fastclap.losses.smooth_clap_triton as triton_loss  # noqa: E402
 from fastclap.losses.triton_config import launch_config  # noqa: E402
 
 

@@ -4,7 +4,7 @@
 each combination of ``local_loss`` and ``gather_with_grad`` (``fastclap.compat._common.gather_global``), with
 the same gradients. It never builds the B x B logits: one process and ``local_loss=False`` run
 ``fastclap.smooth_clap_loss`` on the (gathered) batch (Triton on CUDA, blockwise on the CPU); ``local_loss=True``
-runs this rank's two stripes of the global loss blockwise (``fastclap.losses.directional``), with the gathered
+runs this rank's two stripes of the global loss blockwise (``fastclap.losses.smooth_clap_local``), with the gathered
 rows constants when ``gather_with_grad=False``, as open_clip has them.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from fastclap.losses.directional import chunked_local_loss_sum
+from fastclap.losses.smooth_clap_local import chunked_local_loss_sum
 from fastclap.losses.smooth_clap import smooth_clap_loss
 
 from fastclap.losses.gathering import gather_constant, gather_global

@@ -5,7 +5,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from fastclap.losses.smooth_clap import _FLOAT_DTYPES, _ValueChecks
+from fastclap.losses.validation import FLOAT_DTYPES, ValueChecks
 
 
 def check_rank(rank: int, world_size: int) -> None:
@@ -16,7 +16,7 @@ def check_rank(rank: int, world_size: int) -> None:
         raise ValueError(f"rank must be an integer in [0, world_size={world_size}), got {rank!r}")
 
 
-def check_scalar(values: _ValueChecks, name: str, t: Optional[torch.Tensor], device: torch.device) -> None:
+def check_scalar(values: ValueChecks, name: str, t: Optional[torch.Tensor], device: torch.device) -> None:
     """A one-element tensor on ``device`` with a finite value (queued); None is an error."""
     if not isinstance(t, torch.Tensor) or t.numel() != 1:
         raise ValueError(f"{name} must be a one-element tensor, got "
@@ -26,7 +26,7 @@ def check_scalar(values: _ValueChecks, name: str, t: Optional[torch.Tensor], dev
     values.finite(name, t)
 
 
-def check_sources(values: _ValueChecks, sources: Optional[Sequence[torch.Tensor]], batch: int,
+def check_sources(values: ValueChecks, sources: Optional[Sequence[torch.Tensor]], batch: int,
                   device: torch.device) -> None:
     """Soft-target sources: a sequence of (B, d_k) float tensors on the features' device, finite."""
     if sources is None:
@@ -38,6 +38,6 @@ def check_sources(values: _ValueChecks, sources: Optional[Sequence[torch.Tensor]
         if not isinstance(u, torch.Tensor) or u.dim() != 2 or u.shape[0] != batch or u.shape[1] == 0:
             raise ValueError(f"{name} must be a (B={batch}, d_k) tensor, got "
                              f"{tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__}")
-        if u.dtype not in _FLOAT_DTYPES or u.device != device:
+        if u.dtype not in FLOAT_DTYPES or u.device != device:
             raise ValueError(f"{name} must be a floating tensor on {device}, got {u.dtype} on {u.device}")
         values.finite(name, u)

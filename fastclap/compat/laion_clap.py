@@ -38,7 +38,8 @@ from torch import nn
 from fastclap.losses.amp import outside_autocast
 from fastclap.losses.anchor_ce import anchor_cross_entropy
 from fastclap.losses.gathering import gather_global
-from fastclap.losses.smooth_clap import BACKENDS, _ValueChecks, check_features
+from fastclap.losses.smooth_clap import BACKENDS
+from fastclap.losses.validation import check_features, ValueChecks
 
 from ._clip import clip_loss_open_clip_semantics
 from ._common import check_rank, check_scalar
@@ -79,7 +80,7 @@ class ClipLoss(nn.Module):
 
     def _check(self, audio_features, text_features, logit_scale_a, logit_scale_t, audio_features_mlp,
                text_features_mlp) -> None:
-        values = _ValueChecks()
+        values = ValueChecks()
         check_features(values, ("audio_features", audio_features), ("text_features", text_features))
         dev = audio_features.device
         check_scalar(values, "logit_scale_a", logit_scale_a, dev)

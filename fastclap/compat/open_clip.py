@@ -32,7 +32,8 @@ from fastclap.losses.amp import outside_autocast
 from fastclap.losses.anchor_ce import anchor_cross_entropy
 from fastclap.losses.gathering import gather_constant, gather_global
 from fastclap.losses.siglip import SIGLIP_BACKENDS, siglip_loss_unchecked
-from fastclap.losses.smooth_clap import BACKENDS, _ValueChecks, check_features, validate_inputs
+from fastclap.losses.smooth_clap import BACKENDS
+from fastclap.losses.validation import check_features, validate_inputs, ValueChecks
 
 from ._clip import clip_loss_open_clip_semantics
 from ._patching import Patcher
@@ -50,7 +51,7 @@ def _check_soft(soft_weight, source_weights, source_temperatures) -> None:
 
 def _check_call(image_features, text_features, logit_scale, logit_bias, soft_target_features) -> None:
     """ValueError naming the argument for a bad ClipLoss / SigLipLoss call (one device sync for the values)."""
-    values = _ValueChecks()
+    values = ValueChecks()
     check_features(values, ("image_features", image_features), ("text_features", text_features))
     check_scalar(values, "logit_scale", logit_scale, image_features.device)
     if logit_bias is not None:
@@ -120,7 +121,7 @@ class DistillClipLoss(ClipLoss):
     @outside_autocast("image_features", "text_features")
     def forward(self, image_features, text_features, logit_scale, dist_image_features, dist_text_features,
                 dist_logit_scale, output_dict: bool = False):
-        values = _ValueChecks()
+        values = ValueChecks()
         dev = image_features.device if isinstance(image_features, torch.Tensor) else None
         check_features(values, ("image_features", image_features), ("text_features", text_features))
         check_features(values, ("dist_image_features", dist_image_features),
@@ -160,7 +161,7 @@ class SigLipLoss(nn.Module):
     soft_target_features=None)``: this rank's loss, 1/B_l sum over its image rows and all texts of the global
     batch of -log sigmoid(z_ij (s x_i . y_j + b)). Every ``dist_impl`` gives open_clip's value and gradients; here
     all of them use one differentiable all-gather of the texts (O(B d) memory per rank). ``chunk_size`` > 0:
-    rows per block of the blockwise backend (0: automatic). Soft targets: :mod:`fastclap.losses.sigmoid`.
+    rows per block of the blockwise backend (0: automatic). Soft targets: :mod:`fastclap.losses.siglip_chunked`.
     Raises ValueError naming the argument (features, scale, bias, rank, dist_impl, chunk_size, backend).
     """
 

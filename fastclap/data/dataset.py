@@ -67,7 +67,7 @@ class ClapDataset(Dataset):
             "ge2e": the clip's cached GE2E window embeddings (``ge2e``); item ``ge2e`` (256,) is the L2-normalised
             mean of a random run of ``windows`` consecutive windows (train mode with a crop) or of all of them.
         ge2e: (embeddings (W, 256), offsets (N + 1,), windows) for input "ge2e" (see
-            :func:`fastclap.engine.ge2e_cache.ge2e_partials`): clip i owns rows offsets[i]:offsets[i + 1].
+            :func:`fastclap.model.ge2e_cache.ge2e_partials`): clip i owns rows offsets[i]:offsets[i + 1].
         phrase_sampling: train mode only; each item keeps a random non-empty ordered subset of its phrases.
         seed: base seed of all randomness.
         repeats: integer >= 1; the split is traversed this many times per epoch with independent draws.

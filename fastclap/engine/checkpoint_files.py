@@ -11,12 +11,11 @@ says what is wrong (missing, truncated, changed file; no manifest: the write nev
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any, Dict
 
-from ..serialization import UnsafeFileError, safe_load, save_tensors, write_json
+from ..serialization import UnsafeFileError, safe_load, save_tensors, sha256, write_json
 
 MANIFEST = "manifest.json"
 FINGERPRINT = "fingerprint.json"  # the run's settings (fastclap.engine.fingerprint), written before the manifest
@@ -49,14 +48,6 @@ def install_safe_io(engine: Any) -> None:
     current = getattr(engine, "checkpoint_engine", None)
     if current is not None and not isinstance(current, SafeCheckpointEngine):
         engine.checkpoint_engine = SafeCheckpointEngine(current)
-
-
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_manifest(step_dir: str, tag: str) -> Dict[str, Any]:

@@ -23,7 +23,7 @@ from ..config import CorpusConfig, FastClapConfig, resolve_path
 from ..data.dataset import collate_clap
 from ..data.speaker_norm import SpeakerNormError
 from .distributed import barrier
-from .synthetic import SyntheticClapDataset
+from ..data.synthetic import SyntheticClapDataset
 
 
 class EpochConcat(ConcatDataset):
@@ -113,7 +113,7 @@ def ge2e_windows(prepared: Any, weights: Optional[str], crop_seconds: float, ran
     ``crop_seconds`` spans as many 1.6 s windows as the GE2E tower would cut from it. Every rank calls it: rank 0
     builds the cache on a cold start while the others wait at a barrier, then they read it."""
     from ..model.ge2e import SAMPLE_RATE, partial_slices
-    from .ge2e_cache import ge2e_partials
+    from ..model.ge2e_cache import ge2e_partials
 
     try:
         if rank == 0:

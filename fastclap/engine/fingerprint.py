@@ -90,32 +90,41 @@ def changes(old: Dict[str, Any], new: Dict[str, Any]) -> List[Tuple[str, Any, An
     return [(k, old.get(k, unset), new.get(k, unset)) for k in keys if old.get(k, unset) != new.get(k, unset)]
 
 
+def _names(diff: List[Tuple[str, Any, Any]]) -> str:
+    return ", ".join(k for k, _, _ in diff)
+
+
+def _details(diff: List[Tuple[str, Any, Any]]) -> str:
+    return "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in diff)
+
+
 def check_unchanged(old: Dict[str, Any], new: Dict[str, Any], tag: str, allow: bool) -> List[Tuple[str, Any, Any]]:
     """The changes from the checkpoint's fingerprint ``old`` to ``new``.
 
     Raises:
         ConfigChangedError: there are changes and ``allow`` is false, or a :data:`FIXED` key changed; the
-            message names every changed key with its old and new value and the way on.
+            message's first line names every changed key and the way on, one line per key follows with its old
+            and new value.
     """
     diff = changes(old, new)
     fixed = [(k, a, b) for k, a, b in diff if k in FIXED]
     if fixed:
-        lines = "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in fixed)
         raise ConfigChangedError(
-            f"--resume: checkpoint {tag} cannot continue with\n{lines}\nDeepSpeed's checkpoint layout depends on "
-            "these settings, so not even --allow-config-change accepts them; resume with the old values")
+            f"--resume: checkpoint {tag} cannot continue with other {_names(fixed)}: DeepSpeed's checkpoint layout "
+            "depends on them, so not even --allow-config-change accepts them; resume with the old values\n"
+            + _details(fixed))
     refused = [(k, a, b, not_applicable(k)) for k, a, b in diff if not_applicable(k)]
     if refused and allow:
-        lines = "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)} ({why})" for k, a, b, why in refused)
         raise ConfigChangedError(
-            f"--resume: --allow-config-change cannot apply these changes to checkpoint {tag}:\n{lines}\n"
-            "resume with the old values, or start a new run")
+            f"--resume: --allow-config-change cannot apply changes of {", ".join(k for k, *_ in refused)} to checkpoint {tag}: "
+            "resume with the old values, or start a new run\n"
+            + "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)} ({why})" for k, a, b, why in refused))
     if diff and not allow:
-        lines = "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in diff)
         raise ConfigChangedError(
-            f"--resume: the config differs from the one checkpoint {tag} was trained with:\n{lines}\n"
+            f"--resume: {len(diff)} {'settings differ' if len(diff) > 1 else 'setting differs'} from checkpoint "
+            f"{tag} ({_names(diff)}): "
             "resume with the same config, or pass --allow-config-change to continue with the new values "
-            "(config.json then records the change and the step)")
+            "(config.json then records the change and the step)\n" + _details(diff))
     return diff
 
 

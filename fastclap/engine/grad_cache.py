@@ -23,7 +23,7 @@ and the step's gradients are reduced across ranks once:
 * ZeRO 0 (fp32 or DeepSpeed's bf16 wrapper): ``engine.no_sync()`` around all but the last sub-batch, whose
   backward all-reduces the accumulated sum.
 DeepSpeed's 1 / gradient_accumulation_steps scaling is never applied per sub-batch (gradient caching requires
-gradient_accumulation_steps 1, fastclap.config.check_grad_cache).
+gradient_accumulation_steps 1, fastclap.config.deepspeed_keys.check_grad_cache).
 """
 from __future__ import annotations
 
@@ -94,8 +94,6 @@ class GradCache:
     """
 
     def __init__(self, engine: Any, sub_batch: int, device: torch.device) -> None:
-        if sub_batch < 1:
-            raise ValueError(f"sub_batch must be >= 1, got {sub_batch}")
         self.engine, self.sub_batch, self.device = engine, sub_batch, device
         self._parts: List[Dict[str, Any]] = []
         self._states: List[RandomState] = []

@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from fastclap.config import EvalConfig
+from fastclap.config import EvalConfig, check_templates
 
 DEFAULT_TEMPLATES: Tuple[str, ...] = (EvalConfig.prompt,)  # the trainer's validation prompt: the caption phrase
 # Named prompt sets a zero-shot evaluation may choose among on the validation split (never on the test split).
@@ -36,23 +36,6 @@ TEMPLATE_SETS: Dict[str, Tuple[str, ...]] = {
                           "a recording of {label} speech."),
 }
 LABEL_SPACES = ("dataset", "shared")
-
-
-def check_templates(templates: Sequence[str]) -> Tuple[str, ...]:
-    """Validate prompt templates: a non-empty list of strings, each containing ``{label}`` exactly once and no
-    other field. Raises ValueError naming the bad template."""
-    if isinstance(templates, str) or not templates:
-        raise ValueError("prompts: give at least one template, e.g. 'this person is feeling {label}.'")
-    out = []
-    for t in templates:
-        if not isinstance(t, str) or t.count("{label}") != 1:
-            raise ValueError(f"prompt template {t!r} must contain '{{label}}' exactly once")
-        try:
-            t.format(label="x")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"prompt template {t!r} has a field other than {{label}}: {exc}") from None
-        out.append(t)
-    return tuple(out)
 
 
 def map_label(label: str, label_space: str) -> str:

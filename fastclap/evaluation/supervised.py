@@ -42,14 +42,14 @@ def _split(prepared: Any, split: str, label_space: str) -> Tuple[List[int], List
 
 def clip_features(prepared: Any, indices: Sequence[int], features: str) -> np.ndarray:
     """(len(indices), d) float64 features of the clips ``indices`` of a prepared corpus (see the module doc; the
-    GE2E embeddings come from the per-corpus cache of :mod:`fastclap.engine.ge2e_cache`)."""
+    GE2E embeddings come from the per-corpus cache of :mod:`fastclap.model.ge2e_cache`)."""
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     parts = []
     if "egemaps" in features:
         parts.append(np.stack([prepared.paraling(i) for i in indices]).astype(np.float64))
     if "ge2e" in features:  # utterance embedding: normalised mean of the clip's cached window embeddings
-        from fastclap.engine.ge2e_cache import ge2e_partials
+        from fastclap.model.ge2e_cache import ge2e_partials
 
         emb, off = ge2e_partials(prepared)
         utt = np.stack([emb[off[i]:off[i + 1]].mean(axis=0) for i in indices]).astype(np.float64)

@@ -2,7 +2,7 @@
 their backends."""
 from .combined import ContrastiveRnCLoss
 from .rank_n_contrast import RankNContrastLoss, rank_n_contrast_loss
-from .reference import reference_smooth_clap_loss, soft_targets
+from .smooth_clap_reference import reference_smooth_clap_loss, soft_targets
 from .siglip import SigLIPLoss, siglip_loss
 from .smooth_clap import BACKENDS, SmoothCLAPLoss, smooth_clap_loss
 

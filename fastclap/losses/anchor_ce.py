@@ -27,7 +27,7 @@ from typing import Optional, Tuple
 import torch
 
 from .amp import backward_outside_autocast
-from .chunked import default_block_rows
+from .smooth_clap_chunked import default_block_rows
 
 
 def _teacher_probs(at, ct, st, i0, i1, out):

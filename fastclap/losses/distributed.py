@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import torch
 import torch.distributed as dist
 
-from .directional import chunked_local_loss_sum, reference_directional_loss_sum
+from .smooth_clap_local import chunked_local_loss_sum, reference_directional_loss_sum
 
 
 class _GatherRows(torch.autograd.Function):
@@ -116,7 +116,7 @@ def distributed_smooth_clap_loss(
         return symmetric_fn(all_x, all_y, scale, all_sources, weights, temps, beta)
     offset = rank * local_batch
     if backend == "triton":  # the fused kernels count only this rank's anchors of the gathered batch
-        from .triton_loss import triton_smooth_clap_loss
+        from .smooth_clap_triton import triton_smooth_clap_loss
 
         own = (offset, offset + local_batch)
         return triton_smooth_clap_loss(all_x, all_y, scale, all_sources, weights, temps, beta,

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .amp import outside_autocast
-from .smooth_clap import _ValueChecks, validate_inputs
+from .validation import validate_inputs, ValueChecks
 
 RNC_BACKENDS = ("auto", "chunked", "reference")
 DISTANCES = ("l1", "l2")
@@ -36,7 +36,7 @@ _LABEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 def validate_rnc_inputs(audio_features, text_features, logit_scale, labels, logit_bias, distance, backend) -> None:
     """Raise ``ValueError`` naming the argument for any input :func:`rank_n_contrast_loss` cannot honour:
-    the feature / logit_scale / logit_bias checks of :func:`fastclap.losses.smooth_clap.validate_inputs`, then
+    the feature / logit_scale / logit_bias checks of :func:`fastclap.losses.validation.validate_inputs`, then
     ``labels`` (a floating (B, m) tensor, m >= 1, on the features' device, finite), ``distance`` and ``backend``."""
     validate_inputs(audio_features, text_features, logit_scale, None, logit_bias, 0.0, (), ())
     if distance not in DISTANCES:
@@ -54,7 +54,7 @@ def validate_rnc_inputs(audio_features, text_features, logit_scale, labels, logi
         raise ValueError(f"labels must be a floating tensor (float16/bfloat16/float32/float64), got {labels.dtype}")
     if labels.device != audio_features.device:
         raise ValueError(f"labels is on {labels.device}, the features on {audio_features.device}")
-    values = _ValueChecks()
+    values = ValueChecks()
     values.finite("labels", labels)
     values.raise_first_failure(audio_features.device)
 

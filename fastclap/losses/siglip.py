@@ -1,6 +1,6 @@
 """Public sigmoid (SigLIP) loss: functional ``siglip_loss`` and parameter-free module ``SigLIPLoss``.
 
-Math, soft targets and gradients: :mod:`fastclap.losses.sigmoid` (Zhai et al., ICCV 2023, Eq. 1). Backends:
+Math, soft targets and gradients: :mod:`fastclap.losses.siglip_chunked` (Zhai et al., ICCV 2023, Eq. 1). Backends:
 
 * ``"reference"`` - dense PyTorch, materialises the logits;
 * ``"chunked"``   - row blocks with recomputation in the backward, O(B d + block B) memory (any device);
@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from .amp import outside_autocast
-from .sigmoid import chunked_sigmoid_loss, reference_sigmoid_loss
-from .smooth_clap import validate_inputs
+from .siglip_chunked import chunked_sigmoid_loss
+from .siglip_reference import reference_sigmoid_loss
+from .validation import validate_inputs
 
 SIGLIP_BACKENDS = ("auto", "triton", "chunked", "reference")
 TRITON_MAX_SOURCES = 2
@@ -47,7 +48,7 @@ def resolve_siglip_backend(backend: str, device: torch.device, num_sources: int)
 
 def siglip_loss_unchecked(anchors, candidates, scale, bias, anchor_sources, candidate_sources, weights, temps,
                           beta, offset, backend, block_rows=None):
-    """Backend dispatch on checked inputs (see :func:`fastclap.losses.sigmoid.chunked_sigmoid_loss`)."""
+    """Backend dispatch on checked inputs (see :func:`fastclap.losses.siglip_chunked.chunked_sigmoid_loss`)."""
     name = resolve_siglip_backend(backend, anchors.device, len(anchor_sources) if beta else 0)
     if name == "reference":
         return reference_sigmoid_loss(anchors, candidates, scale, bias, anchor_sources, candidate_sources,

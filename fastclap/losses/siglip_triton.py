@@ -1,6 +1,6 @@
 """Triton backend of the sigmoid (SigLIP) loss: launchers and ``torch.autograd.Function``.
 
-The kernels (fastclap/kernels/siglip.py, whose header states the math, schedule and FLOPs) save nothing between
+The kernels (kernels/siglip.py, whose header states the math, schedule and FLOPs) save nothing between
 forward and backward: the backward recomputes every logit tile from the features. Memory O((M + N) d).
 Block sizes are fixed per device (Triton's interpreter cannot autotune over several configurations); under
 ``TRITON_INTERPRET=1`` 16-bit tiles are upcast to fp32 before ``tl.dot``.
@@ -16,7 +16,7 @@ import triton
 from fastclap.kernels.siglip import siglip_bwd_kernel, siglip_fwd_kernel
 
 from .amp import backward_outside_autocast
-from .reference import unit_rows
+from .smooth_clap_reference import unit_rows
 
 MAX_SOURCES = 2
 
@@ -112,15 +112,17 @@ def _source_args(ua, uc, weights, temps, beta, fallback):
                 hard=1.0 - beta if k else 1.0)
 
 
-def triton_sigmoid_loss(anchors, candidates, scale, bias=None, anchor_sources=(), candidate_sources=(),
-                        weights=(), temps=(), beta=0.0, offset=0) -> torch.Tensor:
-    """Fused sigmoid loss, same contract as :func:`fastclap.losses.sigmoid.chunked_sigmoid_loss` (at most
+def triton_sigmoid_loss(audio_features, text_features, logit_scale, logit_bias=None, audio_sources=(), text_sources=(),
+                        source_weights=(), source_temperatures=(), soft_weight=0.0, offset=0) -> torch.Tensor:
+    """Fused sigmoid loss, same contract as :func:`fastclap.losses.siglip_chunked.chunked_sigmoid_loss` (at most
     ``MAX_SOURCES`` soft-target sources). Returns the 0-d fp32 loss; gradients in the inputs' dtypes."""
-    if beta == 0.0 or not anchor_sources:
-        anchor_sources, candidate_sources, weights, temps, beta = (), (), (), (), 0.0
-    if len(anchor_sources) > MAX_SOURCES:
+    a, c, scale, bias = audio_features, text_features, logit_scale, logit_bias  # the math's names (module doc)
+    weights, temps, beta = source_weights, source_temperatures, soft_weight
+    if beta == 0.0 or not audio_sources:
+        audio_sources, text_sources, weights, temps, beta = (), (), (), (), 0.0
+    if len(audio_sources) > MAX_SOURCES:
         raise ValueError(f"soft_target_features: the Triton sigmoid loss takes at most {MAX_SOURCES} sources")
-    ua = [unit_rows(u).contiguous() for u in anchor_sources]
-    uc = [unit_rows(u).contiguous() for u in candidate_sources]
-    return _TritonSigmoid.apply(anchors, candidates, scale, bias, float(beta), tuple(weights), tuple(temps),
+    ua = [unit_rows(u).contiguous() for u in audio_sources]
+    uc = [unit_rows(u).contiguous() for u in text_sources]
+    return _TritonSigmoid.apply(a, c, scale, bias, float(beta), tuple(weights), tuple(temps),
                                 int(offset), len(ua), *ua, *uc)

@@ -7,9 +7,18 @@ from typing import Any, Dict, List
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import AudioTowerConfig, ModelConfig
+from .fusion_towers import FunctionalsEncoder, FusionEncoder, GE2ETower
 from .heads import ProjectionHead
-from .towers import HFTextEncoder, build_audio_tower
+from .towers import HFAudioEncoder, HFTextEncoder, LLDEncoder
+
+
+def build_audio_tower(cfg: AudioTowerConfig) -> nn.Module:
+    """The audio tower named by ``cfg.kind`` ("lld", "hf", "ge2e", "functionals" or "fusion")."""
+    towers = {"lld": LLDEncoder, "hf": HFAudioEncoder, "ge2e": GE2ETower, "functionals": FunctionalsEncoder,
+              "fusion": FusionEncoder}
+    return towers[cfg.kind](cfg)
+
 
 class CLAPModel(nn.Module):
     """Contrastive language-audio model (ParaCLAP architecture, Jing et al., Interspeech 2024).

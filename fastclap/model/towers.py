@@ -184,12 +184,3 @@ class HFTextEncoder(nn.Module):
     def clear_cache(self) -> None:
         """Forget cached caption embeddings (call after changing the frozen weights)."""
         self._cache.clear()
-
-
-def build_audio_tower(cfg: AudioTowerConfig) -> nn.Module:
-    """The audio tower named by ``cfg.kind`` ("lld", "hf", "ge2e", "functionals" or "fusion")."""
-    if cfg.kind in ("ge2e", "functionals", "fusion"):
-        from .batch_towers import FunctionalsEncoder, FusionEncoder, GE2ETower
-
-        return {"ge2e": GE2ETower, "functionals": FunctionalsEncoder, "fusion": FusionEncoder}[cfg.kind](cfg)
-    return LLDEncoder(cfg) if cfg.kind == "lld" else HFAudioEncoder(cfg)

@@ -36,7 +36,7 @@ from typing import Optional, Sequence
 import torch
 
 from .amp import backward_outside_autocast
-from .reference import unit_rows
+from .smooth_clap_reference import unit_rows
 
 # Row block: about 2^20 logits (4 MiB fp32) per temporary, clamped to [16, 1024] rows.
 _TARGET_BLOCK_ELEMENTS = 1 << 20
@@ -131,29 +131,31 @@ class _ChunkedSmoothCLAP(torch.autograd.Function):
 
 
 def chunked_smooth_clap_loss(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    scale: torch.Tensor,
+    audio_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor,
     sources: Sequence[torch.Tensor] = (),
-    weights: Sequence[float] = (),
-    temps: Sequence[float] = (),
-    beta: float = 0.0,
+    source_weights: Sequence[float] = (),
+    source_temperatures: Sequence[float] = (),
+    soft_weight: float = 0.0,
     block_rows: Optional[int] = None,
 ) -> torch.Tensor:
     """SmoothCLAP loss over row blocks of the logits, never materialising a B x B matrix.
 
     Args:
-        x: audio_features (B, d), fp32 or bf16 (upcast to fp32 internally; gradients are returned in x.dtype).
-        y: text_features (B, d), same dtype.
-        scale: 0-d logit_scale tensor (already exponentiated); receives a gradient.
+        audio_features: X (B, d), fp32 or bf16 (upcast to fp32 internally; gradients are returned in its dtype).
+        text_features: Y (B, d), same dtype.
+        logit_scale: s, 0-d tensor (already exponentiated); receives a gradient.
         sources: K detached soft-target sources (B, d_k); rows must have non-zero norm. K = 0 -> hard CLAP.
-        weights, temps: per-source w_k (sum 1) and tau_k > 0.
-        beta: soft_weight in [0, 1].
+        source_weights, source_temperatures: per-source w_k (sum 1) and tau_k > 0.
+        soft_weight: beta in [0, 1].
         block_rows: rows per block (default: ~1M logits per temporary, see ``default_block_rows``).
 
     Returns:
         0-d fp32 loss (nats). Memory O(B (d + d_k) + block_rows * B).
     """
+    x, y, scale = audio_features, text_features, logit_scale  # the math's names (module doc)
+    weights, temps, beta = source_weights, source_temperatures, soft_weight
     batch = x.shape[0]
     block = int(block_rows) if block_rows else default_block_rows(batch)
     if not sources or beta == 0.0:

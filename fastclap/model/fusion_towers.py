@@ -1,4 +1,6 @@
-"""Audio towers that read several keys of a collated batch: pretrained GE2E, eGeMAPS functionals MLP, fusion.
+"""The fusion audio tower and the towers it adds to the LLD network: pretrained GE2E, eGeMAPS functionals MLP.
+
+These towers read several keys of a collated batch (the frame towers of :mod:`fastclap.model.towers` read one).
 
 Each has ``forward_batch(batch, device, dtype) -> (B, output_dim)`` (the model calls it instead of
 ``forward(x, mask)``) and ``output_dim``.
@@ -10,7 +12,7 @@ Each has ``forward_batch(batch, device, dtype) -> (B, output_dim)`` (the model c
   frame-level LSTM outputs (``pooling: "attention"``, then the pretrained linear + ReLU + L2 norm). A frozen tower
   with ``"ge2e"`` pooling caches each embedding under a hash of the clip's (or crop's) valid samples, so a crop
   seen before costs one dictionary look-up; it also accepts the embeddings the data pipeline cached per clip
-  (batch key ``ge2e`` (B, 256), data.input "ge2e": fastclap.engine.ge2e_cache).
+  (batch key ``ge2e`` (B, 256), data.input "ge2e": fastclap.model.ge2e_cache).
 * :class:`FunctionalsEncoder` - an MLP over ``paraling`` (B, 88), the z-normalised eGeMAPSv02 functionals of
   each clip (Eyben et al., IEEE TAC 2016).
 * :class:`FusionEncoder` - the named towers side by side, outputs concatenated (B, sum of output_dims).
@@ -25,6 +27,7 @@ from torch import nn
 
 from ..config import AudioTowerConfig
 from .ge2e import HOP, GE2EEncoder, normalize_volume, partial_slices
+from .towers import LLDEncoder
 
 N_FUNCTIONALS = 88
 
@@ -134,8 +137,6 @@ class FusionEncoder(nn.Module):
 
     def __init__(self, cfg: AudioTowerConfig) -> None:
         super().__init__()
-        from .towers import LLDEncoder
-
         build = {"lld": LLDEncoder, "functionals": FunctionalsEncoder, "ge2e": GE2ETower}
         self.parts = nn.ModuleDict({name: build[name](cfg) for name in cfg.fusion})
         self.output_dim = sum(p.output_dim for p in self.parts.values())

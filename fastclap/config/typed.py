@@ -1,6 +1,6 @@
 """Strict conversion of JSON data into (nested) dataclasses through pydantic, with errors that name the key.
 
-pydantic validates the dataclasses of :mod:`fastclap.config` as they are (no subclassing): strict types (JSON
+pydantic validates the dataclasses of :mod:`fastclap.config.schema` as they are (no subclassing): strict types (JSON
 ``true`` is no number, ``2.0`` no integer, ``"10"`` no integer), no unknown keys, no ``NaN`` / ``Infinity``.
 Its first error becomes one ``ValueError`` in the project's wording, naming the full dotted key
 (``fastclap.loss.sof_weight: unknown key (known: ...)``, ``fastclap.schedule.steps: expected an integer, got

@@ -8,7 +8,7 @@ rows ``offset .. offset + M`` of the global batch, and scores them against all N
     sum_i  [ lse_j S_ij - sum_j y_ij S_ij ]                returned as a SUM over the M anchors
 
 Audio anchors against all texts give the a2t rows of the global loss; text anchors against all audios
-give its t2a columns (spec Sec. 2 with S transposed). As in :mod:`fastclap.losses.chunked`, each
+give its t2a columns (spec Sec. 2 with S transposed). As in :mod:`fastclap.losses.smooth_clap_chunked`, each
 anchor's source row is one of the candidates' (UA_k,i = UC_k,offset+i), so cos = 1 is the row maximum
 and E_ij = exp((cos_ij - 1) / tau_k) in (0, 1] needs no separate max pass.
 
@@ -31,8 +31,8 @@ from typing import Sequence
 import torch
 
 from .amp import backward_outside_autocast
-from .chunked import default_block_rows
-from .reference import unit_rows
+from .smooth_clap_chunked import default_block_rows
+from .smooth_clap_reference import unit_rows
 
 
 def reference_directional_loss_sum(anchors, candidates, scale, anchor_sources, candidate_sources,
@@ -148,7 +148,7 @@ def chunked_local_loss_sum(x, y, all_x, all_y, scale, all_sources: Sequence[torc
             rank's anchors use rows ``offset .. offset + M`` of each.
         weights, temps, beta: w_k, tau_k and soft_weight, as in :func:`fastclap.smooth_clap_loss`.
         offset: global row index of this rank's first pair (its positive is candidate ``offset``).
-        block_rows: anchor rows per block (default :func:`fastclap.losses.chunked.default_block_rows` of N).
+        block_rows: anchor rows per block (default :func:`fastclap.losses.smooth_clap_chunked.default_block_rows` of N).
     Returns:
         0-d fp32: the SUM over the M audio anchors (against all_y) and the M text anchors (against all_x)
         of their cross-entropies; divide by 2 M for this rank's mean.

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fastclap.data.manifest import shared_label
-from fastclap.data.va_labels import va_coordinates
+from .manifest import shared_label
+from .va_labels import va_coordinates
 
 LABELS = ("angry", "happy", "neutral", "sad")
 FRAME_RATE = 100  # LLD frames per second (10 ms hop)

@@ -1,38 +1,12 @@
-"""Typed training configuration: a standard DeepSpeed JSON plus one ``fastclap`` section.
+"""The typed ``fastclap`` section of a config file: one dataclass per subsection, every field documented.
 
-A config file is what ``deepspeed fastclap/train.py --config FILE`` reads::
-
-    {
-      "train_micro_batch_size_per_gpu": 256,          # DeepSpeed keys, passed to deepspeed.initialize
-      "optimizer": {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": true}},
-      "zero_optimization": {"stage": 2},
-      "fastclap": {"data": {...}, "model": {...}, "loss": {...}, "schedule": {...}, "eval": {...}, "run": {...}}
-    }
-
-Every field of the ``fastclap`` section is a typed dataclass field documented below. Loading checks the
-section strictly - types through pydantic (:mod:`fastclap.typed`), ranges and consistency below: an unknown key, a value of the wrong type, a non-finite number (JSON's ``NaN``,
-``Infinity``) or a value out of its range raises ``ValueError`` naming the full key
-(``"fastclap.loss.sof_weight: unknown key"``). The DeepSpeed keys are checked by DeepSpeed itself, apart
-from the few the engine depends on and the finiteness of every number (see :func:`check_deepspeed_section`).
-
-The contrastive batch of one step is ``train_micro_batch_size_per_gpu x world_size`` pairs (features are
-all-gathered across ranks); gradient accumulation adds steps, not negatives. A config may give
-``train_batch_size`` instead (with ``gradient_accumulation_steps`` 1 it *is* the contrastive batch, and DeepSpeed
-derives the micro batch per rank), so the same file runs on any number of ranks that divides it.
+The dataclasses hold defaults and types only; :mod:`fastclap.config.typed` converts JSON into them strictly
+and :mod:`fastclap.config.checks` checks ranges and consistency (the package docstring describes a whole file).
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
-
-from .deepspeed_checks import check as _check
-from .deepspeed_checks import check_deepspeed_section, check_grad_cache  # noqa: F401  (part of this module's API)
-from .deepspeed_checks import check_finite as _check_finite
-from .typed import from_json_data
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 MINILM = "builtin:all-MiniLM-L6-v2"
 # top-level key of a run's config.json that lists the settings changed by ``--resume --allow-config-change``
@@ -72,7 +46,7 @@ class DataConfig:
             "waveform" (16 kHz samples, for the "hf" and "ge2e" audio towers) or "functionals" (no audio
             frames: only the 88 z-normalised eGeMAPS functionals of each whole clip, batch key ``paraling``,
             for the "functionals" audio tower; crops do not apply) or "ge2e" (the frozen "ge2e" tower's
-            embeddings, computed once per clip and cached in the prepared folder, fastclap.engine.ge2e_cache: a
+            embeddings, computed once per clip and cached in the prepared folder, fastclap.model.ge2e_cache: a
             training crop is the mean of a random run of the 1.6 s windows a crop of crop_seconds spans; the
             fast way to train on GE2E with thousands of pairs per step).
         crop_seconds: length of the random crop taken from every clip for training (the full clip,
@@ -340,160 +314,3 @@ class FastClapConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
     grad_cache: GradCacheConfig = field(default_factory=GradCacheConfig)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# strict dict -> dataclass conversion (pydantic)
-
-
-def from_dict(cls: Any, data: Dict[str, Any], prefix: str = "fastclap") -> Any:
-    """Build dataclass ``cls`` from ``data`` strictly (pydantic, :mod:`fastclap.typed`); an unknown key, a wrong
-    type or a non-finite number raises ``ValueError`` naming the key."""
-    return from_json_data(cls, data, prefix)
-
-
-def to_dict(cfg: Any) -> Dict[str, Any]:
-    """JSON-ready dict of a config dataclass (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-# --------------------------------------------------------------------------------------------------------------
-# semantic checks
-
-
-FUSION_PARTS = ("lld", "functionals", "ge2e")
-_PART_INPUT = {"lld": "lld", "ge2e": "waveform", "functionals": "functionals"}
-
-
-def _check_extra_towers(a: AudioTowerConfig, data_input: str) -> None:
-    """Checks of the "ge2e", "functionals" and "fusion" audio towers (keys named in the errors)."""
-    key = "fastclap.model.audio"
-    parts = list(a.fusion) if a.kind == "fusion" else [a.kind]
-    if a.kind == "fusion":
-        _check(len(parts) >= 1 and len(set(parts)) == len(parts), f"{key}.fusion",
-               f"must name distinct towers among {list(FUSION_PARTS)}, got {parts}")
-        for p in parts:
-            _check(p in FUSION_PARTS, f"{key}.fusion", f"unknown tower {p!r} (known: {list(FUSION_PARTS)})")
-    for p in parts:
-        if p == "ge2e" and data_input == "ge2e":  # cached embeddings: only for the frozen network's own pooling
-            _check(not a.trainable, f"{key}.trainable", "data.input 'ge2e' reads cached embeddings: must be false")
-            _check(a.pooling == "ge2e", f"{key}.pooling", "data.input 'ge2e' reads pooled embeddings: must be 'ge2e'")
-        elif p != "functionals":  # the functionals ride along with every input
-            _check(data_input == _PART_INPUT[p], "fastclap.data.input",
-                   f"the {p!r} audio tower reads {_PART_INPUT[p]!r} (input: {_PART_INPUT[p]})")
-    if parts == ["functionals"]:
-        _check(data_input == "functionals", "fastclap.data.input",
-               "the 'functionals' audio tower reads the eGeMAPS functionals (input: functionals)")
-    if "functionals" in parts or "lld" in parts:
-        _check(a.hidden >= 1 and a.layers >= 1, f"{key}.hidden", "hidden and layers must be >= 1")
-    if "lld" in parts:
-        _check(a.kernel_size % 2 == 1, f"{key}.kernel_size", "must be odd")
-    if a.speaker_norm:
-        _check(data_input in ("functionals", "ge2e") and "lld" not in parts, f"{key}.speaker_norm",
-               f"speaker normalisation needs data.input 'functionals' or 'ge2e' and no 'lld' tower part "
-               f"(got input {data_input!r}, towers {parts})")
-    if "ge2e" in parts and a.path is not None:
-        _check(os.path.isfile(os.path.expanduser(a.path)), f"{key}.path", f"GE2E checkpoint {a.path!r} not found")
-
-
-def validate(cfg: FastClapConfig) -> FastClapConfig:
-    """Range and consistency checks beyond types. Raises ``ValueError`` naming the key."""
-    d, m, lo, s, e, r = cfg.data, cfg.model, cfg.loss, cfg.schedule, cfg.eval, cfg.run
-    _check(len(d.corpora) >= 1, "fastclap.data.corpora", "needs at least one corpus")
-    for i, c in enumerate(d.corpora):
-        key = f"fastclap.data.corpora[{i}]"
-        if c.corpus in ("emodb", "ravdess", "manifest"):
-            _check(c.root is not None or c.prepared_dir is not None, f"{key}.root",
-                   f"corpus {c.corpus!r} needs root (raw data) or prepared_dir")
-        _check(c.synthetic_clips >= 2, f"{key}.synthetic_clips", "must be >= 2")
-    _check(d.crop_seconds > 0, "fastclap.data.crop_seconds", "must be > 0")
-    _check(d.repeats >= 1, "fastclap.data.repeats", "must be >= 1")
-    _check(d.num_workers >= 0, "fastclap.data.num_workers", "must be >= 0")
-    a = m.audio
-    _check(not a.speaker_norm or a.kind in ("ge2e", "functionals", "fusion"), "fastclap.model.audio.speaker_norm",
-           f"speaker normalisation applies to the 'functionals', 'ge2e' and 'fusion' towers, not {a.kind!r}")
-    _check(not (a.speaker_norm and any(c.corpus == "synthetic" for c in d.corpora)),
-           "fastclap.model.audio.speaker_norm", "the synthetic corpus has no speakers to normalise; use a prepared "
-           "corpus")
-    if a.kind == "hf":
-        _check(a.path is not None or a.hf_config is not None, "fastclap.model.audio.path",
-               "an 'hf' audio tower needs path or hf_config")
-        _check(d.input == "waveform", "fastclap.data.input", "an 'hf' audio tower reads waveforms")
-    elif a.kind in ("ge2e", "functionals", "fusion"):
-        _check_extra_towers(a, d.input)
-    else:
-        _check(d.input == "lld", "fastclap.data.input", "the 'lld' audio tower reads LLD frames (input: lld)")
-        _check(a.kernel_size % 2 == 1 and a.kernel_size >= 1, "fastclap.model.audio.kernel_size", "must be odd")
-        _check(a.layers >= 1 and a.hidden >= 1, "fastclap.model.audio.layers", "layers and hidden must be >= 1")
-    _check(0.0 <= a.dropout < 1.0, "fastclap.model.audio.dropout", "must be in [0, 1)")
-    _check(m.text.path is not None or m.text.hf_config is not None, "fastclap.model.text.path",
-           "needs path or hf_config")
-    _check(m.text.hf_config is None or (m.text.tokenizer or m.text.path) is not None,
-           "fastclap.model.text.tokenizer", "a text tower from hf_config needs a tokenizer (or path)")
-    _check(m.text.max_length >= 2, "fastclap.model.text.max_length", "must be >= 2")
-    for key, lr in (("audio.lr", a.lr), ("text.lr", m.text.lr), ("projection_lr", m.projection_lr)):
-        _check(lr is None or lr >= 0, f"fastclap.model.{key}", "must be >= 0")
-    _check(m.embed_dim >= 1, "fastclap.model.embed_dim", "must be >= 1")
-    _check(0.0 <= m.projection_dropout < 1.0, "fastclap.model.projection_dropout", "must be in [0, 1)")
-    _check(a.lld_dim >= 1, "fastclap.model.audio.lld_dim", "must be >= 1")
-    _check(0 < m.logit_scale_init <= m.logit_scale_max, "fastclap.model.logit_scale_init",
-           "must be in (0, logit_scale_max]")
-    _check(0.0 <= lo.soft_weight <= 1.0, "fastclap.loss.soft_weight", "must be in [0, 1]")
-    _check(0.0 <= lo.gamma <= 1.0, "fastclap.loss.gamma", "must be in [0, 1]")
-    _check(all(t > 0 for t in lo.temperatures), "fastclap.loss.temperatures", "must be > 0")
-    _check(0.0 <= lo.rnc_weight < float("inf"), "fastclap.loss.rnc_weight", "must be a finite number >= 0")
-    _check(lo.rnc_dims in (2, 3), "fastclap.loss.rnc_dims", "must be 2 (valence, arousal) or 3 (and dominance)")
-    _check(s.steps >= 1, "fastclap.schedule.steps", "must be >= 1")
-    _check(0 <= s.warmup_steps <= s.steps, "fastclap.schedule.warmup_steps", "must be in [0, steps]")
-    _check(0.0 <= s.min_lr_ratio <= 1.0, "fastclap.schedule.min_lr_ratio", "must be in [0, 1]")
-    _check(e.every >= 0 and e.batch_size >= 1 and e.max_batches >= 0, "fastclap.eval", "every/max_batches >= 0, "
-           "batch_size >= 1")
-    from fastclap.evaluation.prompts import check_templates
-
-    try:
-        check_templates([e.prompt])
-    except ValueError as exc:
-        raise ValueError(f"fastclap.eval.prompt: {exc}") from None
-    _check(r.log_every >= 1, "fastclap.run.log_every", "must be >= 1")
-    _check(r.checkpoint_every >= 0, "fastclap.run.checkpoint_every", "must be >= 0")
-    _check(r.keep_checkpoints >= 0, "fastclap.run.keep_checkpoints", "must be >= 0")
-    _check(r.pause_after_checkpoint >= 0, "fastclap.run.pause_after_checkpoint", "must be >= 0")
-    return cfg
-
-
-def load_config(path: str, overrides: Sequence[str] = ()) -> Tuple[Dict[str, Any], FastClapConfig]:
-    """Read a config file, apply ``overrides`` (see :func:`fastclap.engine.overrides.apply_overrides`); return (DeepSpeed dict without
-    the fastclap section, validated FastClapConfig).
-
-    Raises:
-        ValueError: unreadable JSON, a bad override, a missing ``fastclap`` section, an unknown key or a wrong
-            type (named).
-    """
-    with open(path) as f:
-        try:
-            raw = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if isinstance(raw, dict):
-        from .engine.overrides import apply_overrides
-
-        raw = apply_overrides(raw, overrides)
-    if not isinstance(raw, dict) or not isinstance(raw.get("fastclap"), dict):
-        raise ValueError(f"{path}: missing the 'fastclap' section")
-    return split_config(raw)
-
-
-def split_config(raw: Dict[str, Any]) -> Tuple[Dict[str, Any], FastClapConfig]:
-    """Split a full config dict into (DeepSpeed dict, validated FastClapConfig)."""
-    raw = copy.deepcopy(raw)
-    raw.pop(CHANGES_KEY, None)
-    section = raw.pop("fastclap", {})
-    _check_finite(raw, "")  # the DeepSpeed keys; the fastclap section is checked field by field
-    cfg = validate(from_dict(FastClapConfig, section, "fastclap"))
-    check_grad_cache(cfg.grad_cache, raw)
-    return raw, cfg
-
-
-def resolve_path(p: Optional[str]) -> Optional[str]:
-    """Absolute path of a config path (relative paths are taken from the working directory)."""
-    return None if p is None else os.path.abspath(os.path.expanduser(p))

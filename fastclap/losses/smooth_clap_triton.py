@@ -1,7 +1,7 @@
 """Triton backend of the SmoothCLAP loss: launchers, ``torch.autograd.Function`` and the backend function.
 
-The kernels (fastclap/kernels/smooth_clap.py: math, forward schedule, work against the GEMM floor;
-fastclap/kernels/smooth_clap_bwd.py: the backward and every gradient formula) keep only O(B) statistics
+The kernels (kernels/smooth_clap.py: math, forward schedule, work against the GEMM floor;
+kernels/smooth_clap_bwd.py: the backward and every gradient formula) keep only O(B) statistics
 between forward and backward: lse_row, lse_col (2, B) and one log-normaliser per soft-target source (K, B).
 The backward is two launches of one kernel (dX over row blocks, dY over column blocks) that recompute S
 and C^k tile by tile and accumulate the gradient rows in registers: no B x B tensor, no G chunk and no
@@ -23,7 +23,7 @@ import triton
 from fastclap.kernels.smooth_clap import smooth_clap_fwd_kernel, source_lse_kernel
 from fastclap.kernels.smooth_clap_bwd import smooth_clap_bwd_kernel
 
-from .reference import unit_rows
+from .smooth_clap_reference import unit_rows
 from .triton_config import MAX_SOURCES, LaunchConfig, launch_config
 
 Range = Tuple[int, int]
@@ -63,7 +63,7 @@ NORMALISE_ROWS = 4096   # rows of a source normalised at a time (bounds the fp32
 
 @torch.no_grad()
 def unit_rows_as(u: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """:func:`fastclap.losses.reference.unit_rows` of a source (B, d_k) (rows over max(L2 norm, 1e-12), in
+    """:func:`fastclap.losses.smooth_clap_reference.unit_rows` of a source (B, d_k) (rows over max(L2 norm, 1e-12), in
     fp32), written straight into ``dtype``: one read for the norms, one read and one ``dtype`` write for the
     quotient, in blocks of NORMALISE_ROWS rows; no fp32 copy of the source exists."""
     out = torch.empty(u.shape, dtype=dtype, device=u.device)
@@ -165,8 +165,8 @@ def triton_smooth_clap_loss(
     text_features: torch.Tensor,
     logit_scale: torch.Tensor,
     sources: Sequence[torch.Tensor] = (),
-    weights: Sequence[float] = (),
-    temps: Sequence[float] = (),
+    source_weights: Sequence[float] = (),
+    source_temperatures: Sequence[float] = (),
     soft_weight: float = 0.0,
     *,
     allow_tf32: bool = False,
@@ -186,7 +186,7 @@ def triton_smooth_clap_loss(
             16-bit features a source with tau_k >= 0.05 is then stored in bf16 for a bf16 product, others
             in fp32 for a TF32 product (see fastclap.losses.triton_config); the normalised copy is made
             in row blocks straight into that dtype (no fp32 copy of a whole source).
-        weights: w_k per source (sum 1). temps: tau_k > 0 per source.
+        source_weights: w_k per source (sum 1). source_temperatures: tau_k > 0 per source.
         soft_weight: beta in [0, 1], the weight of the soft targets.
         allow_tf32: on a GPU, run fp32 GEMMs in TF32 (faster, ~1e-3 relative logit error) instead of
             fp32-accurate "tf32x3" products (Triton) and fp32 cuBLAS GEMMs. Ignored by the interpreter.
@@ -206,6 +206,7 @@ def triton_smooth_clap_loss(
             a bad FASTCLAP_TRITON_CONFIG.
     """
     x, y, beta = audio_features, text_features, soft_weight
+    weights, temps = source_weights, source_temperatures   # the math's names (module doc)
     if x.dim() != 2 or x.shape != y.shape:
         raise ValueError(f"audio_features {tuple(x.shape)} and text_features {tuple(y.shape)} must both be (B, d)")
     if x.dtype != y.dtype or x.dtype not in (torch.float32, torch.bfloat16, torch.float16):

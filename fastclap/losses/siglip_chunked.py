@@ -1,4 +1,5 @@
-"""Sigmoid (SigLIP) contrastive loss: dense reference and a blockwise path with recomputation.
+"""Sigmoid (SigLIP) contrastive loss, blockwise with recomputation (the dense reference:
+:mod:`fastclap.losses.siglip_reference`).
 
 Math (Zhai et al., "Sigmoid Loss for Language Image Pre-Training", ICCV 2023, Eq. 1). Rank-local form: M anchors
 A (this rank's audio rows) against N candidates C (all text rows), whose positives sit on the shifted diagonal
@@ -32,38 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from .amp import backward_outside_autocast
-from .chunked import default_block_rows
-from .reference import unit_rows
-
-
-def sigmoid_targets(anchor_sources, candidate_sources, weights, temps, beta, offset, rows: slice,
-                    cols: int, out: Optional[torch.Tensor] = None, tmp: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Target tile t[rows, :] (fp32) for unit-row sources; ``out`` / ``tmp`` are optional (rows, cols) buffers."""
-    n_rows = rows.stop - rows.start
-    dev = anchor_sources[0].device if anchor_sources else None
-    out = torch.zeros(n_rows, cols, device=dev) if out is None else out.zero_()
-    for ua, uc, w, tau in zip(anchor_sources, candidate_sources, weights, temps):
-        tmp = torch.empty(n_rows, cols, device=dev) if tmp is None else tmp
-        torch.mm(ua[rows], uc.T, out=tmp)
-        out.add_(tmp.sub_(1.0).mul_(1.0 / tau).exp_(), alpha=beta * w)
-    hard = 1.0 - beta if anchor_sources else 1.0
-    out.diagonal(offset=offset + rows.start).add_(hard)
-    return out
-
-
-def reference_sigmoid_loss(anchors, candidates, scale, bias=None, anchor_sources=(), candidate_sources=(),
-                           weights=(), temps=(), beta=0.0, offset=0):
-    """Dense sigmoid loss (materialises M x N): the specification the other paths are tested against."""
-    logits = scale.reshape(()).float() * (anchors.float() @ candidates.float().T)
-    if bias is not None:
-        logits = logits + bias.reshape(()).float()
-    ua = [unit_rows(u) for u in anchor_sources]
-    uc = [unit_rows(u) for u in candidate_sources]
-    if not ua or beta == 0.0:
-        ua, uc = [], []
-    t = sigmoid_targets(ua, uc, weights, temps, beta, offset, slice(0, logits.shape[0]), logits.shape[1],
-                        out=torch.empty_like(logits))
-    return (F.softplus(logits) - t * logits).sum() / anchors.shape[0]
+from .smooth_clap_chunked import default_block_rows
+from .siglip_reference import sigmoid_targets
+from .smooth_clap_reference import unit_rows
 
 
 def _tile_buffers(rows, cols, num_sources, device):
@@ -126,26 +98,31 @@ class _ChunkedSigmoid(torch.autograd.Function):
                 ds.to(scale.dtype).reshape(scale.shape), grad_b) + (None,) * (6 + len(sources))
 
 
-def chunked_sigmoid_loss(anchors, candidates, scale, bias=None, anchor_sources: Sequence[torch.Tensor] = (),
-                         candidate_sources: Sequence[torch.Tensor] = (), weights=(), temps=(), beta=0.0, offset=0,
+def chunked_sigmoid_loss(audio_features, text_features, logit_scale, logit_bias=None,
+                         audio_sources: Sequence[torch.Tensor] = (), text_sources: Sequence[torch.Tensor] = (),
+                         source_weights=(), source_temperatures=(), soft_weight=0.0, offset=0,
                          block_rows: Optional[int] = None) -> torch.Tensor:
     """Blockwise sigmoid loss (module doc), never holding the M x N logits.
 
     Args:
-        anchors: A (M, d), fp32 / bf16 / fp16 (computed in fp32; gradients returned in A's dtype).
-        candidates: C (N, d), same dtype; the positive of anchor i is candidate ``offset + i``.
-        scale: one-element logit_scale (already exponentiated); bias: one-element logit_bias or None.
-        anchor_sources, candidate_sources: K soft-target sources for the anchors (M, d_k) and the candidates
-            (N, d_k), any row scale (cosine similarity is used), detached. Empty: hard targets.
-        weights, temps, beta: w_k, tau_k, soft_weight as in SmoothCLAP.
+        audio_features: the anchors A (M, d): this rank's audio rows (all B in one process), fp32 / bf16 / fp16
+            (computed in fp32; gradients returned in A's dtype).
+        text_features: the candidates C (N, d), all caption rows, same dtype; the positive of anchor i is
+            candidate ``offset + i``.
+        logit_scale: s, one-element tensor (already exponentiated); logit_bias: b, one-element tensor or None.
+        audio_sources, text_sources: K soft-target sources of the anchors (M, d_k) and of the candidates
+            (N, d_k), any row norm (cosine similarity is used), detached. Empty: hard targets.
+        source_weights, source_temperatures, soft_weight: w_k, tau_k and beta as in SmoothCLAP.
         block_rows: anchor rows per block (default ~1M logits per temporary).
     Returns:
         0-d fp32 loss (nats), the sum over pairs divided by M.
     """
-    block = int(block_rows) if block_rows else default_block_rows(candidates.shape[0])
-    if beta == 0.0 or not anchor_sources:
-        anchor_sources, candidate_sources, weights, temps, beta = (), (), (), (), 0.0
-    ua = [unit_rows(u) for u in anchor_sources]
-    uc = [unit_rows(u) for u in candidate_sources]
-    return _ChunkedSigmoid.apply(anchors, candidates, scale, bias, float(beta), tuple(weights), tuple(temps),
+    a, c, scale, bias = audio_features, text_features, logit_scale, logit_bias  # the math's names (module doc)
+    weights, temps, beta = source_weights, source_temperatures, soft_weight
+    block = int(block_rows) if block_rows else default_block_rows(c.shape[0])
+    if beta == 0.0 or not audio_sources:
+        audio_sources, text_sources, weights, temps, beta = (), (), (), (), 0.0
+    ua = [unit_rows(u) for u in audio_sources]
+    uc = [unit_rows(u) for u in text_sources]
+    return _ChunkedSigmoid.apply(a, c, scale, bias, float(beta), tuple(weights), tuple(temps),
                                  int(offset), block, len(ua), *ua, *uc)

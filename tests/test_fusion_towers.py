@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fastclap.config import AudioTowerConfig, FastClapConfig, from_dict, validate
-from fastclap.model.batch_towers import FunctionalsEncoder, FusionEncoder, GE2ETower
+from fastclap.model.fusion_towers import FunctionalsEncoder, FusionEncoder, GE2ETower
 from fastclap.model.ge2e import normalize_volume
 
 pytest.importorskip("resemblyzer")  # the pretrained weights
@@ -127,7 +127,7 @@ def test_cached_ge2e_input_equals_the_tower_on_waveforms(monkeypatch):
     pytest.importorskip("opensmile")
     from data_helpers import prepared_sample
     from fastclap.data import ClapDataset, collate_clap
-    from fastclap.engine import ge2e_cache
+    from fastclap.model import ge2e_cache
     from fastclap.engine.data import ge2e_windows
 
     prep = prepared_sample()[0]

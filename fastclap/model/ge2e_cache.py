@@ -17,9 +17,8 @@ from typing import Any, Tuple
 import numpy as np
 import torch
 
-from ..model.ge2e import GE2EEncoder, resemblyzer_weights_path
-from ..serialization import write_atomic
-from .checkpoint_files import sha256
+from ..serialization import sha256, write_atomic
+from .ge2e import GE2EEncoder, resemblyzer_weights_path
 
 
 @torch.no_grad()
@@ -31,7 +30,7 @@ def ge2e_partials(prepared: Any, weights: str | None = None, batch_windows: int 
     resemblyzer wheel; :class:`fastclap.serialization.WriteError` (naming the cache file, the bytes and the free
     space) when the cache cannot be written - no partial file is left.
     """
-    from ..model.ge2e import HOP, normalize_volume, partial_slices
+    from .ge2e import HOP, normalize_volume, partial_slices
 
     path = weights or resemblyzer_weights_path()
     cache = os.path.join(str(prepared.out_dir), f"ge2e_partials.{sha256(path)[:16]}.npz")
