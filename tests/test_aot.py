@@ -45,7 +45,7 @@ def test_quick_matrix_compiles_without_16bit_spills(tmp_path):
     for arch in ("sm_90a", "sm_80"):
         for dtype in ("fp32", "fp32-tf32", "bf16", "fp16"):
             for k in (0, 2):
-                for kernel in ("smooth_clap_fwd_kernel", "smooth_clap_grad_kernel"):
+                for kernel in ("smooth_clap_fwd_kernel", "smooth_clap_bwd_kernel"):
                     assert (arch, kernel, dtype, k) in seen
         assert any(r["arch"] == arch and r["kernel"] == "source_lse_kernel" for r in rows)
     for r in rows:
@@ -79,30 +79,26 @@ def test_refuses_to_run_under_the_interpreter():
 
 
 def test_captured_launches_carry_the_jit_specialisation():
-    """B = 65536: B, d and every chunk offset divisible by 16 are specialised (a 3-stage cp.async pipeline
-    follows from it); one backward launch per chunk. B = 65537: B is not, and the last, shorter chunk is
-    its own specialisation."""
+    """B = 65536: B, d and the counted ranges' ends, all divisible by 16, are specialised (a 3-stage cp.async
+    pipeline follows from it); the backward kernel is launched twice (dX over row blocks, dY over column
+    blocks). B = 65537: B is not divisible by 16, and no launch specialises it."""
     code = (
-        "import json, torch, benchmarks.aot as a\n"
-        "from fastclap.losses.triton_config import launch_config\n"
+        "import json, benchmarks.aot as a\n"
         "out = {}\n"
         "for b in (65536, 65537):\n"
-        "    cfg = launch_config(b, 768, a.SOURCE_DIMS[:2], a.SOURCE_TEMPS[:2], torch.bfloat16, device_type='cpu',\n"
-        "                        schedule='sm90')\n"
-        "    out[b] = dict(chunks=-(-b // cfg.chunk_rows), specs=[dict(kernel=s['kernel'], ints=s['specialised_ints'],\n"
-        "                  launches=s['launches']) for s in a.variants(768, 'bf16', 2, 'sm90', batch=b)])\n"
+        "    out[b] = [dict(kernel=s['kernel'], ints=s['specialised_ints'], launches=s['launches'])\n"
+        "              for s in a.variants(768, 'bf16', 2, 'sm90', batch=b)]\n"
         "print(json.dumps(out))\n"
     )
     out = json.loads(_run_code(code))
-    even = {s["kernel"]: s for s in out["65536"]["specs"]}
-    assert set(even) == {"source_lse_kernel", "smooth_clap_fwd_kernel", "smooth_clap_grad_kernel"}
+    even = {s["kernel"]: s for s in out["65536"]}
+    assert set(even) == {"source_lse_kernel", "smooth_clap_fwd_kernel", "smooth_clap_bwd_kernel"}
     assert {"n_rows", "dim", "rows_per_group", "cols_per_group"} <= set(even["smooth_clap_fwd_kernel"]["ints"])
-    assert {"n_rows", "r0", "n_block_rows", "n_block_cols"} <= set(even["smooth_clap_grad_kernel"]["ints"])
+    assert {"n_rows", "dim", "a_hi", "b_hi"} <= set(even["smooth_clap_bwd_kernel"]["ints"])
     assert "dk0" not in even["smooth_clap_fwd_kernel"]["ints"]   # d_0 = 88 is not a multiple of 16
-    assert even["smooth_clap_grad_kernel"]["launches"] == out["65536"]["chunks"] > 1
-    odd = [s for s in out["65537"]["specs"] if s["kernel"] == "smooth_clap_grad_kernel"]
-    assert len(odd) >= 2 and all("n_rows" not in s["ints"] for s in out["65537"]["specs"])
-    assert sum(s["launches"] for s in odd) == out["65537"]["chunks"]
+    assert sum(s["launches"] for s in out["65536"] if s["kernel"] == "smooth_clap_bwd_kernel") == 2
+    assert all("n_rows" not in s["ints"] for s in out["65537"])
+    assert sum(s["launches"] for s in out["65537"] if s["kernel"] == "smooth_clap_bwd_kernel") == 2
 
 
 def _ins(addr, op, target=None):

@@ -116,7 +116,8 @@ def check_unchanged(old: Dict[str, Any], new: Dict[str, Any], tag: str, allow: b
     refused = [(k, a, b, not_applicable(k)) for k, a, b in diff if not_applicable(k)]
     if refused and allow:
         raise ConfigChangedError(
-            f"--resume: --allow-config-change cannot apply changes of {", ".join(k for k, *_ in refused)} to checkpoint {tag}: "
+            f"--resume: --allow-config-change cannot apply changes of {_names([r[:3] for r in refused])} to "
+            f"checkpoint {tag}: "
             "resume with the old values, or start a new run\n"
             + "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)} ({why})" for k, a, b, why in refused))
     if diff and not allow:
