@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
 
-from benchmarks.providers import KINDS, MODES, PROVIDERS, estimated_peak_bytes, skip_reason
+from benchmarks.providers import DTYPE_NAMES, KINDS, MODES, PROVIDERS, estimated_peak_bytes, skip_reason
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
@@ -212,7 +212,7 @@ def build_parser(prog: str = "python -m benchmarks.sweep") -> argparse.ArgumentP
     parser.add_argument("--modes", nargs="*", choices=MODES, help="keep only these modes (default: the preset's)")
     parser.add_argument("--batches", nargs="*", type=int, help="replace the preset's batch sizes")
     parser.add_argument("--dims", nargs="*", type=int, help="replace the preset's feature sizes")
-    parser.add_argument("--dtypes", nargs="*", choices=["fp32", "bf16"], help="replace the preset's dtypes")
+    parser.add_argument("--dtypes", nargs="*", choices=DTYPE_NAMES, help="replace the preset's dtypes")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default: 5 quick/gpu, 3 cpu)")
     parser.add_argument("--time-budget-s", type=float, default=None,
                         help="stop repeating a configuration once this is spent, >= 1 repeat (default: 10 quick and "
