@@ -33,8 +33,9 @@ def _axes_content(png_path, monkeypatch):
     orig = matplotlib.figure.Figure.savefig
 
     def capture(self, fname, *a, **kw):
-        seen.append([(len(ax.patches), len(ax.lines), [t.get_text() for t in ax.get_xticklabels()])
-                     for ax in self.axes])
+        seen.append([(len(ax.patches), len(ax.lines), [t.get_text() for t in ax.get_xticklabels()],
+                      [t.get_text() for t in ax.texts]) for ax in self.axes]
+                    + [[t.get_text() for t in self.texts if t.get_text().startswith("not measured")]])
         return orig(self, fname, *a, **kw)
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capture)
     return seen
@@ -51,9 +52,12 @@ def test_single_batch_rows_give_a_bar_chart(tmp_path, monkeypatch):
     assert [p.name for p in written] == ["quick_forward_backward_d32_fp32.png"]
     assert written[0].read_bytes()[:4] == b"\x89PNG"
     (panels,) = seen
-    for n_bars, n_lines, labels in panels:  # time and memory: one bar per finished series, no lines
-        assert n_bars == 2 and n_lines == 0
-        assert labels == ["chunked smooth2\nB=256", "reference smooth2\nB=256"]
+    *panels, figure_texts = panels
+    for n_bars, n_lines, labels, texts in panels:  # one bar per finished series, one empty slot per other row
+        assert n_bars == 4 and n_lines == 0
+        assert labels == ["chunked smooth2\nB=256", "reference smooth2\nB=256", "triton smooth2\nB=256",
+                          "reference smooth2\nB=65536"]
+        assert [t for t in texts if "skipped" in t or "oom" in t] == ["skipped", "oom\n(needs 64.0 GiB)"]
 
 
 def test_two_batch_sizes_give_lines(tmp_path, monkeypatch):
@@ -62,8 +66,24 @@ def test_two_batch_sizes_give_lines(tmp_path, monkeypatch):
     seen = _axes_content(data, monkeypatch)
     assert len(plot_file(data)) == 1 and (tmp_path / "r_forward_backward_d32_fp32.png").is_file()
     (panels,) = seen
-    for n_bars, n_lines, _ in panels:  # the single-size series is a marker-only line
+    *panels, figure_texts = panels
+    for n_bars, n_lines, _, _ in panels:  # the single-size series is a marker-only line
         assert n_bars == 0 and n_lines == 2
+    assert figure_texts == []  # every row finished: no note
+
+
+def test_line_chart_names_the_rows_it_could_not_draw(tmp_path, monkeypatch):
+    rows = [_row("chunked", "hard", 256), _row("chunked", "hard", 512),
+            _row("reference", "hard", 512, status="oom", needed_bytes=3 * 2**30),
+            _row("reference", "hard", 1024, status="oom", needed_bytes=12 * 2**30),
+            _row("triton", "hard", 256, status="skipped", reason="CUDA only"),
+            _row("triton", "hard", 512, status="skipped", reason="CUDA only")]
+    data = _write(tmp_path / "r.jsonl", rows)
+    seen = _axes_content(data, monkeypatch)
+    plot_file(data)
+    (panels,) = seen
+    assert panels[-1] == ["not measured: reference hard B=512, 1024: oom (needs 12.0 GiB); "
+                          "triton hard B=256, 512: skipped"]
 
 
 def test_nothing_finished_is_an_error_not_a_silent_exit(tmp_path, capsys):

@@ -16,6 +16,8 @@ from .metrics import classification_metrics, retrieval_metrics, zero_shot_predic
 from .ordinal import ordinal_retrieval
 from .prompts import DEFAULT_TEMPLATES, ClassPrompts, map_label
 from .report import now_utc, versions
+from fastclap.paths import portable_path
+
 from .run_files import NORM_CHOICES, run_dir_of, run_norm_stats, run_prepared_dir, with_run_norm  # noqa: F401
 
 log = logging.getLogger("fastclap.evaluate")
@@ -201,7 +203,7 @@ def _note_synonyms(classes: Sequence[str]) -> None:
 def full_report(result: Dict[str, Any], checkpoint: str, name: str, norm: str) -> Dict[str, Any]:
     """Add provenance to an :func:`evaluate_model` result: checkpoint, dataset name, normalisation, versions,
     date (UTC)."""
-    report = {"checkpoint": os.path.abspath(checkpoint), "date": now_utc(), "versions": versions()}
+    report = {"checkpoint": portable_path(os.path.abspath(checkpoint)), "date": now_utc(), "versions": versions()}
     report.update(result)
     report["dataset"] = dict(result["dataset"], name=name, normalisation=norm)
     return report
