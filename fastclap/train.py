@@ -62,6 +62,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="override a config key (dotted path, JSON value or a plain string), repeatable, e.g. "
                         "--set zero_optimization.stage=3 (default: none)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config, load every pretrained weight it needs (GE2E encoder, text tower), build "
+                        "the model, say whether the corpora are there, and stop: no data is read, nothing trained "
+                        "(default: train)")
     p.add_argument("--verbose", action="store_true",
                    help="show DeepSpeed's and transformers' INFO logging and progress bars (default: warnings "
                         "only)")
@@ -82,9 +86,9 @@ def main(argv: Optional[List[str]] = None, prog: str = PROG) -> Dict[str, Any]:
     OSError); :func:`cli` turns them into ``error: ...`` and exit status 2. torch, DeepSpeed and the model load
     after the command line is parsed (:mod:`fastclap.trainer`), so ``--help`` answers at once."""
     args = parse_args(argv, prog)
-    from fastclap.trainer import run
+    from fastclap.trainer import dry_run, run
 
-    return run(args)
+    return dry_run(args) if args.dry_run else run(args)
 
 
 def cli(argv: Optional[List[str]] = None, prog: str = PROG) -> int:

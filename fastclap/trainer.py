@@ -108,6 +108,32 @@ def evaluate(engine, dataset, collate, cfg, loss_fn) -> Dict[str, float]:
 
 
 
+def dry_run(args: argparse.Namespace) -> Dict[str, Any]:
+    """``--dry-run``: what a run of this config needs, without data or training. Checks the config (DeepSpeed
+    section for one process on this machine), loads the GE2E encoder's weights when the audio input or tower
+    uses them (FileNotFoundError naming the install line without the resemblyzer wheel), builds the model (the
+    text tower's weights included), prints one line per finding. Returns {"parameters", "ge2e_weights",
+    "corpora": {root: found}}."""
+    quiet_libraries(args.verbose)
+    ds_cfg, cfg = load_config(args.config, args.overrides)
+    check_deepspeed_section(ds_cfg, on_cuda=torch.cuda.is_available(), world_size=1)
+    audio = cfg.model.audio
+    ge2e = None
+    if cfg.data.input == "ge2e" or audio.kind == "ge2e" or "ge2e" in (getattr(audio, "fusion", None) or ()):
+        from fastclap.model.ge2e import GE2EEncoder, resemblyzer_weights_path
+
+        ge2e = resolve_path(audio.path) if audio.kind != "hf" and audio.path else resemblyzer_weights_path()
+        GE2EEncoder(ge2e)  # loads the weights: a missing or unreadable file fails here, naming it
+    model = CLAPModel(cfg.model)
+    n_params = sum(p.numel() for p in model.parameters())
+    corpora = {c.root: os.path.isdir(resolve_path(c.root)) for c in cfg.data.corpora if c.root}
+    print(f"fastclap: dry run of {args.config}: model built, {n_params} parameters (audio tower {audio.kind}, text "
+          f"tower {cfg.model.text.path}); GE2E weights: {ge2e or 'not needed'}", flush=True)
+    for root, found in corpora.items():
+        print(f"fastclap: corpus root {root}: {'found' if found else 'missing (needed to train)'}", flush=True)
+    return {"parameters": n_params, "ge2e_weights": ge2e, "corpora": corpora}
+
+
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Train with the parsed command line of fastclap/train.py; returns the summary (run_dir, steps, wall_s,
     history, last_eval). User errors raise (ValueError, OSError)."""
