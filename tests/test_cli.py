@@ -263,3 +263,15 @@ def test_closed_output_pipe_ends_quietly():
             "sys.exit(run_cli(main, []))")
     proc = _run("-c", code)
     assert proc.returncode == 141 and proc.stderr == "", proc.stderr
+
+
+def test_lazy_packages_load_nothing_heavy_and_resolve_every_name():
+    # fastclap.data and fastclap.evaluation name their API lazily (the parsers import light modules of them)
+    code = ("import sys, fastclap.data as d, fastclap.evaluation as e\n"
+            "assert 'torch' not in sys.modules, 'torch loaded by the package imports'\n"
+            "missing = [n for m in (d, e) for n in m.__all__ if getattr(m, n, None) is None]\n"
+            "assert not missing, missing\n"
+            "assert callable(d.prepare) and d.prepare.__module__ == 'fastclap.data.prepare'\n"
+            "print('OK', sorted(set(d.__all__) - set(dir(d))), sorted(set(e.__all__) - set(dir(e))))")
+    out = _run("-c", code)
+    assert out.returncode == 0 and "OK [] []" in out.stdout, out.stdout[-500:] + out.stderr[-2000:]

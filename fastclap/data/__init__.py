@@ -23,12 +23,12 @@ Contract for the trainer
 Cross-corpus label map (:data:`LABEL_MAP`): anger/angry -> anger, happiness/happy -> happiness, sadness/sad ->
 sadness, neutral -> neutral. Captions use each corpus' own word; ``shared_label`` gives the shared class.
 """
-from typing import Any
+from fastclap.lazy import lazy_attributes
 
 from .prepare import prepare  # eager: the name would otherwise be the submodule fastclap.data.prepare (numpy only)
 
-# PEP 562: every name below loads its module on first access, so that ``import fastclap.data.<module>`` of a light
-# module (the command-line parsers use them) does not pull torch in.
+# Every name below loads its module on first access (fastclap.lazy), so that importing a light module of this
+# package (the command-line parsers do) does not pull torch in.
 _LAZY = {
     "TARGET_SR": "audio",
     "BadAudioError": "audio",
@@ -70,15 +70,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

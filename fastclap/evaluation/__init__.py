@@ -2,10 +2,10 @@
 confusion matrix, audio<->text retrieval recall@k, JSON / Markdown / PNG reports. The command line is
 ``python -m fastclap.evaluate``; the engine-free parts (metrics, prompts, reports) need only torch, numpy,
 scikit-learn and matplotlib."""
-from typing import Any
+from fastclap.lazy import lazy_attributes
 
-# PEP 562: every name below loads its module on first access, so that ``import fastclap.evaluation.<module>`` of a light
-# module (the command-line parsers use them) does not pull torch in.
+# Every name below loads its module on first access (fastclap.lazy), so that importing a light module of this
+# package (the command-line parsers do) does not pull torch in.
 _LAZY = {
     "classification_metrics": "metrics",
     "recall_at_k": "metrics",
@@ -26,15 +26,4 @@ __all__ = ["classification_metrics", "recall_at_k", "retrieval_metrics", "zero_s
            "write_json"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
