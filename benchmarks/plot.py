@@ -71,10 +71,11 @@ def plot_file(path: pathlib.Path, out_dir: Optional[pathlib.Path] = None) -> Lis
         fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.5))
         unfinished = [r for r in group if r["status"] != "ok"]
         if max(len({r["batch"] for r in rs}) for rs in ok.values()) >= 2:
-            _draw_lines(ax_t, ax_m, ok, series)
+            not_drawn = _draw_lines(ax_t, ax_m, ok, series)
             notes = omitted_rows(unfinished)
-            if notes:  # every row that is not a point of a line is named under the figure
-                fig.text(0.01, 0.01, "not measured: " + "; ".join(notes), fontsize=7, wrap=True)
+            text = "; ".join((["not measured: " + "; ".join(notes)] if notes else []) + not_drawn)
+            if text:  # every row that is not a point of a line is named under the figure
+                fig.text(0.01, 0.01, text, fontsize=7, wrap=True)
         else:
             _draw_bars(ax_t, ax_m, ok, unfinished)
         fig.suptitle(f"{mode}, d={dim}, {dtype} - {group[0].get('device_name', '')}")
@@ -101,20 +102,36 @@ def _pyplot():
     return plt
 
 
-def _draw_lines(ax_t, ax_m, ok: Dict[tuple, List[Dict[str, Any]]], series: Dict[tuple, List[Dict[str, Any]]]) -> None:
-    """Time and memory vs B, log-log, one line (or marker) per (provider, kind); oom needs as hollow markers."""
+def _draw_lines(ax_t, ax_m, ok: Dict[tuple, List[Dict[str, Any]]],
+                series: Dict[tuple, List[Dict[str, Any]]]) -> List[str]:
+    """Time and memory vs B, log-log, one line (or marker) per (provider, kind); oom needs as hollow markers.
+    A value that is not positive (a peak below the memory measurement's resolution) has no place on a log
+    axis: it is left out of its panel and returned as a note."""
+    notes = []
     for (provider, kind), rs in ok.items():
         label = f"{provider} {kind}"
-        (line,) = ax_t.plot([r["batch"] for r in rs], [r["time_ms"] for r in rs], marker="o", label=label)
-        ax_m.plot([r["batch"] for r in rs], [r["peak_bytes"] / MiB for r in rs], marker="o",
-                  color=line.get_color(), label=label)
+        color = None
+        for ax, key, scale, unit in ((ax_t, "time_ms", 1.0, "ms"), (ax_m, "peak_bytes", 1 / MiB, "MiB")):
+            drawn = [r for r in rs if (r.get(key) or 0) > 0]
+            notes += [f"{label} B={r['batch']}: {key} {r.get(key)} (not drawn on a log axis)"
+                      for r in rs if r not in drawn]
+            if drawn:
+                (line,) = ax.plot([r["batch"] for r in drawn], [r[key] * scale for r in drawn], marker="o",
+                                  color=color, label=label)
+                color = line.get_color()
         oom = [r for r in series[(provider, kind)] if r["status"] == "oom" and r.get("needed_bytes")]
         if oom:
             ax_m.scatter([r["batch"] for r in oom], [r["needed_bytes"] / MiB for r in oom], marker="o",
-                         facecolors="none", edgecolors=line.get_color(), label=f"{label} (oom, needed)")
+                         facecolors="none", edgecolors=color, label=f"{label} (oom, needed)")
     for ax, ylabel in ((ax_t, "time (ms, median)"), (ax_m, "peak loss memory (MiB)")):
-        log_axes(ax, "batch size B", ylabel)
-    ax_m.legend(fontsize=7)
+        if ax.has_data():  # a log axis without a positive value would only warn
+            log_axes(ax, "batch size B", ylabel)
+        else:
+            ax.set_xlabel("batch size B")
+            ax.set_ylabel(ylabel)
+    if ax_m.has_data():
+        ax_m.legend(fontsize=7)
+    return notes
 
 
 def log_axes(ax, xlabel: str, ylabel: str) -> None:

@@ -35,7 +35,7 @@ def _axes_content(png_path, monkeypatch):
     def capture(self, fname, *a, **kw):
         seen.append([(len(ax.patches), len(ax.lines), [t.get_text() for t in ax.get_xticklabels()],
                       [t.get_text() for t in ax.texts]) for ax in self.axes]
-                    + [[t.get_text() for t in self.texts if t.get_text().startswith("not measured")]])
+                    + [[t.get_text() for t in self.texts if t.get_text() != self._suptitle.get_text()]])
         return orig(self, fname, *a, **kw)
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capture)
     return seen
@@ -117,3 +117,21 @@ def test_plot_command_line_exit_status(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "benchmarks.plot", str(bad)], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nothing to plot" in proc.stderr
+
+
+def test_zero_peak_is_named_not_drawn_on_a_log_axis(tmp_path, monkeypatch):
+    # a peak below the memory measurement's resolution is recorded as 0 (tiny shapes): a log axis cannot show
+    # it, and matplotlib would warn "Data has no positive values" for a panel without any positive value
+    import warnings
+
+    rows = [_row("chunked", "hard", 48, peak_bytes=0), _row("chunked", "hard", 64, peak_bytes=0)]
+    data = _write(tmp_path / "r.jsonl", rows)
+    seen = _axes_content(data, monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_file(data)
+    (panels,) = seen
+    (time_panel, memory_panel, notes) = panels
+    assert time_panel[1] == 1 and memory_panel[1] == 0  # the time line drawn, no memory line
+    assert notes == ["chunked hard B=48: peak_bytes 0 (not drawn on a log axis); "
+                     "chunked hard B=64: peak_bytes 0 (not drawn on a log axis)"]
