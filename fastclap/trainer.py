@@ -9,7 +9,7 @@ import argparse
 import os
 import itertools
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict
 
 import numpy as np
 import torch
