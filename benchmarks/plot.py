@@ -5,9 +5,10 @@
 One figure per (mode, d, dtype) found in the data, two panels (time in ms, peak loss memory in MiB), one
 series per (provider, loss kind). When some series has two or more finished batch sizes the panels are log-log
 lines vs B (a series with one finished size is a single marker); when every series has a single batch size
-(e.g. the quick preset) they are bar charts, one bar per series, labelled with its B. Rows that did not finish
-are left out; "oom" rows with a needed-bytes figure are drawn as hollow markers on the memory panel of a line
-chart. A group without any finished row is reported on stderr; a file with nothing to draw is an error
+(e.g. the quick preset) they are bar charts, one bar per series, labelled with its B. No row is dropped
+silently: in a bar chart each row that did not finish (oom, skipped, timeout, error) has an empty hatched slot
+labelled with its status (and the memory an oom row needed); under a line chart a note names them, and "oom"
+rows with a needed-bytes figure are also drawn as hollow markers on the memory panel. A group without any finished row is reported on stderr; a file with nothing to draw is an error
 (``error: ...``, exit status 2), never a silent no-op.
 """
 from __future__ import annotations
@@ -65,6 +66,7 @@ def plot_file(path: pathlib.Path, out_dir: Optional[pathlib.Path] = None) -> Lis
         if missing:
             raise ValueError(f"{path}: row {i} lacks {missing}; is it a benchmarks.sweep results file?")
         groups[(row["mode"], row["dim"], row["dtype"])].append(row)
+    plt = _pyplot()
     written = []
     for (mode, dim, dtype), group in sorted(groups.items()):
         series: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
@@ -79,12 +81,17 @@ def plot_file(path: pathlib.Path, out_dir: Optional[pathlib.Path] = None) -> Lis
                   f"({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})", file=sys.stderr)
             continue
         fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.5))
+        unfinished = [r for r in group if r["status"] != "ok"]
         if max(len({r["batch"] for r in rs}) for rs in ok.values()) >= 2:
-            _draw_lines(ax_t, ax_m, ok, series)
+            not_drawn = _draw_lines(ax_t, ax_m, ok, series)
+            notes = omitted_rows(unfinished)
+            text = "; ".join((["not measured: " + "; ".join(notes)] if notes else []) + not_drawn)
+            if text:  # every row that is not a point of a line is named under the figure
+                fig.text(0.01, 0.01, text, fontsize=7, wrap=True)
         else:
-            _draw_bars(ax_t, ax_m, ok)
+            _draw_bars(ax_t, ax_m, ok, unfinished)
         fig.suptitle(f"{mode}, d={dim}, {dtype} - {group[0].get('device_name', '')}")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / f"{path.stem}_{mode.replace('+', '_')}_d{dim}_{dtype}.png"
         fig.savefig(out, dpi=90)
@@ -97,20 +104,46 @@ def plot_file(path: pathlib.Path, out_dir: Optional[pathlib.Path] = None) -> Lis
     return written
 
 
-def _draw_lines(ax_t, ax_m, ok: Dict[tuple, List[Dict[str, Any]]], series: Dict[tuple, List[Dict[str, Any]]]) -> None:
-    """Time and memory vs B, log-log, one line (or marker) per (provider, kind); oom needs as hollow markers."""
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use (the command's --help stays light)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _draw_lines(ax_t, ax_m, ok: Dict[tuple, List[Dict[str, Any]]],
+                series: Dict[tuple, List[Dict[str, Any]]]) -> List[str]:
+    """Time and memory vs B, log-log, one line (or marker) per (provider, kind); oom needs as hollow markers.
+    A value that is not positive (a peak below the memory measurement's resolution) has no place on a log
+    axis: it is left out of its panel and returned as a note."""
+    notes = []
     for (provider, kind), rs in ok.items():
         label = f"{provider} {kind}"
-        (line,) = ax_t.plot([r["batch"] for r in rs], [r["time_ms"] for r in rs], marker="o", label=label)
-        ax_m.plot([r["batch"] for r in rs], [r["peak_bytes"] / MiB for r in rs], marker="o",
-                  color=line.get_color(), label=label)
+        color = None
+        for ax, key, scale, unit in ((ax_t, "time_ms", 1.0, "ms"), (ax_m, "peak_bytes", 1 / MiB, "MiB")):
+            drawn = [r for r in rs if (r.get(key) or 0) > 0]
+            notes += [f"{label} B={r['batch']}: {key} {r.get(key)} (not drawn on a log axis)"
+                      for r in rs if r not in drawn]
+            if drawn:
+                (line,) = ax.plot([r["batch"] for r in drawn], [r[key] * scale for r in drawn], marker="o",
+                                  color=color, label=label)
+                color = line.get_color()
         oom = [r for r in series[(provider, kind)] if r["status"] == "oom" and r.get("needed_bytes")]
         if oom:
             ax_m.scatter([r["batch"] for r in oom], [r["needed_bytes"] / MiB for r in oom], marker="o",
-                         facecolors="none", edgecolors=line.get_color(), label=f"{label} (oom, needed)")
+                         facecolors="none", edgecolors=color, label=f"{label} (oom, needed)")
     for ax, ylabel in ((ax_t, "time (ms, median)"), (ax_m, "peak loss memory (MiB)")):
-        log_axes(ax, "batch size B", ylabel)
-    ax_m.legend(fontsize=7)
+        if ax.has_data():  # a log axis without a positive value would only warn
+            log_axes(ax, "batch size B", ylabel)
+        else:
+            ax.set_xlabel("batch size B")
+            ax.set_ylabel(ylabel)
+    if ax_m.has_data():
+        ax_m.legend(fontsize=7)
+    return notes
 
 
 def log_axes(ax, xlabel: str, ylabel: str) -> None:
@@ -122,15 +155,38 @@ def log_axes(ax, xlabel: str, ylabel: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
-def _draw_bars(ax_t, ax_m, ok: Dict[tuple, List[Dict[str, Any]]]) -> None:
-    """One bar per (provider, kind) at its single batch size: time and memory."""
+def omitted_rows(rows: List[Dict[str, Any]]) -> List[str]:
+    """One note per (provider, kind, status) of rows that did not finish: ``reference smooth2 B=65536: oom
+    (needs 64.0 GiB)``, ``triton smooth2 B=256: skipped``; the order of the rows is kept."""
+    grouped: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        grouped[(r["provider"], r["kind"], r["status"])].append(r)
+    notes = []
+    for (provider, kind, status), rs in grouped.items():
+        batches = ", ".join(str(b) for b in sorted({r["batch"] for r in rs}))
+        needed = [r["needed_bytes"] for r in rs if r.get("needed_bytes")]
+        extra = f" (needs {max(needed) / 2**30:.1f} GiB)" if status == "oom" and needed else ""
+        notes.append(f"{provider} {kind} B={batches}: {status}{extra}")
+    return notes
+
+
+def _draw_bars(ax_t, ax_m, ok: Dict[tuple, List[Dict[str, Any]]], unfinished: List[Dict[str, Any]]) -> None:
+    """One bar per (provider, kind) at its single batch size: time and memory. Each row that did not finish
+    (oom, skipped, timeout, error) gets its own empty, hatched slot labelled with its status, never a silent gap."""
     labels = [f"{provider} {kind}\nB={rs[0]['batch']}" for (provider, kind), rs in ok.items()]
-    x = range(len(labels))
+    labels += [f"{r['provider']} {r['kind']}\nB={r['batch']}" for r in unfinished]
+    notes = [note.split(": ", 1)[1] for r in unfinished for note in omitted_rows([r])]
+    x = list(range(len(labels)))
+    n_ok = len(ok)
     for ax, values, ylabel in ((ax_t, [rs[0]["time_ms"] for rs in ok.values()], "time (ms, median)"),
                                (ax_m, [rs[0]["peak_bytes"] / MiB for rs in ok.values()], "peak loss memory (MiB)")):
-        bars = ax.bar(x, values, color=[f"C{i}" for i in x])
+        bars = ax.bar(x[:n_ok], values, color=[f"C{i}" for i in x[:n_ok]])
         ax.bar_label(bars, fmt="%.4g", fontsize=7)
-        ax.set_xticks(list(x), labels, fontsize=7)
+        top = max(values)
+        for i, note in zip(x[n_ok:], notes):  # an empty hatched slot with the reason written in it
+            ax.bar([i], [top], color="none", edgecolor="0.6", hatch="//")
+            ax.text(i, top / 2, note.replace(" (", "\n("), ha="center", va="center", fontsize=7, rotation=90)
+        ax.set_xticks(x, labels, fontsize=7)
         ax.set_ylabel(ylabel)
         ax.grid(True, axis="y", alpha=0.3)
 
@@ -140,14 +196,18 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m benchmarks.plo
     return run_cli(lambda a: _main(a, prog), argv)
 
 
-def _main(argv: List[str], prog: str) -> int:
+def build_parser(prog: str = "python -m benchmarks.plot") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Plot time and memory vs B from sweep results",
                                      formatter_class=HelpFormatter)
     parser.add_argument("results", nargs="+", type=pathlib.Path, help="results .jsonl files of benchmarks.sweep")
     parser.add_argument("--out-dir", type=pathlib.Path, default=None,
                         help="where the PNGs go (default: beside each results file)")
     add_debug_flag(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _main(argv: List[str], prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
     for path in args.results:
         for out in plot_file(path, args.out_dir):
             print(out)

@@ -22,12 +22,10 @@ import pathlib
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
-import torch
-
 PROVIDERS = ("reference", "chunked", "triton", "open_clip", "inf_cl")
 MODES = ("forward", "backward", "forward+backward")
 KINDS = ("hard", "smooth2")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPE_NAMES = ("fp32", "bf16")
 
 PARALINGUISTIC_DIM = 88  # eGeMAPSv02 functionals
 SOURCE_WEIGHTS = (0.5, 0.5)
@@ -68,6 +66,8 @@ class LossInputs:
 def make_inputs(batch: int, dim: int, kind: str, dtype: torch.dtype, device: str, seed: int = 0) -> LossInputs:
     """Random L2-normalised (B, d) features in ``dtype`` (leaf tensors requiring grad), a 0-d fp32
     logit_scale requiring grad and, for ``smooth2``, two fp32 sources (B, 88) and (B, d)."""
+    import torch
+
     g = torch.Generator(device="cpu").manual_seed(seed)
 
     def unit(rows: int, cols: int) -> torch.Tensor:
@@ -168,3 +168,11 @@ def estimated_peak_bytes(
     if provider == "open_clip":
         return OPEN_CLIP_BXB_MATRICES[mode] * (2 if dtype == "bf16" else 4) * batch * batch
     return None
+
+
+def __getattr__(name: str):  # PEP 562: DTYPES imports torch on first use, so the sweep's --help stays light
+    if name == "DTYPES":
+        import torch
+
+        return {"fp32": torch.float32, "bf16": torch.bfloat16}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

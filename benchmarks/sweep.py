@@ -1,6 +1,6 @@
 """Sweep the loss providers over modes, batch sizes, feature sizes, dtypes and loss kinds.
 
-    python -m benchmarks.sweep --preset quick --out /tmp/smoke.jsonl     # CI-sized smoke run (~15 s)
+    python -m benchmarks.sweep                                           # the quick preset: a smoke run
     python -m benchmarks.sweep --preset cpu                              # the committed CPU results
     python -m benchmarks.sweep --preset gpu                              # on a CUDA machine
 
@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
 
-from benchmarks.providers import KINDS, MODES, PROVIDERS, estimated_peak_bytes, skip_reason
+from benchmarks.providers import DTYPE_NAMES, KINDS, MODES, PROVIDERS, estimated_peak_bytes, skip_reason
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
@@ -173,8 +173,13 @@ def write_csv(rows: List[Dict[str, Any]], path: pathlib.Path) -> None:
             writer.writerow({k: _csv_value(v) for k, v in row.items()})
 
 
-def default_output(device: str) -> pathlib.Path:
+def default_output(device: str, preset: str = "cpu") -> pathlib.Path:
+    """Where a sweep's rows go without ``--out``: ``benchmarks/results/cpu_<date>.jsonl`` or
+    ``gpu_<device>_<date>.jsonl``; the quick preset, a smoke run, goes to the work folder
+    ``runs/bench/quick_<date>.jsonl`` instead of the committed results."""
     date = datetime.date.today().isoformat()
+    if preset == "quick":
+        return REPO_ROOT / "runs" / "bench" / f"quick_{date}.jsonl"
     if device.startswith("cuda"):
         import torch
 
@@ -194,8 +199,9 @@ def _fmt(row: Dict[str, Any]) -> str:
     return f"{head} {row.get('reason')}"
 
 
-PRESETS_HELP = ("quick: CI-sized smoke run, B = 256, d = 32, every provider and loss kind, plus one dense "
-                "configuration past the memory limit (~15 s); cpu: the committed CPU results, B 1024-32768, "
+PRESETS_HELP = ("quick (the default): smoke run, B = 256, d = 32, every provider and loss kind, plus one dense "
+                "configuration past the memory limit; 2.5 min on 2 cores at load average 11-14 (each measured "
+                "configuration starts a fresh Python process; benchmarks/results/sweep_quick_2026-12-03/); cpu: the committed CPU results, B 1024-32768, "
                 "d = 512 (+768/1024, bf16 at B = 4096), ~30 min on 2 cores; cpu-full: every mode x B 1024-65536 x "
                 "d 512/768/1024 x fp32/bf16 (hours); gpu: CUDA, B 1024-65536, d = 768 bf16 (+512/1024, fp32 "
                 "at 65536); gpu-check: what benchmarks/run_gpu.sh measures, B = 65536, d = 768 bf16, forward+backward, "
@@ -204,7 +210,7 @@ PRESETS_HELP = ("quick: CI-sized smoke run, B = 256, d = 32, every provider and 
 
 def build_parser(prog: str = "python -m benchmarks.sweep") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    parser.add_argument("--preset", default="cpu", choices=["quick", "cpu", "cpu-full", "gpu-check", "gpu"],
+    parser.add_argument("--preset", default="quick", choices=["quick", "cpu", "cpu-full", "gpu-check", "gpu"],
                         help=PRESETS_HELP)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda for the gpu presets, else cpu)")
     parser.add_argument("--providers", nargs="*", choices=PROVIDERS, help="keep only these providers (default: all)")
@@ -212,7 +218,7 @@ def build_parser(prog: str = "python -m benchmarks.sweep") -> argparse.ArgumentP
     parser.add_argument("--modes", nargs="*", choices=MODES, help="keep only these modes (default: the preset's)")
     parser.add_argument("--batches", nargs="*", type=int, help="replace the preset's batch sizes")
     parser.add_argument("--dims", nargs="*", type=int, help="replace the preset's feature sizes")
-    parser.add_argument("--dtypes", nargs="*", choices=["fp32", "bf16"], help="replace the preset's dtypes")
+    parser.add_argument("--dtypes", nargs="*", choices=DTYPE_NAMES, help="replace the preset's dtypes")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default: 5 quick/gpu, 3 cpu)")
     parser.add_argument("--time-budget-s", type=float, default=None,
                         help="stop repeating a configuration once this is spent, >= 1 repeat (default: 10 quick and "
@@ -259,7 +265,7 @@ def _main(argv: List[str], prog: str) -> int:
     repeats = args.repeats or (3 if args.preset in ("cpu", "cpu-full") else 5)
     budget = args.time_budget_s or (10.0 if quick or args.preset == "gpu-check" else 60.0)
     timeout = args.timeout_s or (60.0 if quick else 1800.0)
-    out = args.out or default_output(device)
+    out = args.out or default_output(device, args.preset)
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"{len(configs)} configurations -> {out}", flush=True)
     rows: List[Dict[str, Any]] = []

@@ -25,7 +25,7 @@ from typing import List, Optional
 
 from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
 from fastclap.evaluation.prompts import DEFAULT_TEMPLATES, LABEL_SPACES, parse_label_words
-from fastclap.evaluation.runner import NORM_CHOICES, run_prepared_dir
+from fastclap.evaluation.run_files import NORM_CHOICES, run_prepared_dir
 
 DATASETS = ("emodb", "ravdess", "manifest", "sample")
 
@@ -113,9 +113,13 @@ def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
 def _main(argv: List[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # As quiet as the trainer: no transformers weight-loading bar (the embedding bar stays unless --no-progress),
+    # and DeepSpeed - imported only for the allow-list of safe loading - told the accelerator instead of logging
+    # its detection: the model is evaluated on the CPU.
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
     from fastclap.engine.console import quiet_libraries
 
-    quiet_libraries(verbose=False, progress_bars=not args.no_progress)  # no weight-loading bar with --no-progress
+    quiet_libraries(verbose=False)
     from fastclap.evaluation.report import markdown_summary, plot_confusion, write_json
     from fastclap.evaluation.runner import (check_checkpoint, evaluate_model, full_report, load_model, run_dir_of,
                                             with_run_norm)

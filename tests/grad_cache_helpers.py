@@ -17,7 +17,7 @@ from fastclap.engine.setup import build_engine
 from fastclap.data.synthetic import SyntheticClapDataset
 from fastclap.model import CLAPModel
 from fastclap.model.export import full_fp32_state_dict
-from fastclap.train import build_loss, loss_inputs
+from fastclap.trainer import build_loss, loss_inputs
 from test_train_helpers import tiny_config
 
 LR = 0.5

@@ -76,6 +76,38 @@ def test_subcommand_help_names_the_command(command, capsys):
     assert "--debug" in text
 
 
+HELP_PROBE = r"""
+import contextlib, io, sys
+from fastclap.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as text:
+    try:
+        main(sys.argv[1:])
+    except SystemExit as exc:
+        assert exc.code == 0, exc.code
+assert text.getvalue().startswith("usage: "), text.getvalue()[:300]
+print("LOADED", [m for m in ("torch", "deepspeed", "transformers", "triton", "opensmile", "matplotlib")
+                 if m in sys.modules])
+"""
+
+
+@pytest.mark.parametrize("command", [["train"], ["prepare"], ["evaluate"], ["experiment"], ["bench"],
+                                     ["bench", "sweep"], ["bench", "plot"], ["bench", "targets"]])
+def test_subcommand_help_imports_nothing_heavy(command):
+    # --help answers before torch, DeepSpeed, transformers (and matplotlib) load: the parser is built first.
+    # The import set is checked (in a fresh interpreter), not the time.
+    out = _run("-c", HELP_PROBE, *command, "--help")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "LOADED []" in out.stdout, out.stdout[-500:]
+
+
+def test_train_script_help_imports_nothing_heavy():
+    code = ("import runpy, sys\nsys.argv = ['fastclap/train.py', '--help']\n"
+            "try:\n    runpy.run_path('fastclap/train.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', [m for m in ('torch', 'deepspeed', 'transformers') if m in sys.modules])")
+    out = _run("-c", code)
+    assert out.returncode == 0 and "LOADED []" in out.stdout, out.stdout[-500:] + out.stderr[-2000:]
+
+
 def _parsers():
     """Every parser of the project, as (name, parser)."""
     from benchmarks import sweep
@@ -87,19 +119,7 @@ def _parsers():
     data = data_cli.build_parser()
     sub = next(a for a in data._actions if isinstance(a, argparse._SubParsersAction))
     out += [(f"data {k}", p) for k, p in sub.choices.items()]
-    captured = {}
-
-    def fake_parse(self, args=None, namespace=None):  # train.parse_args builds its parser inside
-        captured["p"] = self
-        raise SystemExit(0)
-    orig = argparse.ArgumentParser.parse_args
-    argparse.ArgumentParser.parse_args = fake_parse
-    try:
-        with pytest.raises(SystemExit):
-            train.parse_args([])
-    finally:
-        argparse.ArgumentParser.parse_args = orig
-    out.append(("train", captured["p"]))
+    out.append(("train", train.build_parser()))
     return out
 
 
@@ -141,8 +161,16 @@ def test_evaluate_and_sweep_help_show_split_default_and_presets(capsys):
         sweep_main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert text.startswith("usage: python -m benchmarks.sweep")
-    for preset in ("quick:", "cpu:", "cpu-full:", "gpu:"):
+    for preset in ("quick (the default):", "cpu:", "cpu-full:", "gpu:"):
         assert preset in text
+
+
+def test_sweep_without_a_preset_runs_the_quick_one_into_the_work_folder():
+    from benchmarks.sweep import REPO_ROOT, build_parser, default_output
+
+    assert build_parser().parse_args([]).preset == "quick"
+    assert default_output("cpu", "quick").parent == REPO_ROOT / "runs" / "bench"  # not the committed results
+    assert default_output("cpu", "cpu").parent == REPO_ROOT / "benchmarks" / "results"
 
 
 # --- errors ---------------------------------------------------------------------------------------------
@@ -235,3 +263,15 @@ def test_closed_output_pipe_ends_quietly():
             "sys.exit(run_cli(main, []))")
     proc = _run("-c", code)
     assert proc.returncode == 141 and proc.stderr == "", proc.stderr
+
+
+def test_lazy_packages_load_nothing_heavy_and_resolve_every_name():
+    # fastclap.data and fastclap.evaluation name their API lazily (the parsers import light modules of them)
+    code = ("import sys, fastclap.data as d, fastclap.evaluation as e\n"
+            "assert 'torch' not in sys.modules, 'torch loaded by the package imports'\n"
+            "missing = [n for m in (d, e) for n in m.__all__ if getattr(m, n, None) is None]\n"
+            "assert not missing, missing\n"
+            "assert callable(d.prepare) and d.prepare.__module__ == 'fastclap.data.prepare'\n"
+            "print('OK', sorted(set(d.__all__) - set(dir(d))), sorted(set(e.__all__) - set(dir(e))))")
+    out = _run("-c", code)
+    assert out.returncode == 0 and "OK [] []" in out.stdout, out.stdout[-500:] + out.stderr[-2000:]

@@ -219,3 +219,23 @@ def test_reports_on_a_full_disk_name_the_file(trained, tmp_path, capsys, monkeyp
     err = capsys.readouterr().err
     assert rc == 2 and f"cannot write {out / victim}: no space left on device; the file needs about" in err, err
     assert [f for f in os.listdir(out) if "tmp" in f] == []
+
+
+def test_fastclap_evaluate_command_is_quiet(trained, tmp_path):
+    """As quiet as `fastclap train`: no DeepSpeed accelerator detection line (DeepSpeed is imported for the
+    allow-list of safe loading), no INFO lines, no transformers weight-loading bar; the report is printed."""
+    import subprocess
+    import sys
+
+    run_dir, prep = trained
+    own = ("DS_ACCELERATOR", "TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")  # set by in-process runs
+    env = {k: v for k, v in os.environ.items() if k not in own}
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-m", "fastclap", "evaluate", "--checkpoint", run_dir, "--prepared",
+                           str(prep.out_dir), "--out", str(tmp_path / "eval"), "--no-progress"],
+                          cwd=repo, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| UAR |" in proc.stdout
+    noise = [line for line in (proc.stdout + proc.stderr).splitlines()
+             if "accelerator" in line or "[INFO]" in line or "Loading weights" in line]
+    assert not noise, noise

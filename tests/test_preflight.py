@@ -8,6 +8,7 @@ import re
 import pytest
 
 import fastclap.train as train
+import fastclap.trainer as trainer
 from fastclap.config import load_config, split_config
 from fastclap.engine.preflight import check_sizes, estimates
 from test_train_helpers import tiny_config, write_config
@@ -25,8 +26,8 @@ def _refuse_allocation(*args, **kwargs):
     ("model", "embed_dim", 10 ** 9, "the model"),
 ])
 def test_absurd_size_is_refused_before_allocation(tmp_path, monkeypatch, section, key, value, what):
-    monkeypatch.setattr(train, "build_corpora", _refuse_allocation)
-    monkeypatch.setattr(train, "CLAPModel", _refuse_allocation)
+    monkeypatch.setattr(trainer, "build_corpora", _refuse_allocation)
+    monkeypatch.setattr(trainer, "CLAPModel", _refuse_allocation)
     cfg = tiny_config(tmp_path / "run", stage=0)
     cfg["fastclap"][section][key] = value
     with pytest.raises(ValueError) as err:

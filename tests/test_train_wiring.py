@@ -11,6 +11,7 @@ import torch
 pytest.importorskip("opensmile")
 
 import fastclap.train as train  # noqa: E402
+import fastclap.trainer as trainer  # noqa: E402
 from fastclap.model import load_exported  # noqa: E402
 from test_train_helpers import tiny_config, write_config  # noqa: E402
 
@@ -25,7 +26,7 @@ def _manifest_splits(prepared):
 
 def test_trainer_wires_splits_statistics_and_sources(tmp_path, monkeypatch):
     seen = []
-    real = train.loss_inputs
+    real = trainer.loss_inputs
 
     def spy(out, batch, cfg):
         x, y, sources = real(out, batch, cfg)
@@ -33,7 +34,7 @@ def test_trainer_wires_splits_statistics_and_sources(tmp_path, monkeypatch):
                      "captions": list(batch["captions"]), "paraling": sources[0].clone()})
         return x, y, sources
 
-    monkeypatch.setattr(train, "loss_inputs", spy)
+    monkeypatch.setattr(trainer, "loss_inputs", spy)
     run_dir = tmp_path / "run"
     cfg = tiny_config(run_dir, stage=0, steps=2, micro=8,
                       data={"corpora": [{"corpus": "sample"}], "crop_seconds": 60.0, "repeats": 1},

@@ -252,7 +252,7 @@ def test_ge2e_cache_on_a_full_disk_names_the_file_and_leaves_no_temporary_file(t
 
     pytest.importorskip("opensmile")
     from data_helpers import prepared_sample
-    from fastclap.engine.ge2e_cache import ge2e_partials
+    from fastclap.model.ge2e_cache import ge2e_partials
 
     prep = prepared_sample()[0]
     small = dataclasses.replace(prep, rows=prep.rows[:3], out_dir=tmp_path)  # 3 clips, the cache in tmp_path

@@ -23,15 +23,43 @@ Contract for the trainer
 Cross-corpus label map (:data:`LABEL_MAP`): anger/angry -> anger, happiness/happy -> happiness, sadness/sad ->
 sadness, neutral -> neutral. Captions use each corpus' own word; ``shared_label`` gives the shared class.
 """
-from .audio import TARGET_SR, BadAudioError, crop_or_pad, decode_audio, load_audio, resample, to_mono
-from .captions import CaptionBins, join_caption, phrases_for, sample_phrases
-from .dataset import ClapDataset, collate_clap, repeats_for_batch
-from .features import NormStats, extract_signal
-from .manifest import (
-    LABEL_MAP, SHARED_CLASSES, ManifestRow, read_emodb, read_manifest, read_ravdess, shared_label, write_manifest,
-)
-from .prepare import PreparedCorpus, load_prepared, prepare
-from .splits import assign_splits, cross_corpus_split, speaker_split
+from fastclap.lazy import lazy_attributes
+
+from .prepare import prepare  # eager: the name would otherwise be the submodule fastclap.data.prepare (numpy only)
+
+# Every name below loads its module on first access (fastclap.lazy), so that importing a light module of this
+# package (the command-line parsers do) does not pull torch in.
+_LAZY = {
+    "TARGET_SR": "audio",
+    "BadAudioError": "audio",
+    "crop_or_pad": "audio",
+    "decode_audio": "audio",
+    "load_audio": "audio",
+    "resample": "audio",
+    "to_mono": "audio",
+    "CaptionBins": "captions",
+    "join_caption": "captions",
+    "phrases_for": "captions",
+    "sample_phrases": "captions",
+    "ClapDataset": "dataset",
+    "collate_clap": "dataset",
+    "repeats_for_batch": "dataset",
+    "NormStats": "features",
+    "extract_signal": "features",
+    "LABEL_MAP": "manifest",
+    "SHARED_CLASSES": "manifest",
+    "ManifestRow": "manifest",
+    "read_emodb": "manifest",
+    "read_manifest": "manifest",
+    "read_ravdess": "manifest",
+    "shared_label": "manifest",
+    "write_manifest": "manifest",
+    "PreparedCorpus": "prepare",
+    "load_prepared": "prepare",
+    "assign_splits": "splits",
+    "cross_corpus_split": "splits",
+    "speaker_split": "splits",
+}
 
 __all__ = [
     "TARGET_SR", "BadAudioError", "crop_or_pad", "decode_audio", "load_audio", "resample", "to_mono",
@@ -40,3 +68,6 @@ __all__ = [
     "read_emodb", "read_manifest", "read_ravdess", "shared_label", "write_manifest", "PreparedCorpus",
     "load_prepared", "prepare", "assign_splits", "cross_corpus_split", "speaker_split",
 ]
+
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

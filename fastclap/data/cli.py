@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..cli import HelpFormatter, add_debug_flag, run_cli
+from ..paths import portable_path
 from .manifest import ManifestRow, read_emodb, read_manifest, read_ravdess
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
@@ -47,7 +48,7 @@ def _prepare(args) -> int:
     if args.test_corpus:
         test_rows, test_root = read_corpus(args.test_corpus, args.test_root, args.test_manifest)
         rows = cross_corpus_split(rows, test_rows, seed=args.seed)
-        name = f"{args.corpus}->{args.test_corpus} (cross-corpus; test root {test_root})"
+        name = f"{args.corpus}->{args.test_corpus} (cross-corpus; test root {portable_path(test_root)})"
     _, summary = prepare(rows, args.out, corpus=name, root=root, cache_dir=args.cache_dir,
                          on_bad_audio=args.on_bad_audio, workers=args.workers, seed=args.seed,
                          progress=not args.no_progress)

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..paths import portable_path
 from .audio import TARGET_SR
 from .captions import CaptionBins, caption_columns, join_caption, phrases_for
 from .features import LLD_HOP_S, NormStats, extract_many, feature_key, functional_names, lld_names
@@ -206,7 +207,8 @@ def prepare(
     n_cached = sum(f.cached for f in feats)
     n_shipped = sum(f.shipped for f in feats)
     summary = "\n".join([
-        f"fastclap.data prepare: corpus={corpus} root={root or '-'} out={out}",
+        f"fastclap.data prepare: corpus={corpus} root={portable_path(str(root)) if root else '-'} "
+        f"out={portable_path(str(out))}",
         f"files: {len(rows)} in manifest, {len(keep)} prepared, {len(skipped)} skipped; "
         f"features from cache: {n_cached}, shipped with the sample: {n_shipped}, "
         f"extracted: {len(keep) - n_cached - n_shipped}",

@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..paths import portable_path
+
 
 def quiet_libraries(verbose: bool, progress_bars: Optional[bool] = None) -> None:
     """Set DeepSpeed's and transformers' console logging: WARNING and above (``verbose=False``) or everything
@@ -62,4 +64,4 @@ def summary_line(history: Sequence[Dict[str, Any]], wall_s: float, run_dir: str,
     if last_eval is not None:
         text += (f", validation UAR {100 * last_eval['eval/uar']:.1f}% (chance "
                  f"{100 * last_eval['eval/chance']:.1f}%)")
-    return f"{text}, run dir {run_dir}"
+    return f"{text}, run dir {portable_path(run_dir)}"

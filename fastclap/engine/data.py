@@ -22,6 +22,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from ..config import CorpusConfig, FastClapConfig, resolve_path
 from ..data.dataset import collate_clap
 from ..data.speaker_norm import SpeakerNormError
+from ..paths import portable_path
 from .distributed import barrier
 from ..data.synthetic import SyntheticClapDataset
 
@@ -62,7 +63,7 @@ def _ensure_prepared(c: CorpusConfig, out: str, rank: int) -> Any:
         cmd = [sys.executable, "-m", "fastclap.data", "prepare", "--corpus", c.corpus, "--out", out]
         if c.root is not None:
             cmd += ["--root", resolve_path(c.root)]
-        print(f"fastclap: preparing corpus {c.corpus!r} into {out}", flush=True)
+        print(f"fastclap: preparing corpus {c.corpus!r} into {portable_path(out)}", flush=True)
         subprocess.run(cmd, check=True)
     barrier()
     prepared = prepared or _try()

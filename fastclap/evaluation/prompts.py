@@ -19,8 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import torch
-
 from fastclap.config import EvalConfig, check_templates
 
 DEFAULT_TEMPLATES: Tuple[str, ...] = (EvalConfig.prompt,)  # the trainer's validation prompt: the caption phrase
@@ -103,13 +101,15 @@ class ClassPrompts:
         except ValueError:
             raise ValueError(f"label {label!r} has no prompt word (prompted classes: {list(self.classes)})") from None
 
-    @torch.no_grad()
-    def encode(self, encode_text: Callable[[List[str]], torch.Tensor]) -> torch.Tensor:
+    def encode(self, encode_text: Callable[[List[str]], "torch.Tensor"]) -> "torch.Tensor":
         """(C, D) fp32 L2-normalised class embeddings: the mean over templates of ``encode_text`` of each prompt,
         re-normalised. ``encode_text(list[str]) -> (n, D)`` is e.g. ``model.encode_text``."""
+        import torch  # here, not at the top: the evaluation command line reads this module before torch loads
+
         flat = [p for row in self.texts() for p in row]
-        emb = encode_text(flat).float().reshape(len(self.classes), len(self.templates), -1)
-        return torch.nn.functional.normalize(emb.mean(dim=1), dim=-1)
+        with torch.no_grad():
+            emb = encode_text(flat).float().reshape(len(self.classes), len(self.templates), -1)
+            return torch.nn.functional.normalize(emb.mean(dim=1), dim=-1)
 
 
 def parse_label_words(items: Sequence[str]) -> Dict[str, str]:

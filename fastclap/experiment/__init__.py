@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import time
 from typing import List, Optional
 
 from fastclap.cli import HelpFormatter, add_debug_flag, run_cli
+from fastclap.paths import portable_command, portable_path
 
 from .report import (by_corpus_summary, markdown, mean_sd, ordinal_summary, paired_differences, plot,  # noqa: F401
                      speaker_normalised, summarise, tower_label)
@@ -46,6 +46,7 @@ from .setup import (LOSS_LABELS, LOSSES, ORDINAL_KEYS, SETTINGS, TOWER_LABELS, T
                     corpora_of, ensure_prepared, label_space, read_recipe, recipe_run_config, run_config)
 
 PROG = "python -m fastclap.experiment"
+PATH_ARGS = ("data_root", "prepared_root", "cache_dir", "work_dir", "out", "recipe")  # recorded portably
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -95,7 +96,7 @@ def _main(argv: List[str], prog: str) -> int:
         args.recipe_cfg = read_recipe(args.recipe)
         for k in ("batch_size", "lr", "steps", "eval_every", "repeats"):
             setattr(args, k, args.recipe_cfg[k])
-    command = "python -m fastclap.experiment " + " ".join(shlex.quote(a) for a in argv)
+    command = portable_command("python -m fastclap.experiment", argv)  # paths relative to the repository
     t0 = time.perf_counter()
     runs = []
     for s in args.settings:
@@ -113,7 +114,8 @@ def _main(argv: List[str], prog: str) -> int:
     from fastclap.evaluation.report import now_utc, versions, write_json
 
     write_json({"command": command, "date": now_utc(), "versions": versions(), "wall_s": wall,
-                "args": {k: v for k, v in vars(args).items() if k not in ("reference_rows", "recipe_cfg")},
+                "args": {k: portable_path(v) if k in PATH_ARGS else v for k, v in vars(args).items()
+                         if k not in ("reference_rows", "recipe_cfg")},
                 "recipe": args.recipe_cfg, "summary": rows,
                 "reference": args.reference_rows, "paired": paired_differences(runs), "runs": runs}, os.path.join(args.out, "results.json"))
     md = markdown(rows, runs, command, args)
