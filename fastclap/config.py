@@ -129,6 +129,12 @@ class AudioTowerConfig:
             eGeMAPS functionals and GE2E embedding (and every training crop's) standardised with the mean and sd
             of its speaker's clips - unlabelled, in training and in every evaluation alike. Needs data.input
             "functionals" or "ge2e" and a tower without an "lld" part.
+        speaker_stats_train: where a speaker-normalised tower's training statistics come from
+            (fastclap.data.speaker_stats): "all" clips of the speaker, or "random" enrolment sets of 0-16 or all
+            clips, one drawn per training crop.
+        speaker_stats_valid: the protocol of the validation statistics ("all", "none", "neutral", "random:K").
+        speaker_prior_weight: shrinkage of a speaker's statistics towards the training speakers' prior (>= 0).
+        speaker_nap: speaker directions (learned on the training speakers) projected off the inputs (>= 0).
     """
 
     kind: Literal["lld", "hf", "ge2e", "functionals", "fusion"] = "lld"
@@ -145,6 +151,10 @@ class AudioTowerConfig:
     pooling: Literal["ge2e", "attention"] = "ge2e"
     fusion: List[str] = field(default_factory=lambda: ["functionals", "ge2e"])
     speaker_norm: bool = False
+    speaker_stats_train: Literal["all", "random"] = "all"
+    speaker_stats_valid: str = "all"
+    speaker_prior_weight: float = 0.0
+    speaker_nap: int = 0
 
 
 @dataclass
@@ -392,6 +402,13 @@ def _check_extra_towers(a: AudioTowerConfig, data_input: str) -> None:
         _check(data_input in ("functionals", "ge2e") and "lld" not in parts, f"{key}.speaker_norm",
                f"speaker normalisation needs data.input 'functionals' or 'ge2e' and no 'lld' tower part "
                f"(got input {data_input!r}, towers {parts})")
+    if a.speaker_norm:
+        _check(a.speaker_prior_weight >= 0, f"{key}.speaker_prior_weight", "must be >= 0")
+        _check(a.speaker_nap >= 0, f"{key}.speaker_nap", "must be >= 0")
+        _check(a.speaker_stats_valid in ("all", "none", "neutral") or (
+            a.speaker_stats_valid.startswith("random:") and a.speaker_stats_valid[7:].isdigit()
+            and int(a.speaker_stats_valid[7:]) >= 1), f"{key}.speaker_stats_valid",
+            f"must be all, none, neutral or random:K, got {a.speaker_stats_valid!r}")
     if "ge2e" in parts and a.path is not None:
         _check(os.path.isfile(os.path.expanduser(a.path)), f"{key}.path", f"GE2E checkpoint {a.path!r} not found")
 

@@ -1,0 +1,198 @@
+"""Speaker-statistics protocols (all / none / random:K / neutral): enrolment sets, the population prior and its
+shrinkage, the speaker subspace, odd cases (fewer clips than K, no neutral clip), the dataset's training pools and
+the evaluator's protocol scores. Precision: float64 statistics, float32 model inputs."""
+import numpy as np
+import pytest
+import torch
+
+from fastclap.data.speaker_norm import SpeakerNormError, speaker_standardise
+from fastclap.data.speaker_stats import Prior, Protocol, reference_sets, standardise
+
+
+def _corpus(rng, n_speakers=4, per=(6, 9, 3, 12), d=5):
+    speakers, labels = [], []
+    words = ["anger", "neutral", "happiness", "sadness"]
+    for s in range(n_speakers):
+        for j in range(per[s]):
+            speakers.append(f"s{s}")
+            labels.append(words[j % 4])
+    order = rng.permutation(len(speakers))
+    speakers = [speakers[i] for i in order]
+    labels = [labels[i] for i in order]
+    offsets = {s: rng.normal(size=d) * 4 for s in set(speakers)}
+    x = np.stack([offsets[s] + rng.normal(size=d) * rng.uniform(0.5, 2) for s in speakers])
+    return x, speakers, labels
+
+
+@pytest.mark.parametrize("text,want", [("all", "all"), ("NONE", "none"), ("neutral", "neutral"),
+                                       ("random:8", "random:8"), (" random:1 ", "random:1")])
+def test_protocol_names_round_trip(text, want):
+    assert Protocol.parse(text).name == want
+
+
+@pytest.mark.parametrize("bad", ["random", "random:0", "random:-2", "random:x", "half", ""])
+def test_bad_protocols_name_the_argument(bad):
+    with pytest.raises(ValueError, match="--speaker-stats"):
+        Protocol.parse(bad)
+
+
+def test_reference_sets_of_each_protocol_and_the_odd_cases():
+    rng = np.random.default_rng(3)
+    x, speakers, labels = _corpus(rng)
+    labels = ["anger" if s == "s2" else lab for s, lab in zip(speakers, labels)]  # s2: no neutral clip
+    by = {s: sorted(i for i, t in enumerate(speakers) if t == s) for s in set(speakers)}
+    sets, notes = reference_sets(Protocol("all"), speakers, labels)
+    assert {s: v.tolist() for s, v in sets.items()} == by
+    sets, _ = reference_sets(Protocol("none"), speakers, labels)
+    assert all(v.size == 0 for v in sets.values())
+    sets, notes = reference_sets(Protocol("neutral"), speakers, labels)
+    assert notes["no_neutral"] == ["s2"] and sets["s2"].size == 0
+    for s, rows in sets.items():
+        assert all(labels[i] == "neutral" and speakers[i] == s for i in rows)
+        assert len(rows) == sum(labels[i] == "neutral" for i in by[s])
+    sets, notes = reference_sets(Protocol("random", 8), speakers, labels, np.random.default_rng(0))
+    assert notes["short"] == {"s0": 6, "s2": 3}  # fewer clips than K: all of them
+    assert sets["s0"].tolist() == by["s0"] and sets["s2"].tolist() == by["s2"]
+    for s in ("s1", "s3"):
+        assert len(set(sets[s].tolist())) == 8 and set(sets[s].tolist()) <= set(by[s])
+    other, _ = reference_sets(Protocol("random", 8), speakers, labels, np.random.default_rng(1))
+    assert other["s3"].tolist() != sets["s3"].tolist()  # a new draw, a new enrolment set
+    with pytest.raises(ValueError, match="random generator"):
+        reference_sets(Protocol("random", 2), speakers, labels)
+
+
+def test_every_clip_and_no_prior_weight_is_todays_speaker_normalisation():
+    rng = np.random.default_rng(5)
+    x, speakers, labels = _corpus(rng, d=7)
+    prior = Prior.fit(x, speakers)
+    sets, _ = reference_sets(Protocol("all"), speakers, labels)
+    np.testing.assert_allclose(standardise(x, speakers, sets, prior), speaker_standardise(x, speakers),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_prior_is_the_mean_of_speaker_means_and_the_pooled_within_speaker_sd():
+    rng = np.random.default_rng(6)
+    x, speakers, _ = _corpus(rng, d=4)
+    prior = Prior.fit(x, speakers)
+    ids = sorted(set(speakers))
+    means = [x[[t == s for t in speakers]].mean(0) for s in ids]
+    resid = np.concatenate([x[[t == s for t in speakers]] - m for s, m in zip(ids, means)])
+    np.testing.assert_allclose(prior.mean, np.mean(means, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(prior.sd, np.sqrt(np.mean(resid ** 2, axis=0)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n,kappa", [(0, 0.0), (1, 0.0), (1, 2.0), (3, 0.0), (5, 2.5)])
+def test_shrinkage_towards_the_prior(n, kappa):
+    rng = np.random.default_rng(n + 10 * int(kappa))
+    prior = Prior(rng.normal(size=3), rng.uniform(0.5, 2, size=3))
+    ref = rng.normal(size=(n, 3)) * 3 + 1
+    mean, sd = prior.stats(ref, kappa)
+    if n == 0:
+        np.testing.assert_allclose(mean, prior.mean)
+        np.testing.assert_allclose(sd, prior.sd)
+        return
+    m_want = (ref.sum(0) + kappa * prior.mean) / (n + kappa)
+    np.testing.assert_allclose(mean, m_want, rtol=1e-12)
+    sd_want = prior.sd if n < 2 else np.sqrt((n * ref.var(0) + kappa * prior.sd ** 2) / (n + kappa))
+    np.testing.assert_allclose(sd, sd_want, rtol=1e-12)
+
+
+def test_speaker_subspace_projection_removes_training_speaker_offsets():
+    rng = np.random.default_rng(8)
+    d, n_speakers = 10, 5
+    basis = np.linalg.qr(rng.normal(size=(d, 2)))[0]  # speakers differ only within a 2-d subspace
+    speakers = [f"s{k}" for k in range(n_speakers) for _ in range(30)]
+    offsets = {f"s{k}": basis @ rng.normal(size=2) * 10 for k in range(n_speakers)}
+    x = np.stack([offsets[s] + rng.normal(size=d) for s in speakers])
+    prior = Prior.fit(x, speakers, nap_rank=2)
+    assert prior.nap.shape == (d, 2)
+    np.testing.assert_allclose(prior.nap.T @ prior.nap, np.eye(2), atol=1e-10)
+    z = prior.apply(x, prior.mean, prior.sd)  # no speaker statistics at all ("none")
+    spread = np.std([z[[t == s for t in speakers]].mean(0) for s in set(speakers)], axis=0).max()
+    plain = Prior.fit(x, speakers).apply(x, prior.mean, prior.sd)
+    spread_plain = np.std([plain[[t == s for t in speakers]].mean(0) for s in set(speakers)], axis=0).max()
+    assert spread < 0.3 < 2 < spread_plain  # offsets of several sd removed down to the noise of 30-clip means
+    with pytest.raises(SpeakerNormError, match="nap rank 5 needs more than 5 training speakers"):
+        Prior.fit(x, speakers, nap_rank=5)
+
+
+def test_prior_errors_name_the_problem():
+    with pytest.raises(SpeakerNormError, match="one speaker per row"):
+        Prior.fit(np.ones((3, 2)), ["a", "b"])
+    with pytest.raises(SpeakerNormError, match="NaN or inf"):
+        Prior.fit(np.array([[1.0], [np.inf]]), ["a", "b"])
+    with pytest.raises(KeyError, match="'zz'"):
+        standardise(np.ones((1, 2)), ["zz"], {}, Prior(np.zeros(2), np.ones(2)))
+
+
+def _tiny_model(**audio_kw):
+    from fastclap.config import AudioTowerConfig, ModelConfig, TextTowerConfig
+    from fastclap.model import CLAPModel
+
+    text = TextTowerConfig(hf_config={"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1,
+                                      "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 30522},
+                           tokenizer="builtin:all-MiniLM-L6-v2")
+    audio = AudioTowerConfig(kind="fusion", fusion=["functionals", "ge2e"], hidden=8, trainable=False, **audio_kw)
+    torch.manual_seed(0)
+    return CLAPModel(ModelConfig(audio=audio, text=text, embed_dim=16)).eval()
+
+
+def test_protocol_scores_match_a_hand_built_batch_and_all_matches_the_evaluator():
+    pytest.importorskip("opensmile")
+    from data_helpers import prepared_sample
+    from fastclap.data.dataset import fit_priors, utterance_features
+    from fastclap.engine.data import ge2e_windows
+    from fastclap.evaluation.metrics import classification_metrics, zero_shot_predict
+    from fastclap.evaluation.protocols import score_protocols
+    from fastclap.evaluation.prompts import ClassPrompts
+    from fastclap.evaluation.runner import encode_texts, evaluate_model
+
+    prep = prepared_sample()[0]
+    model = _tiny_model(speaker_norm=True, speaker_prior_weight=1.5, speaker_nap=1)
+    res = score_protocols(model, prep, "test", ["all", "random:2", "none"], draws=3, seed=4)
+    assert [r["protocol"] for r in res["protocols"]] == ["all", "random:2", "none"]
+    assert len(res["protocols"][1]["uars"]) == 3 and len(res["protocols"][2]["uars"]) == 1
+    # independent path: the dataset-free statistics of one random:2 draw, built by hand
+    feats = utterance_features(prep, ge2e_windows(prep, None, 1.0))
+    priors = fit_priors(prep, feats, 1)
+    speakers = [r.speaker for r in prep.rows]
+    draw = np.random.default_rng([4, 1])
+    picks = {}
+    for s in sorted(set(speakers)):
+        rows = np.array([i for i, t in enumerate(speakers) if t == s])
+        picks[s] = np.sort(draw.choice(rows, size=min(2, rows.size), replace=False))
+    idx = [int(i) for i in prep.split_indices("test")]
+    batch = {}
+    for key, x in feats.items():
+        rows = []
+        for i in idx:
+            mean, sd = priors[key].stats(x[picks[speakers[i]]], 1.5)
+            z = (x[i] - mean) / sd
+            z = z - priors[key].nap @ (priors[key].nap.T @ z)
+            rows.append(z)
+        batch[key] = torch.tensor(np.stack(rows), dtype=torch.float32)
+    labels = [prep.rows[i].emotion for i in idx]
+    prompts = ClassPrompts.build(sorted(set(labels)), ("emotion is {label}",))
+    with torch.no_grad():
+        pred = zero_shot_predict(model.encode_audio(batch), prompts.encode(lambda t: encode_texts(model, t)))
+    want = classification_metrics([prompts.index(l) for l in labels], pred.tolist(), prompts.classes)["uar"]
+    assert res["protocols"][1]["uars"][1] == pytest.approx(want)
+    full = evaluate_model(model, prep, "test", progress=False)  # the evaluator's "all" path (the dataset's)
+    assert res["protocols"][0]["uar"] == pytest.approx(full["zero_shot"]["uar"])
+
+
+def test_a_model_without_statistics_scores_every_protocol_alike_and_none_needs_a_train_split():
+    pytest.importorskip("opensmile")
+    import dataclasses
+
+    from data_helpers import prepared_sample
+    from fastclap.evaluation.protocols import score_protocols
+
+    prep = prepared_sample()[0]
+    res = score_protocols(_tiny_model(), prep, "test", ["none", "all", "random:4"], draws=2)
+    assert not res["uses_speaker_stats"] and len({r["uar"] for r in res["protocols"]}) == 1
+    no_train = dataclasses.replace(prep, rows=[dataclasses.replace(r, split="test") for r in prep.rows])
+    model = _tiny_model(speaker_norm=True)
+    assert score_protocols(model, no_train, "test", ["all"])["protocols"][0]["n"] == len(prep)
+    with pytest.raises(ValueError, match=r"--speaker-stats none: .*population prior.*no train split"):
+        score_protocols(model, no_train, "test", ["none"])
