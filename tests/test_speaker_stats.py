@@ -196,3 +196,48 @@ def test_a_model_without_statistics_scores_every_protocol_alike_and_none_needs_a
     assert score_protocols(model, no_train, "test", ["all"])["protocols"][0]["n"] == len(prep)
     with pytest.raises(ValueError, match=r"--speaker-stats none: .*population prior.*no train split"):
         score_protocols(model, no_train, "test", ["none"])
+
+
+def test_training_items_draw_enrolment_sets_and_eval_items_follow_the_protocol():
+    pytest.importorskip("opensmile")
+    from data_helpers import prepared_sample
+    from fastclap.data import ClapDataset
+    from fastclap.data.dataset import SpeakerStatsConfig, fit_priors, utterance_features
+    from fastclap.engine.data import ge2e_windows
+
+    prep = prepared_sample()[0]
+    cached = ge2e_windows(prep, None, 2.0)
+    cfg = SpeakerStatsConfig(train="random", eval="none", prior_weight=2.0, nap_rank=1, pool=16)
+    tr = ClapDataset(prep, "train", mode="train", input="ge2e", ge2e=cached, crop_seconds=2.0, seed=3,
+                     speaker_norm=True, speaker_stats=cfg)
+    feats = utterance_features(prep, cached)
+    priors = fit_priors(prep, feats, 1)
+    raw = prep.paraling
+    seen = set()
+    for k in range(0, 40, 3):
+        item = tr[k]
+        i, spk = int(item["index"]), item["speaker"]
+        pool = tr.pools["paraling"][1][spk]
+        assert len(pool) == 16
+        hits = [j for j, (m, s) in enumerate(pool)
+                if np.allclose(priors["paraling"].apply(raw(i), m, s), item["paraling"].numpy(), atol=1e-5)]
+        assert hits  # standardised with one of the speaker's enrolment sets
+        seen.add((spk, hits[0]))
+        assert tr[k]["paraling"].equal(item["paraling"])  # the same item, the same draw
+    assert len(seen) > 3
+    ev = ClapDataset(prep, "test", mode="eval", input="ge2e", ge2e=cached, speaker_norm=True, speaker_stats=cfg)
+    i = int(ev.indices[0])
+    want = priors["ge2e"].apply(feats["ge2e"][i], priors["ge2e"].mean, priors["ge2e"].sd)  # "none": the prior
+    np.testing.assert_allclose(ev[0]["ge2e"].numpy(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("key,value", [("speaker_stats_valid", "random:0"), ("speaker_stats_valid", "half"),
+                                       ("speaker_prior_weight", -1.0), ("speaker_nap", -2),
+                                       ("speaker_stats_train", "some")])
+def test_config_names_a_bad_speaker_statistics_key(key, value):
+    from fastclap.config import FastClapConfig, from_dict, validate
+
+    audio = {"kind": "fusion", "fusion": ["functionals", "ge2e"], "trainable": False, "speaker_norm": True,
+             key: value}
+    with pytest.raises(ValueError, match=rf"fastclap\.model\.audio\.{key}"):
+        validate(from_dict(FastClapConfig, {"data": {"input": "ge2e"}, "model": {"audio": audio}}))

@@ -142,8 +142,42 @@ def _row(p: Any, runs: List[Dict[str, Any]], notes: Dict[str, Any]) -> Dict[str,
     return {"protocol": p.name, "uar": float(np.mean(uars)),
             "uar_sd": float(np.std(uars, ddof=1)) if len(uars) > 1 else 0.0,
             "war": float(np.mean([r["war"] for r in runs])), "uars": uars, "confusion": conf.tolist(),
+            "confusions": [r["confusion"] for r in runs],
             "classes": list(runs[0]["classes"]), "n": runs[0]["n"],
             "notes": {"short": dict(notes.get("short", {})), "no_neutral": list(notes.get("no_neutral", []))}}
+
+
+def pooled_protocols(parts: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """:func:`score_protocols` results of several test sets (same protocols, classes aligned by name) pooled per
+    draw: each draw's confusion matrices summed over the parts, UAR recomputed. ``by_corpus`` keeps each part."""
+    from .metrics import classification_metrics
+
+    rows = []
+    for k, first in enumerate(parts[0]["protocols"]):
+        classes = sorted({c for p in parts for c in p["protocols"][k]["classes"]})
+        runs = []
+        for d in range(len(first["uars"])):
+            conf = np.zeros((len(classes), len(classes)), dtype=np.int64)
+            for p in parts:
+                r = p["protocols"][k]
+                pos = [classes.index(c) for c in r["classes"]]
+                conf[np.ix_(pos, pos)] += np.asarray(r["confusions"][d], dtype=np.int64)
+            truth = np.repeat(np.arange(len(classes)), conf.sum(1))
+            pred = np.concatenate([np.repeat(np.arange(len(classes)), row) for row in conf])
+            runs.append(classification_metrics(truth.tolist(), pred.tolist(), classes))
+        notes = {"short": {}, "no_neutral": []}
+        for p in parts:
+            notes["short"].update(p["protocols"][k]["notes"]["short"])
+            notes["no_neutral"] += p["protocols"][k]["notes"]["no_neutral"]
+        rows.append(_row(_protocol(first["protocol"]), runs, notes))
+    return {"uses_speaker_stats": parts[0]["uses_speaker_stats"], "protocols": rows,
+            "deployable": parts[0]["deployable"]}
+
+
+def _protocol(name: str) -> Any:
+    from fastclap.data.speaker_stats import Protocol
+
+    return Protocol.parse(name)
 
 
 def markdown_protocols(scores: Dict[str, Any]) -> str:
