@@ -241,3 +241,89 @@ def test_config_names_a_bad_speaker_statistics_key(key, value):
              key: value}
     with pytest.raises(ValueError, match=rf"fastclap\.model\.audio\.{key}"):
         validate(from_dict(FastClapConfig, {"data": {"input": "ge2e"}, "model": {"audio": audio}}))
+
+
+def test_pooled_protocols_equal_scoring_the_concatenated_predictions_per_draw():
+    from fastclap.evaluation.metrics import classification_metrics
+    from fastclap.evaluation.protocols import _row, pooled_protocols
+
+    rng = np.random.default_rng(2)
+    classes_a, classes_b = ["anger", "neutral", "sadness"], ["anger", "happiness", "neutral", "sadness"]
+    parts, pairs = [], [[], []]  # per draw: (truth, pred) names of both parts
+    for classes in (classes_a, classes_b):
+        runs = []
+        for d in range(2):
+            t = rng.integers(0, len(classes), 25).tolist()
+            p = rng.integers(0, len(classes), 25).tolist()
+            runs.append(classification_metrics(t, p, classes))
+            pairs[d] += [(classes[a], classes[b]) for a, b in zip(t, p)]
+        parts.append({"uses_speaker_stats": True, "deployable": "random:8",
+                      "protocols": [_row(Protocol("random", 2), runs, {"short": {"x": 1}, "no_neutral": []})]})
+    got = pooled_protocols(parts)["protocols"][0]
+    every = sorted(set(classes_a) | set(classes_b))
+    for d in range(2):
+        want = classification_metrics([every.index(a) for a, _ in pairs[d]], [every.index(b) for _, b in pairs[d]],
+                                      every)["uar"]
+        assert got["uars"][d] == pytest.approx(want)
+    assert got["uar"] == pytest.approx(np.mean(got["uars"])) and got["notes"]["short"] == {"x": 1}
+
+
+def test_paired_difference_to_the_reference_by_hand():
+    from scipy import stats
+
+    from fastclap.experiment.protocol_report import paired_to_reference
+
+    zs = {0: 0.61, 1: 0.55, 2: 0.70, 3: 0.58}
+    d = np.array([0.61, 0.55, 0.70, 0.58]) - 0.6
+    got = paired_to_reference(zs, 0.6)
+    h = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert got["n"] == 4 and got["mean"] == pytest.approx(d.mean()) and got["sd"] == pytest.approx(d.std(ddof=1))
+    assert got["ci95"] == pytest.approx((d.mean() - h, d.mean() + h))
+    assert paired_to_reference({0: 0.5}, 0.4)["ci95"] is None
+
+
+def test_supervised_speaker_scaling_under_a_protocol_keeps_train_clips_and_rescales_the_others():
+    pytest.importorskip("opensmile")
+    from data_helpers import prepared_sample
+    from fastclap.evaluation.supervised import _speaker_scaled, linear_probe
+
+    prep = prepared_sample()[0]
+    raw = np.stack([prep.paraling(i) for i in range(len(prep))]).astype(np.float64)
+    speakers = [r.speaker for r in prep.rows]
+    every = speaker_standardise(raw, speakers)
+    np.testing.assert_allclose(_speaker_scaled(prep, raw, "all", 0), every)
+    got = _speaker_scaled(prep, raw, "none", 0)
+    train = [int(i) for i in prep.split_indices("train")]
+    np.testing.assert_allclose(got[train], every[train])
+    tr_spk = [speakers[i] for i in train]
+    means = [raw[[i for i in train if speakers[i] == s]].mean(0) for s in sorted(set(tr_spk))]
+    resid = np.concatenate([raw[[i for i in train if speakers[i] == s]] - m for s, m in zip(sorted(set(tr_spk)), means)])
+    test = [int(i) for i in prep.split_indices("test")]
+    want = (raw[test] - np.mean(means, 0)) / np.maximum(np.sqrt((resid ** 2).mean(0)), 1e-6)
+    np.testing.assert_allclose(got[test], want, rtol=1e-5, atol=1e-5)
+    res = linear_probe(prep, "egemaps", "dataset", c_grid=(1.0,), scaling="speaker", speaker_stats="random:2",
+                       stats_seed=1)
+    assert 0.0 <= res["test"]["uar"] <= 1.0
+
+
+def test_protocol_markdown_and_plot_from_runs(tmp_path):
+    from fastclap.experiment.protocol_report import plot_against_k, protocol_markdown
+
+    protocols = ["none", "random:8", "all"]
+
+    def block(base):
+        return {p: {"uar": base + 0.01 * k, "uar_sd": 0.0, "uars": [base + 0.01 * k]} for k, p in enumerate(protocols)}
+
+    runs = [{"setting": "emodb+ravdess", "loss": "smoothclap", "seed": s,
+             "speaker_stats": {"test": block(0.5 + 0.02 * s), "valid": block(0.6),
+                               "test_by_corpus": {"emodb": block(0.7), "ravdess": block(0.4)}}} for s in range(3)]
+    refs = [{"setting": "emodb+ravdess", "features": "egemaps", "scaling": "train", "test": {"uar": 0.52},
+             "test_by_corpus": {"emodb": {"uar": 0.8}, "ravdess": {"uar": 0.3}}}]
+    stats_refs = [{"setting": "emodb+ravdess", "protocol": p, "uars": [0.4, 0.5], "by_corpus": {"emodb": [0.6]}}
+                  for p in protocols]
+    md = protocol_markdown(runs, ["emodb+ravdess"], ["smoothclap"], protocols, refs, stats_refs)
+    assert "| emodb+ravdess: emodb test speakers | SmoothCLAP (β=0.1, γ=0.5) | random:8 | 3 | -9.0 |" in md
+    assert "| emodb+ravdess: ravdess test speakers | SmoothCLAP (β=0.1, γ=0.5) | none | 3 | +10.0 |" in md
+    assert "| emodb+ravdess | zero-shot SmoothCLAP (β=0.1, γ=0.5) | 52.0 ± 2.0 | 53.0 ± 2.0 | 54.0 ± 2.0 |" in md
+    plot_against_k(runs, ["emodb+ravdess"], "smoothclap", refs, stats_refs, str(tmp_path / "k.png"))
+    assert (tmp_path / "k.png").stat().st_size > 1000
