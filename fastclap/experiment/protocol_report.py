@@ -97,6 +97,15 @@ def protocol_markdown(runs: List[Dict[str, Any]], settings: List[str], losses: L
         if ref is not None:
             lines.append(f"| {_unit_name(s, c)} | supervised eGeMAPS LR, train scaling (no statistics) | "
                          + " | ".join(f"{100 * ref:.1f}" for _ in protocols) + " |")
+    valid = [(s, l, p, list(zero_shot_uars(runs, s, None, l, p, "valid").values()))
+             for s in settings for l in losses for p in protocols]
+    valid = [v for v in valid if v[3]]
+    if valid:
+        lines += ["", "Validation UAR by protocol (the valid speakers, the split models are chosen on; mean ± sd "
+                  "over seeds):", "", "| setting | loss | protocol | valid UAR | seeds |", "|---|---|---|---|---|"]
+        for s, l, p, u in valid:
+            lines.append(f"| {s} | {LOSS_LABELS[l]} | {p} | "
+                         f"{pct((np.mean(u), np.std(u, ddof=1) if len(u) > 1 else 0.0))} | {len(u)} |")
     lines += ["", "Targets: zero-shot test UAR minus the supervised eGeMAPS logistic regression with train-split "
               "scaling on the same clips, paired by seed (mean, sample sd, 95 % t-interval, in points; met: mean "
               "Δ ≥ 0):", "", "| test set | model | protocol | seeds | mean Δ | sd | 95 % CI | met |",
