@@ -327,3 +327,13 @@ def test_protocol_markdown_and_plot_from_runs(tmp_path):
     assert "| emodb+ravdess | zero-shot SmoothCLAP (β=0.1, γ=0.5) | 52.0 ± 2.0 | 53.0 ± 2.0 | 54.0 ± 2.0 |" in md
     plot_against_k(runs, ["emodb+ravdess"], "smoothclap", refs, stats_refs, str(tmp_path / "k.png"))
     assert (tmp_path / "k.png").stat().st_size > 1000
+
+
+def test_evaluate_cli_names_a_bad_protocol_and_draws(capsys, tmp_path):
+    from fastclap.evaluate import main
+
+    assert main(["--checkpoint", str(tmp_path / "none"), "--prepared", str(tmp_path), "--speaker-stats", "all",
+                 "random:0"]) == 2
+    assert "error: --speaker-stats: 'random:0' is not a protocol" in capsys.readouterr().err
+    assert main(["--checkpoint", str(tmp_path / "none"), "--prepared", str(tmp_path), "--draws", "0"]) == 2
+    assert "error: --draws must be >= 1, got 0" in capsys.readouterr().err
