@@ -61,6 +61,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     ap.add_argument("--norm", choices=NORM_CHOICES, default="auto",
                     help="LLD normalisation: the run's train statistics (run), the corpus' own (dataset), "
                          "run if the run has them (auto)")
+    ap.add_argument("--speaker-stats", nargs="+", default=None, metavar="PROTOCOL",
+                    help="speaker statistics of a speaker-normalised model: all (every clip of the speaker, "
+                         "transductive), none (each clip alone, training speakers' prior), random:K (K random clips "
+                         "of the speaker, any emotion; averaged over --draws), neutral (the speaker's neutral clips); "
+                         "default for such a model: none random:1 random:2 random:4 random:8 random:16 all neutral")
+    ap.add_argument("--draws", type=int, default=5, help="seeded draws of each random:K protocol")
+    ap.add_argument("--stats-seed", type=int, default=0, help="seed of the random:K draws")
     ap.add_argument("--batch-size", type=int, default=32, help="clips per embedding batch")
     ap.add_argument("--ordinal-top-k", type=int, default=10,
                     help="clips each valence / arousal level prompt retrieves in the ordinal evaluation")
@@ -128,6 +135,13 @@ def _main(argv: List[str], prog: str) -> int:
     if args.ordinal_top_k < 1:
         raise ValueError(f"--ordinal-top-k must be >= 1, got {args.ordinal_top_k}")
     label_words = parse_label_words(args.label_word)
+    if args.speaker_stats:
+        from fastclap.data.speaker_stats import Protocol
+
+        for p in args.speaker_stats:
+            Protocol.parse(p)
+    if args.draws < 1:
+        raise ValueError(f"--draws must be >= 1, got {args.draws}")
     check_checkpoint(args.checkpoint)  # a missing or wrong export is named before the data are prepared
     name = args.dataset or os.path.basename(os.path.normpath(args.prepared or "data"))
     out = args.out or os.path.join(run_dir_of(args.checkpoint), "eval", f"{name}_{args.split}")
@@ -153,10 +167,21 @@ def _main(argv: List[str], prog: str) -> int:
                             ordinal_top_k=args.ordinal_top_k)
     report = full_report(result, args.checkpoint, name, norm)
     report["dataset"]["skipped_files"] = skipped  # bad audio left out when the split was prepared
+    protocols = None
+    if args.speaker_stats or getattr(getattr(model.cfg, "audio", None), "speaker_norm", False):
+        from fastclap.evaluation.protocols import DEFAULT_PROTOCOLS, markdown_protocols, score_protocols
+
+        protocols = score_protocols(model, prepared, args.split, args.speaker_stats or DEFAULT_PROTOCOLS,
+                                    args.draws, args.stats_seed, templates, args.label_space, label_words,
+                                    args.shared_only)
+        report["speaker_stats"] = protocols
     if choice is not None:
         report["prompt_choice"] = choice
     write_json(report, os.path.join(out, "report.json"))
     summary = markdown_summary(report)
+    if protocols is not None:
+        summary += ("\nZero-shot UAR by the speaker statistics the model gets (the scores above use every clip of "
+                    "each speaker):\n\n" + markdown_protocols(protocols))
     text = summary.encode("utf-8")
     write_atomic(os.path.join(out, "summary.md"), lambda f: f.write(text), needed_bytes=len(text))
     zs = report["zero_shot"]

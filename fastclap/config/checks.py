@@ -72,6 +72,12 @@ def _check_extra_towers(a: AudioTowerConfig, data_input: str) -> None:
         check(data_input in ("functionals", "ge2e") and "lld" not in parts, f"{key}.speaker_norm",
               f"speaker normalisation needs data.input 'functionals' or 'ge2e' and no 'lld' tower part "
               f"(got input {data_input!r}, towers {parts})")
+        check(a.speaker_prior_weight >= 0, f"{key}.speaker_prior_weight", "must be >= 0")
+        check(a.speaker_nap >= 0, f"{key}.speaker_nap", "must be >= 0")
+        check(a.speaker_stats_valid in ("all", "none", "neutral") or (
+            a.speaker_stats_valid.startswith("random:") and a.speaker_stats_valid[7:].isdigit()
+            and int(a.speaker_stats_valid[7:]) >= 1), f"{key}.speaker_stats_valid",
+            f"must be all, none, neutral or random:K, got {a.speaker_stats_valid!r}")
     if "ge2e" in parts and a.path is not None:
         check(os.path.isfile(os.path.expanduser(a.path)), f"{key}.path", f"GE2E checkpoint {a.path!r} not found")
 

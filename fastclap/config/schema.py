@@ -103,6 +103,12 @@ class AudioTowerConfig:
             eGeMAPS functionals and GE2E embedding (and every training crop's) standardised with the mean and sd
             of its speaker's clips - unlabelled, in training and in every evaluation alike. Needs data.input
             "functionals" or "ge2e" and a tower without an "lld" part.
+        speaker_stats_train: where a speaker-normalised tower's training statistics come from
+            (fastclap.data.speaker_stats): "all" clips of the speaker, or "random" enrolment sets of 0-16 or all
+            clips, one drawn per training crop.
+        speaker_stats_valid: the protocol of the validation statistics ("all", "none", "neutral", "random:K").
+        speaker_prior_weight: shrinkage of a speaker's statistics towards the training speakers' prior (>= 0).
+        speaker_nap: speaker directions (learned on the training speakers) projected off the inputs (>= 0).
     """
 
     kind: Literal["lld", "hf", "ge2e", "functionals", "fusion"] = "lld"
@@ -119,6 +125,10 @@ class AudioTowerConfig:
     pooling: Literal["ge2e", "attention"] = "ge2e"
     fusion: List[str] = field(default_factory=lambda: ["functionals", "ge2e"])
     speaker_norm: bool = False
+    speaker_stats_train: Literal["all", "random"] = "all"
+    speaker_stats_valid: str = "all"
+    speaker_prior_weight: float = 0.0
+    speaker_nap: int = 0
 
 
 @dataclass

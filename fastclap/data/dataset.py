@@ -24,6 +24,7 @@ an unlabelled, per-speaker step applied identically to training crops and to eva
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -36,6 +37,7 @@ from .features import LLD_HOP_S
 from .manifest import shared_label
 from .prepare import PreparedCorpus
 from .speaker_norm import SpeakerNorm, SpeakerNormError
+from .speaker_stats import K_LADDER, Prior, Protocol, reference_sets
 from .va_labels import va_matrix
 
 MODES = ("train", "eval")
@@ -73,6 +75,8 @@ class ClapDataset(Dataset):
         repeats: integer >= 1; the split is traversed this many times per epoch with independent draws.
         speaker_norm: standardise ``paraling`` (and ``ge2e``) per speaker (see the module doc); inputs
             "functionals" and "ge2e" only.
+        speaker_stats: how a speaker-normalised dataset gets each speaker's statistics
+            (:class:`SpeakerStatsConfig`); None: every clip of the speaker (today's speaker normalisation).
 
     Raises ValueError for an unknown split/mode/input, a non-positive crop or repeats, phrase sampling in eval
     mode, an empty split, or speaker normalisation of another input or of a speaker with a single clip.
@@ -80,7 +84,8 @@ class ClapDataset(Dataset):
 
     def __init__(self, prepared: PreparedCorpus, split: str, mode: str = "train", crop_seconds: float | None = None,
                  input: str = "waveform", phrase_sampling: bool = False, seed: int = 0, repeats: int = 1,
-                 ge2e: Optional[Tuple[np.ndarray, np.ndarray, int]] = None, speaker_norm: bool = False):
+                 ge2e: Optional[Tuple[np.ndarray, np.ndarray, int]] = None, speaker_norm: bool = False,
+                 speaker_stats: Optional["SpeakerStatsConfig"] = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if input not in INPUTS:
@@ -103,12 +108,21 @@ class ClapDataset(Dataset):
         self.seed, self.repeats, self.epoch = int(seed), int(repeats), 0
         self.va = torch.from_numpy(va_matrix(prepared.rows))  # (N, 3); NaN rows: no coordinates
         self.norms: Dict[str, SpeakerNorm] = {}
+        self.pools: Dict[str, Tuple[Prior, Dict[str, list]]] = {}
         if speaker_norm:
             if input not in ("functionals", "ge2e"):
                 raise ValueError(f"speaker_norm applies to inputs 'functionals' and 'ge2e', not {input!r}")
-            self.norms = speaker_norms(prepared, ge2e)
+            if speaker_stats is None or speaker_stats.is_default:
+                self.norms = speaker_norms(prepared, ge2e)
+            else:
+                self.pools = speaker_stat_pools(prepared, ge2e, speaker_stats, mode, self.seed)
 
-    def _normed(self, key: str, i: int, x: np.ndarray) -> torch.Tensor:
+    def _normed(self, key: str, i: int, x: np.ndarray, k: int = 0) -> torch.Tensor:
+        if key in self.pools:  # statistics of an enrolment set (a random one per training item)
+            prior, pool = self.pools[key]
+            stats = pool[self.prepared.rows[i].speaker]
+            j = 0 if len(stats) == 1 else int(np.random.default_rng([self.seed, self.epoch, k, 7]).integers(len(stats)))
+            return torch.from_numpy(prior.apply(x, *stats[j]))
         norm = self.norms.get(key)
         return torch.from_numpy(x if norm is None else norm.apply(self.prepared.rows[i].speaker, x))
 
@@ -123,13 +137,13 @@ class ClapDataset(Dataset):
     def __len__(self) -> int:
         return int(self.indices.size) * self.repeats
 
-    def _ge2e_item(self, i: int, rng: Optional[np.random.Generator]) -> Dict[str, object]:
+    def _ge2e_item(self, i: int, rng: Optional[np.random.Generator], k: int = 0) -> Dict[str, object]:
         emb, off, windows = self.ge2e
         w = emb[int(off[i]):int(off[i + 1])]
         if rng is not None and len(w) > windows:
             start = int(rng.integers(0, len(w) - windows + 1))
             w = w[start:start + windows]
-        return {"ge2e": self._normed("ge2e", i, _unit(w.mean(axis=0))), "length": int(len(w))}
+        return {"ge2e": self._normed("ge2e", i, _unit(w.mean(axis=0)), k), "length": int(len(w))}
 
     def __getitem__(self, k: int) -> Dict[str, object]:
         if not 0 <= k < len(self):
@@ -141,7 +155,7 @@ class ClapDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, k]) if train else None
         audio: Dict[str, object] = {"length": 0}
         if self.input == "ge2e":
-            audio = self._ge2e_item(i, rng if train and self.crop_seconds is not None else None)
+            audio = self._ge2e_item(i, rng if train and self.crop_seconds is not None else None, k)
         elif self.input != "functionals":
             if self.input == "waveform":
                 x = np.asarray(p.waveform(i), dtype=np.float32)
@@ -159,9 +173,77 @@ class ClapDataset(Dataset):
         return {
             **audio,
             "caption": caption, "label": row.emotion, "shared_label": shared_label(row.emotion) or "",
-            "paraling": self._normed("paraling", i, p.paraling(i)), "va": self.va[i], "speaker": row.speaker,
+            "paraling": self._normed("paraling", i, p.paraling(i), k), "va": self.va[i], "speaker": row.speaker,
             "index": i,
         }
+
+
+def utterance_features(prepared: PreparedCorpus, ge2e: Optional[Tuple[np.ndarray, np.ndarray, int]] = None
+                       ) -> Dict[str, np.ndarray]:
+    """Every clip's speaker-normalisable inputs: "paraling" (N, 88) functionals and, given the cached GE2E
+    windows, "ge2e" (N, 256) utterance embeddings (the L2-normalised mean of each clip's windows)."""
+    feats = {"paraling": np.stack([prepared.paraling(i) for i in range(len(prepared))])}
+    if ge2e is not None:
+        emb, off = ge2e[0], ge2e[1]
+        feats["ge2e"] = np.stack([_unit(emb[int(off[i]):int(off[i + 1])].mean(axis=0)) for i in range(len(prepared))])
+    return feats
+
+
+@dataclass(frozen=True)
+class SpeakerStatsConfig:
+    """How a speaker-normalised dataset gets each speaker's statistics (:mod:`fastclap.data.speaker_stats`).
+
+    Attributes:
+        train: "all" (every clip of the speaker) or "random" (each training item draws one of ``pool`` enrolment
+            sets per speaker, of a size drawn uniformly from 0 (prior only), 1, 2, 4, 8, 16 and all clips).
+        eval: protocol of the eval-mode statistics ("all", "none", "neutral" or "random:K", one seeded draw).
+        prior_weight: kappa, the shrinkage towards the training speakers' population prior (>= 0).
+        nap_rank: speaker directions projected off (0: none).
+        pool: enrolment sets per speaker for ``train: "random"``.
+    """
+
+    train: str = "all"
+    eval: str = "all"
+    prior_weight: float = 0.0
+    nap_rank: int = 0
+    pool: int = 64
+
+    @property
+    def is_default(self) -> bool:
+        """True for today's speaker normalisation (every clip, no prior, no projection)."""
+        return (self.train, self.eval, self.prior_weight, self.nap_rank) == ("all", "all", 0.0, 0)
+
+
+def fit_priors(prepared: PreparedCorpus, feats: Dict[str, np.ndarray], nap_rank: int = 0) -> Dict[str, Prior]:
+    """The population prior of every feature, fitted on the clips of the train split (the training speakers).
+    Raises ValueError naming the folder when it has no train split."""
+    idx = prepared.split_indices("train")
+    if idx.size == 0:
+        raise SpeakerNormError(f"{prepared.out_dir}: no train split to fit the speakers' population statistics on")
+    spk = [prepared.rows[int(i)].speaker for i in idx]
+    return {key: Prior.fit(x[idx], spk, nap_rank) for key, x in feats.items()}
+
+
+def speaker_stat_pools(prepared: PreparedCorpus, ge2e: Optional[Tuple[np.ndarray, np.ndarray, int]],
+                       cfg: SpeakerStatsConfig, mode: str, seed: int) -> Dict[str, Tuple[Prior, Dict[str, list]]]:
+    """{feature: (prior, {speaker: [(mean, sd), ...]})}: one entry per speaker in eval mode (protocol
+    ``cfg.eval``), ``cfg.pool`` random enrolment sets in train mode with ``cfg.train == "random"``."""
+    feats = utterance_features(prepared, ge2e)
+    priors = fit_priors(prepared, feats, cfg.nap_rank)
+    speakers = [r.speaker for r in prepared.rows]
+    labels = [r.emotion for r in prepared.rows]
+    rng = np.random.default_rng([seed, 11])
+    if mode == "train" and cfg.train == "random":
+        sizes = (0,) + K_LADDER + (len(prepared),)
+        draws = [reference_sets(Protocol("random", int(k)), speakers, labels, rng)[0] if k
+                 else reference_sets(Protocol("none"), speakers, labels)[0]
+                 for k in rng.choice(sizes, size=cfg.pool)]
+    else:
+        protocol = Protocol.parse(cfg.eval if mode == "eval" else "all", "speaker_stats")
+        draws = [reference_sets(protocol, speakers, labels, rng)[0]]
+    return {key: (priors[key], {s: [priors[key].stats(x[d[s]], cfg.prior_weight) for d in draws]
+                                for s in sorted(set(speakers))})
+            for key, x in feats.items()}
 
 
 def speaker_norms(prepared: PreparedCorpus, ge2e: Optional[Tuple[np.ndarray, np.ndarray, int]] = None
@@ -169,10 +251,7 @@ def speaker_norms(prepared: PreparedCorpus, ge2e: Optional[Tuple[np.ndarray, np.
     """Per-speaker statistics of every clip of ``prepared``: key "paraling" (the 88 functionals) and, given the
     cached GE2E windows, "ge2e" (each clip's utterance embedding: the L2-normalised mean of its windows)."""
     speakers = [r.speaker for r in prepared.rows]
-    feats = {"paraling": np.stack([prepared.paraling(i) for i in range(len(prepared))])}
-    if ge2e is not None:
-        emb, off = ge2e[0], ge2e[1]
-        feats["ge2e"] = np.stack([_unit(emb[int(off[i]):int(off[i + 1])].mean(axis=0)) for i in range(len(prepared))])
+    feats = utterance_features(prepared, ge2e)
     try:
         return {key: SpeakerNorm.fit(x, speakers) for key, x in feats.items()}
     except SpeakerNormError as e:

@@ -77,6 +77,11 @@ def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: i
         from fastclap.engine.data import ge2e_windows
 
         kind, extra = "ge2e", {"ge2e": ge2e_windows(prepared, audio.path, 1.0)}
+    if speaker_norm:  # the model's own prior weight and speaker subspace, every clip of each speaker
+        from fastclap.data.dataset import SpeakerStatsConfig
+
+        extra["speaker_stats"] = SpeakerStatsConfig("all", "all", float(getattr(audio, "speaker_prior_weight", 0.0)),
+                                                    int(getattr(audio, "speaker_nap", 0)))
     ds = ClapDataset(prepared, split, mode="eval", crop_seconds=None, input=kind, speaker_norm=speaker_norm, **extra)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_clap)
     if progress:

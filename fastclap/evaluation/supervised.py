@@ -57,8 +57,30 @@ def clip_features(prepared: Any, indices: Sequence[int], features: str) -> np.nd
     return np.concatenate(parts, axis=1)
 
 
+def _speaker_scaled(p: Any, every: np.ndarray, protocol: str, stats_seed: int) -> np.ndarray:
+    """Every clip of corpus ``p`` speaker-standardised: train clips with all of their speaker's clips, the others
+    under ``protocol`` (the train speakers' prior where a speaker gets fewer than 2 clips)."""
+    from fastclap.data.speaker_norm import speaker_standardise
+    from fastclap.data.speaker_stats import Prior, Protocol, reference_sets, standardise
+
+    speakers = [r.speaker for r in p.rows]
+    out = speaker_standardise(every, speakers)
+    proto = Protocol.parse(protocol, "speaker_stats")
+    if proto.kind == "all":
+        return out
+    train = p.split_indices("train")
+    prior = Prior.fit(every[train], [speakers[int(i)] for i in train])
+    sets, _ = reference_sets(proto, speakers, [r.emotion for r in p.rows],
+                             np.random.default_rng([stats_seed, 0]) if proto.stochastic else None)
+    others = np.ones(len(speakers), dtype=bool)
+    others[train] = False
+    out[others] = standardise(every, speakers, sets, prior)[others]
+    return out
+
+
 def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "dataset",
-                 c_grid: Sequence[float] = C_GRID, seed: int = 0, scaling: str = "train") -> Dict[str, Any]:
+                 c_grid: Sequence[float] = C_GRID, seed: int = 0, scaling: str = "train",
+                 speaker_stats: str = "all", stats_seed: int = 0) -> Dict[str, Any]:
     """Fit on ``train``, choose C on ``valid`` (UAR; ties: the smaller C), score ``test``.
 
     ``prepared``: one prepared corpus, or a list of them whose splits are concatenated (a model trained on
@@ -69,7 +91,10 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
     common cross-corpus practice; it uses the test clips' features, never their labels); "speaker" standardises
     every clip with the statistics of all its speaker's clips in the corpus (speaker normalisation,
     :mod:`fastclap.data.speaker_norm`: what a model with ``model.audio.speaker_norm`` sees), then with the train
-    split's.
+    split's. With "speaker", ``speaker_stats`` names the protocol of the valid and test clips' statistics
+    (:mod:`fastclap.data.speaker_stats`: all, none, neutral, random:K with the draw ``stats_seed``; the training
+    speakers' population prior where a speaker gets fewer than 2 clips); train clips always use all of their
+    speaker's clips.
 
     Returns ``{"features", "scaling", "label_space", "C", "valid_uar", "test": classification_metrics(...),
     "n_train"}``, and for several corpora ``test_by_corpus`` {corpus: classification_metrics of its test clips}. Raises ValueError for an empty split, unknown features or scaling, or a test label the
@@ -90,9 +115,7 @@ def linear_probe(prepared: Any, features: str = "egemaps", label_space: str = "d
     for p in corpora:
         every = clip_features(p, range(len(p)), features)  # each corpus' features read once
         if scaling == "speaker":  # every clip of a speaker standardised with that speaker's statistics
-            from fastclap.data.speaker_norm import speaker_standardise
-
-            every = speaker_standardise(every, [r.speaker for r in p.rows])
+            every = _speaker_scaled(p, every, speaker_stats, stats_seed)
         for s in x:
             idx, lab = _split(p, s, label_space)
             v = every[idx]

@@ -41,7 +41,8 @@ from fastclap.paths import portable_command, portable_path
 
 from .report import (by_corpus_summary, markdown, mean_sd, ordinal_summary, paired_differences, plot,  # noqa: F401
                      speaker_normalised, summarise, tower_label)
-from .runs import load_checkpoint_model, one_run, pooled, reference_rows, select_step  # noqa: F401
+from .runs import (load_checkpoint_model, one_run, pooled, protocol_reference_rows, reference_rows,  # noqa: F401
+                   select_step)
 from .setup import (LOSS_LABELS, LOSSES, ORDINAL_KEYS, SETTINGS, TOWER_LABELS, TOWERS,  # noqa: F401
                     corpora_of, ensure_prepared, label_space, read_recipe, recipe_run_config, run_config)
 
@@ -80,6 +81,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     ap.add_argument("--reference-scalings", nargs="+", default=["train", "per_split"],
                     choices=["train", "per_split", "speaker"],
                     help="feature scalings of the reference rows (fastclap.evaluation.supervised.linear_probe)")
+    ap.add_argument("--speaker-stats", nargs="*", default=[], metavar="PROTOCOL",
+                    help="also score each selected checkpoint's test split under these speaker-statistics protocols "
+                         "(fastclap.evaluation.protocols: all, none, neutral, random:K); none given: skip")
+    ap.add_argument("--valid-speaker-stats", nargs="+", default=["none", "random:8", "all"], metavar="PROTOCOL",
+                    help="protocols scored on the valid split alongside (model choice)")
+    ap.add_argument("--draws", type=int, default=5, help="seeded draws of each random:K protocol")
     add_debug_flag(ap)
     return ap
 
@@ -92,6 +99,12 @@ def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
 def _main(argv: List[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     args.recipe_cfg = None
+    from fastclap.data.speaker_stats import Protocol
+
+    for p in list(args.speaker_stats) + list(args.valid_speaker_stats):
+        Protocol.parse(p)
+    if args.draws < 1:
+        raise ValueError(f"--draws must be >= 1, got {args.draws}")
     if args.recipe:
         args.recipe_cfg = read_recipe(args.recipe)
         for k in ("batch_size", "lr", "steps", "eval_every", "repeats"):
@@ -108,6 +121,7 @@ def _main(argv: List[str], prog: str) -> int:
                       f"{100 * r['test_war']:.1f} (valid UAR {100 * r['valid_uar']:.1f} at step "
                       f"{r['selected_step']}), {r['total_s']:.0f}s", flush=True)
     args.reference_rows = reference_rows(args.settings, args.reference_features, args)
+    args.protocol_reference_rows = (protocol_reference_rows(args.settings, args) if args.speaker_stats else [])
     wall = time.perf_counter() - t0
     rows = summarise(runs, args.settings, args.losses)
     os.makedirs(args.out, exist_ok=True)
@@ -115,10 +129,20 @@ def _main(argv: List[str], prog: str) -> int:
 
     write_json({"command": command, "date": now_utc(), "versions": versions(), "wall_s": wall,
                 "args": {k: portable_path(v) if k in PATH_ARGS else v for k, v in vars(args).items()
-                         if k not in ("reference_rows", "recipe_cfg")},
+                         if k not in ("reference_rows", "recipe_cfg", "protocol_reference_rows")},
                 "recipe": args.recipe_cfg, "summary": rows,
-                "reference": args.reference_rows, "paired": paired_differences(runs), "runs": runs}, os.path.join(args.out, "results.json"))
+                "reference": args.reference_rows, "protocol_reference": args.protocol_reference_rows, "paired": paired_differences(runs), "runs": runs}, os.path.join(args.out, "results.json"))
     md = markdown(rows, runs, command, args)
+    if args.speaker_stats:
+        from .protocol_report import plot_against_k, protocol_markdown
+
+        md += ("\nZero-shot test UAR by the speaker statistics each test speaker's clips are standardised with "
+               "(fastclap.evaluation.protocols; mean ± sd over seeds of the mean over draws; random:K: "
+               f"{args.draws} draws of K clips per speaker, any emotion; 'all' is transductive), beside the "
+               "supervised references:\n\n" + protocol_markdown(runs, args.settings, args.losses, args.speaker_stats,
+                                                                args.reference_rows, args.protocol_reference_rows))
+        plot_against_k(runs, args.settings, args.losses[0], args.reference_rows, args.protocol_reference_rows,
+                       os.path.join(args.out, "uar_against_k.png"))
     from fastclap.serialization import write_atomic
 
     text = md.encode("utf-8")  # atomic: a full disk names the file and the bytes, and leaves no partial file

@@ -78,8 +78,35 @@ def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
            "retrieval": result["retrieval"], "ordinal": result.get("ordinal"), "prompts": result["prompts"],
            "dataset": result["dataset"], "by_corpus": result.get("by_corpus"),
            "train_s": round(t_train, 1), "total_s": round(time.perf_counter() - t0, 1)}
+    if getattr(args, "speaker_stats", None):
+        out["speaker_stats"] = protocol_scores(model, corpora, space, args)
     shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)  # ~90 MB each (frozen MiniLM)
     write_json(out, done)
+    return out
+
+
+def protocol_scores(model, corpora: List[Dict[str, str]], space: str, args) -> Dict[str, Any]:
+    """Zero-shot UAR of the selected checkpoint under each ``--speaker-stats`` protocol
+    (fastclap.evaluation.protocols), on the test split (every protocol, ``--draws`` draws of each random:K) and on
+    the valid split (the protocols a model is chosen by); several corpora are pooled per draw, each kept in
+    ``by_corpus``. Compact: per protocol the mean UAR, the sd over draws and the UAR of every draw."""
+    from fastclap.data import load_prepared
+    from fastclap.evaluation.protocols import pooled_protocols, score_protocols
+
+    def compact(res):
+        return {r["protocol"]: {"uar": r["uar"], "uar_sd": r["uar_sd"], "uars": r["uars"], "war": r["war"],
+                                "notes": r["notes"]} for r in res["protocols"]}
+
+    out: Dict[str, Any] = {}
+    prepared = [load_prepared(c["prepared_dir"]) for c in corpora]
+    for split, protocols in (("test", args.speaker_stats), ("valid", args.valid_speaker_stats)):
+        parts = [score_protocols(model, p, split, protocols, args.draws, 0, label_space=space,
+                                 shared_only=space == "shared") for p in prepared]
+        whole = parts[0] if len(parts) == 1 else pooled_protocols(parts)
+        out[split] = compact(whole)
+        if len(parts) > 1:
+            out[split + "_by_corpus"] = {str(p.meta.get("corpus", p.out_dir)): compact(r)
+                                         for p, r in zip(prepared, parts)}
     return out
 
 
@@ -128,4 +155,40 @@ def reference_rows(settings: List[str], features: List[str], args) -> List[Dict[
             row = dict(res, setting=s, total_s=round(time.perf_counter() - t0, 1))
             write_json(row, path)
             rows.append(row)
+    return rows
+
+
+def protocol_reference_rows(settings: List[str], args, features: str = "egemaps") -> List[Dict[str, Any]]:
+    """The supervised reference with speaker scaling under each ``--speaker-stats`` protocol (the statistics the
+    zero-shot model gets; train clips scaled with all of their speaker's clips), ``--draws`` draws of each
+    random:K: per (setting, protocol) the test UAR of every draw, overall and per test corpus. Cached as
+    ``WORK/<setting>/reference_<features>_stats.json``."""
+    from fastclap.data import load_prepared
+    from fastclap.data.speaker_stats import Protocol
+    from fastclap.evaluation.report import write_json
+    from fastclap.evaluation.supervised import linear_probe
+
+    rows = []
+    for s in settings:
+        path = os.path.join(args.work_dir, s.replace("->", "_to_"), f"reference_{features}_stats.json")
+        cached = {}
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                cached = {r["protocol"]: r for r in json.load(f)}
+        prepared, out = None, []
+        for name in args.speaker_stats:
+            if name in cached and len(cached[name]["uars"]) == (args.draws if Protocol.parse(name).stochastic else 1):
+                out.append(cached[name])
+                continue
+            prepared = prepared or [load_prepared(c["prepared_dir"]) for c in corpora_of(s, args)]
+            res = [linear_probe(prepared, features, label_space(s, supervised=True), scaling="speaker",
+                                speaker_stats=name, stats_seed=d)
+                   for d in range(args.draws if Protocol.parse(name).stochastic else 1)]
+            uars = [r["test"]["uar"] for r in res]
+            by = {c: [r["test_by_corpus"][c]["uar"] for r in res] for c in (res[0].get("test_by_corpus") or {})}
+            out.append({"setting": s, "features": features, "scaling": "speaker", "protocol": name,
+                        "uar": float(np.mean(uars)), "uar_sd": float(np.std(uars, ddof=1)) if len(uars) > 1 else 0.0,
+                        "uars": uars, "by_corpus": by, "C": [r["C"] for r in res]})
+        write_json(out, path)
+        rows += out
     return rows
