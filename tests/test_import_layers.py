@@ -4,14 +4,15 @@ module importing a layer above its own.
 Layers, lowest first (a module may import its own package and any lower layer, nothing else):
 
    -1  fastclap (the root package: the version and lazy attributes; it imports nothing statically)
-    0  fastclap.config, fastclap.serialization, fastclap.cli (cli reaches its subcommands through importlib
+    0  fastclap.config, fastclap.serialization, fastclap.paths, fastclap.lazy, fastclap.cli (cli reaches its subcommands through importlib
        names; statically it imports only the root, and the subcommands import its shared ``error: ...`` handling)
     1  fastclap.kernels (the kernels/ folder), fastclap.data
     2  fastclap.losses
     3  fastclap.model, fastclap.compat
     4  fastclap.engine
     5  fastclap.evaluation
-    6  fastclap.train, fastclap.evaluate
+    6  fastclap.trainer (the training run), fastclap.evaluate
+  6.5  fastclap.train (the trainer's command line: parses, then imports fastclap.trainer)
     7  fastclap.experiment
     8  fastclap.__main__
 
@@ -25,13 +26,13 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = {
-    "fastclap": -1, "config": 0, "serialization": 0, "cli": 0,
+    "fastclap": -1, "config": 0, "serialization": 0, "paths": 0, "lazy": 0, "cli": 0,
     "kernels": 1, "data": 1,
     "losses": 2,
     "model": 3, "compat": 3,
     "engine": 4,
     "evaluation": 5,
-    "train": 6, "evaluate": 6,
+    "trainer": 6, "train": 6.5, "evaluate": 6,
     "experiment": 7,
     "__main__": 8,
 }
