@@ -183,8 +183,8 @@ def launch_config(
         src = KernelLaunch(64, 64, num_warps=8, num_stages=stages)
         if k == 0:
             fwd = KernelLaunch(128, 64, 64, num_warps=8, num_stages=stages)
-        else:
-            fwd = KernelLaunch(64, 64, 32, num_warps=8, num_stages=stages if k <= 2 else 1)
+        else:   # 128 rows: half the read-modify-writes of the column partials (2 + K statistics per column)
+            fwd = KernelLaunch(128, 32, 32, num_warps=8, num_stages=stages if k <= 2 else 1)
         max_slice = 256
         rows_g, cols_g = _groups(batch, fwd.BLOCK_M, fwd.BLOCK_N, programs=4 * 132)
         block_dk = tuple(fit_block_dk(dk) for dk in source_dims)
