@@ -28,30 +28,46 @@ Schedule. Work is counted in multiply-adds (MACs) at full ranges; the floor of a
 4 B^2 d + 2 sum_k B^2 d_k: S once for the loss, S once more for G, the two output products G Y and G^T X,
 and C^k once in each pass.
 
-  1. source_lse_kernel (K > 0), grid (cdiv(B, BLOCK_M),): each program streams its anchors over all B
-     candidates and keeps an online (max, sum) per source: n^k. sum_k B^2 d_k MACs.
-  2. smooth_clap_fwd_kernel, grid (row groups, column groups): a program owns ROWS rows x COLS columns
+  1. smooth_clap_fwd_kernel, grid (row groups, column groups): a program owns ROWS rows x COLS columns
      of S and visits them as BLOCK_M x BLOCK_N tiles, row blocks outer, column tiles inner. Per tile: S
-     (B d per row, tl.dot over d in BLOCK_D chunks) and C^k; the row statistics (online max / sum of S,
-     t_row) stay in registers over the inner loop and go to a (3, column groups, B) partial buffer; the
-     column statistics of the tile are merged into a (3, row groups, B) partial buffer that only this
-     program touches (read, combine, write: deterministic, no atomics). The launcher reduces the partials
-     (O(B * groups)). B^2 d + sum_k B^2 d_k MACs: S is computed ONCE for both directions.
+     (B d per row, tl.dot over d in BLOCK_D chunks) and C^k; the row statistics stay in registers over the
+     inner loop and go to a (3 + 2K, column groups, B) partial buffer; the column statistics of the tile
+     are merged into a (2 + K, row groups, B) partial buffer that only this program touches (read,
+     combine, write: deterministic, no atomics). The launcher reduces the partials (O(B * groups)).
+     B^2 d + sum_k B^2 d_k MACs: S and every C^k are computed ONCE for both directions and for the
+     sources' log-normalisers.
+     Sources without a log-normaliser pass: the rows of U_k are unit vectors (the launcher normalises
+     them; zero rows are rejected), so max_j C^k_ij = C^k_ii = 1 / tau_k is known in advance (the stored
+     16-bit rows move U_i.U_i by ~2^-8, i.e. C^k_ii - 1 / tau_k by < 0.01 / tau_k: no overflow, and the
+     diagonal keeps each sum >= ~1, so terms that underflow are negligible beside it). With
+     e_ij = exp(C^k_ij - 1 / tau_k) (one FFMA and one exp2 per element, no online max) the rows keep
+     L^k_i = sum_j e_ij and A^k_i = sum_j e_ij S_ij, the columns A'^k_j = sum_i e_ij S_ij; then
+         n^k_i = 1 / tau_k + log L^k_i                                 (saved for the backward)
+         t_row_i = (1 - beta) S_ii + beta sum_k w_k A^k_i / L^k_i
+         t_col_j = (1 - beta) S_jj + beta sum_k w_k A'^k_j / L^k_j     (C^k symmetric: row j's L^k is
+                                                                        column j's)
+     so the column partials need only A'^k beside (max, sum) of S: 2 + K fp32 per column per row block.
+     A row block counted in either range visits every column (its L^k is whole); S_ii is a row statistic
+     (the diagonal sits in the masked band tiles) that serves both directions' hard targets.
      Epilogue (the instructions per tile beside the tensor-core work, counted in the SASS by
      benchmarks/aot.py): statistics in base 2 (u = S log2(e); one MUFU.EX2 per exponential), interior
-     tiles (full, off the diagonal) in a loop of their own without masks, bounds checks or hard targets,
-     the sources' weights summed before one product and two reductions per tile.
-  3. smooth_clap_bwd_kernel (kernels/smooth_clap_bwd.py, which states its schedule, counts and every
+     tiles (full, off the diagonal) in a loop of their own without masks, bounds checks or diagonal.
+     Exps per tile: (2 + K) BLOCK_M BLOCK_N + BLOCK_M + 2 BLOCK_N.
+     Bytes stored at B = 65536, d = 768 (sm_90 schedule, K = 2: 128 x 32 tiles, 512 row blocks): the
+     column partials 4 x 4 B x B x 512 = 0.54 GB (64-row tiles would double it), the row partials 7 x 4 B
+     x B x 16 column groups = 0.03 GB.
+  2. smooth_clap_bwd_kernel (kernels/smooth_clap_bwd.py, which states its schedule, counts and every
      gradient formula), launched twice: dX over row blocks, dY over column blocks. Each program recomputes
      S and C^k tile by tile from lse_row / lse_col and n^k and accumulates its rows of the gradient in
      registers; it stores them once. 2 (2 B^2 d + sum_k B^2 d_k) MACs, no B x d pass per chunk.
 
-  Total 5 B^2 d + 4 sum_k B^2 d_k: 1.25 x the floor for the hard loss, 1.52 x for two sources of d_k = 88
-  and 768 at d = 768 (C^k runs in the log-normaliser pass, the forward and both backward launches).
-  benchmarks/work_model.py counts MACs, exps, stored bytes and memory exactly from the launches. Memory:
-  dX, dY, the sources' normalised copies and O(B * groups) forward partials; never B x B.
+  Total 5 B^2 d + 3 sum_k B^2 d_k: 1.25 x the floor for the hard loss, 1.34 x for two sources of d_k = 88
+  and 768 at d = 768 (C^k runs in the forward and both backward launches). benchmarks/work_model.py counts
+  MACs, exps, stored bytes and memory exactly from the launches. Memory: dX, dY, the sources' normalised
+  copies and O(B * groups) forward partials; never B x B.
 
-  Rejected: a forward that computes S once per direction (2 B^2 d, 1.34 x the floor with two sources);
+  Rejected: a separate log-normaliser pass with an online max per source (one more sum_k B^2 d_k, 1.52 x
+  the floor with two sources); a forward that computes S once per direction (one more B^2 d);
   a backward that recomputes S per output slice (up to 6 B^2 d at d = 768); dY by fp32 atomics from every
   program (contended, non-deterministic); caching C^k or S (B x B); a G chunk in memory with cuBLAS
   products (the previous backward: at B = 65536, d = 768 each of ~100 row chunks added a B x d fp32 dY
