@@ -28,30 +28,46 @@ Schedule. Work is counted in multiply-adds (MACs) at full ranges; the floor of a
 4 B^2 d + 2 sum_k B^2 d_k: S once for the loss, S once more for G, the two output products G Y and G^T X,
 and C^k once in each pass.
 
-  1. source_lse_kernel (K > 0), grid (cdiv(B, BLOCK_M),): each program streams its anchors over all B
-     candidates and keeps an online (max, sum) per source: n^k. sum_k B^2 d_k MACs.
-  2. smooth_clap_fwd_kernel, grid (row groups, column groups): a program owns ROWS rows x COLS columns
+  1. smooth_clap_fwd_kernel, grid (row groups, column groups): a program owns ROWS rows x COLS columns
      of S and visits them as BLOCK_M x BLOCK_N tiles, row blocks outer, column tiles inner. Per tile: S
-     (B d per row, tl.dot over d in BLOCK_D chunks) and C^k; the row statistics (online max / sum of S,
-     t_row) stay in registers over the inner loop and go to a (3, column groups, B) partial buffer; the
-     column statistics of the tile are merged into a (3, row groups, B) partial buffer that only this
-     program touches (read, combine, write: deterministic, no atomics). The launcher reduces the partials
-     (O(B * groups)). B^2 d + sum_k B^2 d_k MACs: S is computed ONCE for both directions.
+     (B d per row, tl.dot over d in BLOCK_D chunks) and C^k; the row statistics stay in registers over the
+     inner loop and go to a (3 + 2K, column groups, B) partial buffer; the column statistics of the tile
+     are merged into a (2 + K, row groups, B) partial buffer that only this program touches (read,
+     combine, write: deterministic, no atomics). The launcher reduces the partials (O(B * groups)).
+     B^2 d + sum_k B^2 d_k MACs: S and every C^k are computed ONCE for both directions and for the
+     sources' log-normalisers.
+     Sources without a log-normaliser pass: the rows of U_k are unit vectors (the launcher normalises
+     them; zero rows are rejected), so max_j C^k_ij = C^k_ii = 1 / tau_k is known in advance (the stored
+     16-bit rows move U_i.U_i by ~2^-8, i.e. C^k_ii - 1 / tau_k by < 0.01 / tau_k: no overflow, and the
+     diagonal keeps each sum >= ~1, so terms that underflow are negligible beside it). With
+     e_ij = exp(C^k_ij - 1 / tau_k) (one FFMA and one exp2 per element, no online max) the rows keep
+     L^k_i = sum_j e_ij and A^k_i = sum_j e_ij S_ij, the columns A'^k_j = sum_i e_ij S_ij; then
+         n^k_i = 1 / tau_k + log L^k_i                                 (saved for the backward)
+         t_row_i = (1 - beta) S_ii + beta sum_k w_k A^k_i / L^k_i
+         t_col_j = (1 - beta) S_jj + beta sum_k w_k A'^k_j / L^k_j     (C^k symmetric: row j's L^k is
+                                                                        column j's)
+     so the column partials need only A'^k beside (max, sum) of S: 2 + K fp32 per column per row block.
+     A row block counted in either range visits every column (its L^k is whole); S_ii is a row statistic
+     (the diagonal sits in the masked band tiles) that serves both directions' hard targets.
      Epilogue (the instructions per tile beside the tensor-core work, counted in the SASS by
      benchmarks/aot.py): statistics in base 2 (u = S log2(e); one MUFU.EX2 per exponential), interior
-     tiles (full, off the diagonal) in a loop of their own without masks, bounds checks or hard targets,
-     the sources' weights summed before one product and two reductions per tile.
-  3. smooth_clap_bwd_kernel (kernels/smooth_clap_bwd.py, which states its schedule, counts and every
+     tiles (full, off the diagonal) in a loop of their own without masks, bounds checks or diagonal.
+     Exps per tile: (2 + K) BLOCK_M BLOCK_N + BLOCK_M + 2 BLOCK_N.
+     Bytes stored at B = 65536, d = 768 (sm_90 schedule, K = 2: 128 x 32 tiles, 512 row blocks): the
+     column partials 4 x 4 B x B x 512 = 0.54 GB (64-row tiles would double it), the row partials 7 x 4 B
+     x B x 16 column groups = 0.03 GB.
+  2. smooth_clap_bwd_kernel (kernels/smooth_clap_bwd.py, which states its schedule, counts and every
      gradient formula), launched twice: dX over row blocks, dY over column blocks. Each program recomputes
      S and C^k tile by tile from lse_row / lse_col and n^k and accumulates its rows of the gradient in
      registers; it stores them once. 2 (2 B^2 d + sum_k B^2 d_k) MACs, no B x d pass per chunk.
 
-  Total 5 B^2 d + 4 sum_k B^2 d_k: 1.25 x the floor for the hard loss, 1.52 x for two sources of d_k = 88
-  and 768 at d = 768 (C^k runs in the log-normaliser pass, the forward and both backward launches).
-  benchmarks/work_model.py counts MACs, exps, stored bytes and memory exactly from the launches. Memory:
-  dX, dY, the sources' normalised copies and O(B * groups) forward partials; never B x B.
+  Total 5 B^2 d + 3 sum_k B^2 d_k: 1.25 x the floor for the hard loss, 1.34 x for two sources of d_k = 88
+  and 768 at d = 768 (C^k runs in the forward and both backward launches). benchmarks/work_model.py counts
+  MACs, exps, stored bytes and memory exactly from the launches. Memory: dX, dY, the sources' normalised
+  copies and O(B * groups) forward partials; never B x B.
 
-  Rejected: a forward that computes S once per direction (2 B^2 d, 1.34 x the floor with two sources);
+  Rejected: a separate log-normaliser pass with an online max per source (one more sum_k B^2 d_k, 1.52 x
+  the floor with two sources); a forward that computes S once per direction (one more B^2 d);
   a backward that recomputes S per output slice (up to 6 B^2 d at d = 768); dY by fp32 atomics from every
   program (contended, non-deterministic); caching C^k or S (B x B); a G chunk in memory with cuBLAS
   products (the previous backward: at B = 65536, d = 768 each of ~100 row chunks added a B x d fp32 dY
@@ -145,17 +161,6 @@ def _target_weights(c, coef, norm_ptr, offs_m, offs_n, in_a, in_b):
 
 
 @triton.jit
-def _source_sums(s_safe, u_ptr, dk, inv_tau, coef, norm_ptr, m0, n0, n_rows, offs_m, offs_n, in_a, in_b,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
-                 UPCAST: tl.constexpr, PRECISION: tl.constexpr):
-    """One source's share of t_row (sum_j beta w_k Q_ij S_ij per row) and t_col (sum_i beta w_k Q_ji S_ij
-    per column) on one tile, reduced at once so that no target tile stays live."""
-    c = _source_tile(u_ptr, dk, inv_tau, m0, n0, n_rows, BLOCK_M, BLOCK_N, BLOCK_DK, UPCAST, PRECISION)
-    w_row, w_col = _target_weights(c, coef, norm_ptr, offs_m, offs_n, in_a, in_b)
-    return tl.sum(w_row * s_safe, axis=1), tl.sum(w_col * s_safe, axis=0)
-
-
-@triton.jit
 def _source_weight(u_ptr, dk, inv_tau, coef, norm_ptr, m0, n0, n_rows, offs_m, offs_n, in_a, in_b,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
                    UPCAST: tl.constexpr, PRECISION: tl.constexpr):
@@ -165,143 +170,52 @@ def _source_weight(u_ptr, dk, inv_tau, coef, norm_ptr, m0, n0, n_rows, offs_m, o
     return w_row + w_col
 
 
-@triton.jit
-def _online_lse(c, mask_n, m, z):
-    """Merge one candidate tile into the running (max m, sum z = sum exp(C - m)) of each anchor row."""
-    c = tl.where(mask_n[None, :], c, float("-inf"))
-    m_new = tl.maximum(m, tl.max(c, axis=1))
-    z = z * tl.exp(m - m_new) + tl.sum(tl.exp(c - m_new[:, None]), axis=1)
-    return m_new, z
-
-
 LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)   # exp(x) = 2^(x log2(e)): one MUFU.EX2, no multiply
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
-def _norm2(norm_ptr, offs, mask, log_coef):
-    """Offset of one source per anchor: n^k - ln(beta w_k), +inf where not counted, so that
-    2^((C - offset) log2(e)) = beta w_k exp(C - n^k), and 0 for uncounted anchors or beta w_k = 0. The
-    difference C - offset stays in natural units: exactly 0 where C = n^k (ln(beta w_k) = 0 adds nothing)."""
-    n = tl.load(norm_ptr + offs, mask=mask, other=float("inf"))
-    return n - log_coef
-
-
-@triton.jit
-def _source_weights2(u_ptr, dk, inv_tau, n2_a, n2_b, m0, n0, n_rows,
-                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
-                     UPCAST: tl.constexpr, PRECISION: tl.constexpr, FULL: tl.constexpr):
-    """beta w_k exp(C_ij - n_i) [i counted] and beta w_k exp(C_ij - n_j) [j counted] on one tile, each an
-    FFMA, an FMUL and one exp2 per element (no multiply by beta w_k: it sits in the offsets n2 of _norm2)."""
+def _source_stats(u_ptr, dk, i2, m0, n0, n_rows, u, valid, l_k, a_k,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
+                  UPCAST: tl.constexpr, PRECISION: tl.constexpr, FULL: tl.constexpr, MASKED: tl.constexpr):
+    """One source on one tile: e_ij = exp(C_ij - 1 / tau) = 2^(U_i.U_j i2 - i2), i2 = log2(e) / tau (one FFMA
+    and one exp2 per element; exactly 1 where U_i.U_j = 1). Adds sum_j e_ij and sum_j e_ij u_ij to the rows'
+    (l_k, a_k) and returns the columns' sum_i e_ij u_ij."""
     dots = _dot_any(u_ptr, u_ptr, m0, n0, n_rows, dk, BLOCK_M, BLOCK_N, BLOCK_DK, UPCAST, PRECISION, FULL)
-    return (tl.exp2((dots * inv_tau - n2_a[:, None]) * LOG2E),
-            tl.exp2((dots * inv_tau - n2_b[None, :]) * LOG2E))
-
-
-@triton.jit
-def _online_lse2(dots, inv_tau, m, z, mask_n, MASKED: tl.constexpr):
-    """Merge one candidate tile of raw dots U_i.U_j into the running (max m, sum z = sum exp(C - m)) of each
-    anchor row, C = dots / tau: 1 / tau > 0, so the max is taken on the raw dots; exp(C - m) is
-    2^((C - m) log2(e)) (FFMA, FMUL, MUFU.EX2), exactly 1 at the max. Columns are masked only when MASKED
-    (the last, partial tile)."""
+    e = tl.exp2(dots * i2 - i2)
     if MASKED:
-        dots = tl.where(mask_n[None, :], dots, float("-inf"))
-    m_new = tl.maximum(m, tl.max(dots, axis=1) * inv_tau)
-    z = z * tl.exp2((m - m_new) * LOG2E) + tl.sum(tl.exp2((dots * inv_tau - m_new[:, None]) * LOG2E), axis=1)
-    return m_new, z
+        e = tl.where(valid, e, 0.0)
+    eu = e * u
+    return l_k + tl.sum(e, axis=1), a_k + tl.sum(eu, axis=1), tl.sum(eu, axis=0)
 
 
 @triton.jit
-def _source_lse_tile(u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, m_start, n0, n_rows,
-                     m0, z0, m1, z1, m2, z2,
-                     NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                     BLOCK_DK0: tl.constexpr, BLOCK_DK1: tl.constexpr, BLOCK_DK2: tl.constexpr,
-                     SRC_PRECISION0: tl.constexpr, SRC_PRECISION1: tl.constexpr, SRC_PRECISION2: tl.constexpr,
-                     UPCAST: tl.constexpr, MASKED: tl.constexpr,
-                     EVEN_DK0: tl.constexpr, EVEN_DK1: tl.constexpr, EVEN_DK2: tl.constexpr):
-    """One candidate tile of every source merged into the anchors' running statistics (FULL_k: the anchor
-    block and the tile lie inside the batch and d_k % BLOCK_DK_k == 0: loads without bounds checks)."""
-    mask_n = n0 + tl.arange(0, BLOCK_N) < n_rows
-    c = _dot_any(u0_ptr, u0_ptr, m_start, n0, n_rows, dk0, BLOCK_M, BLOCK_N, BLOCK_DK0, UPCAST, SRC_PRECISION0,
-                 EVEN_DK0 and not MASKED)
-    m0, z0 = _online_lse2(c, i0, m0, z0, mask_n, MASKED)
-    if NUM_SOURCES > 1:
-        c = _dot_any(u1_ptr, u1_ptr, m_start, n0, n_rows, dk1, BLOCK_M, BLOCK_N, BLOCK_DK1, UPCAST,
-                     SRC_PRECISION1, EVEN_DK1 and not MASKED)
-        m1, z1 = _online_lse2(c, i1, m1, z1, mask_n, MASKED)
-    if NUM_SOURCES > 2:
-        c = _dot_any(u2_ptr, u2_ptr, m_start, n0, n_rows, dk2, BLOCK_M, BLOCK_N, BLOCK_DK2, UPCAST,
-                     SRC_PRECISION2, EVEN_DK2 and not MASKED)
-        m2, z2 = _online_lse2(c, i2, m2, z2, mask_n, MASKED)
-    return m0, z0, m1, z1, m2, z2
+def _col_add(ptrs, value, mask):
+    """Add one tile's column statistic (base 2) to this program's partial (natural units)."""
+    old = tl.load(ptrs, mask=mask, other=0.0)
+    tl.store(ptrs, old + value * LN2, mask=mask)
 
 
 @triton.jit
-def source_lse_kernel(
-    u0_ptr, u1_ptr, u2_ptr,             # up to 3 unit-row sources (B, d_k), contiguous, fp32 or bf16
-    dk0, dk1, dk2, it0, it1, it2,       # d_k and 1 / tau_k
-    norm_ptr,                           # out (K, B) fp32: n^k
-    n_rows, a_lo, a_hi,                 # B; anchors [a_lo, a_hi) get their n^k
-    NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_DK0: tl.constexpr, BLOCK_DK1: tl.constexpr, BLOCK_DK2: tl.constexpr,
-    SRC_PRECISION0: tl.constexpr, SRC_PRECISION1: tl.constexpr, SRC_PRECISION2: tl.constexpr,
-    UPCAST: tl.constexpr,
-    EVEN_DK0: tl.constexpr = False, EVEN_DK1: tl.constexpr = False, EVEN_DK2: tl.constexpr = False,
-):
-    """n^k by an online log-sum-exp. Full candidate tiles of a full anchor block run without masks (and,
-    where EVEN_DK_k says d_k % BLOCK_DK_k == 0, without bounds checks on the loads); the partial last tile,
-    or every tile of a partial anchor block, with them."""
-    m_start = a_lo + tl.program_id(0) * BLOCK_M
-    offs_m = m_start + tl.arange(0, BLOCK_M)
-    mask_m = offs_m < a_hi
-    i0 = it0
-    i1 = it1
-    i2 = it2
-    m0 = tl.full((BLOCK_M,), float("-inf"), tl.float32)
-    z0 = tl.zeros((BLOCK_M,), tl.float32)
-    m1 = m0
-    z1 = z0
-    m2 = m0
-    z2 = z0
-    n_full = tl.where(m_start + BLOCK_M <= n_rows, (n_rows // BLOCK_N) * BLOCK_N, 0)
-    for n0 in range(0, n_full, BLOCK_N):
-        m0, z0, m1, z1, m2, z2 = _source_lse_tile(
-            u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, m_start, n0, n_rows, m0, z0, m1, z1, m2, z2,
-            NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_DK0, BLOCK_DK1, BLOCK_DK2,
-            SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2, UPCAST, False, EVEN_DK0, EVEN_DK1, EVEN_DK2)
-    for n0 in range(n_full, n_rows, BLOCK_N):
-        m0, z0, m1, z1, m2, z2 = _source_lse_tile(
-            u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, m_start, n0, n_rows, m0, z0, m1, z1, m2, z2,
-            NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_DK0, BLOCK_DK1, BLOCK_DK2,
-            SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2, UPCAST, True, False, False, False)
-    tl.store(norm_ptr + offs_m, m0 + tl.log(z0), mask=mask_m)
-    if NUM_SOURCES > 1:
-        tl.store(norm_ptr + n_rows + offs_m, m1 + tl.log(z1), mask=mask_m)
-    if NUM_SOURCES > 2:
-        tl.store(norm_ptr + 2 * n_rows + offs_m, m2 + tl.log(z2), mask=mask_m)
-
-
-@triton.jit
-def _fwd_tile(x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, norm_ptr, lc0, lc1, lc2,
-              n2a0, n2a1, n2a2, col_ptrs, col_stride, hard_coef,
-              m0, n0, n_rows, dim, r_end, c_end, col_lo, col_hi, offs_m, in_a, m_r, l_r, t_r,
+def _fwd_tile(x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, col_ptrs, col_stride,
+              m0, n0, n_rows, dim, r_end, c_end, offs_m, m_r, l_r, d_r, l0, a0, l1, a1, l2, a2,
               NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
               BLOCK_DK0: tl.constexpr, BLOCK_DK1: tl.constexpr, BLOCK_DK2: tl.constexpr,
               PRECISION: tl.constexpr,
               SRC_PRECISION0: tl.constexpr, SRC_PRECISION1: tl.constexpr, SRC_PRECISION2: tl.constexpr,
               UPCAST: tl.constexpr, MASKED: tl.constexpr, EVEN_D: tl.constexpr,
               EVEN_DK0: tl.constexpr, EVEN_DK1: tl.constexpr, EVEN_DK2: tl.constexpr):
-    """One BLOCK_M x BLOCK_N tile of the forward, in base 2 (u = S log2(e)): the rows' running (max, sum,
-    t) are returned, the columns' are merged into this program's partial at col_ptrs. MASKED tiles (past
-    the end of the rows / columns, or holding diagonal entries) carry the masks and the hard targets;
-    the others (all but ~BLOCK_M / BLOCK_N + 2 per row block) neither."""
+    """One BLOCK_M x BLOCK_N tile of the forward, in base 2 (u = S log2(e)): the rows' running statistics
+    (max, sum, diagonal, per source L^k and A^k) are returned, the columns' (max, sum, per source A'^k) are
+    merged into this program's partial at col_ptrs. MASKED tiles (past the end of the rows / columns, or
+    holding diagonal entries) carry the masks and the diagonal; the others (all but ~BLOCK_M / BLOCK_N + 2
+    per row block) neither."""
     offs_n = n0 + tl.arange(0, BLOCK_N)
     mask_n = offs_n < c_end
-    in_b = mask_n & (offs_n >= col_lo) & (offs_n < col_hi)
     u = s2 * _dot_any(x_ptr, y_ptr, m0, n0, n_rows, dim, BLOCK_M, BLOCK_N, BLOCK_D, UPCAST, PRECISION,
                       EVEN_D and not MASKED)
+    valid = (offs_m < r_end)[:, None] & mask_n[None, :]
     if MASKED:
-        valid = (offs_m < r_end)[:, None] & mask_n[None, :]
         u_max = tl.where(valid, u, float("-inf"))
         u = tl.where(valid, u, 0.0)
     else:
@@ -311,51 +225,39 @@ def _fwd_tile(x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i
     m_r = m_new
     cm = tl.max(u_max, axis=0)
     cl = tl.sum(tl.exp2(u_max - cm[None, :]), axis=0)
-    ct = tl.zeros((BLOCK_N,), tl.float32)
-    if NUM_SOURCES > 0:   # sum the sources' weights first: one product and two reductions for all of them
-        w_row, w_col = _source_weights2(u0_ptr, dk0, i0, n2a0, _norm2(norm_ptr, offs_n, in_b, lc0), m0, n0,
-                                        n_rows, BLOCK_M, BLOCK_N, BLOCK_DK0, UPCAST, SRC_PRECISION0,
-                                        EVEN_DK0 and not MASKED)
-        if NUM_SOURCES > 1:
-            r, q = _source_weights2(u1_ptr, dk1, i1, n2a1, _norm2(norm_ptr + n_rows, offs_n, in_b, lc1), m0, n0,
-                                    n_rows, BLOCK_M, BLOCK_N, BLOCK_DK1, UPCAST, SRC_PRECISION1,
-                                    EVEN_DK1 and not MASKED)
-            w_row += r
-            w_col += q
-        if NUM_SOURCES > 2:
-            r, q = _source_weights2(u2_ptr, dk2, i2, n2a2, _norm2(norm_ptr + 2 * n_rows, offs_n, in_b, lc2), m0,
-                                    n0, n_rows, BLOCK_M, BLOCK_N, BLOCK_DK2, UPCAST, SRC_PRECISION2,
-                                    EVEN_DK2 and not MASKED)
-            w_row += r
-            w_col += q
-        t_r += tl.sum(w_row * u, axis=1)
-        ct += tl.sum(w_col * u, axis=0)
-    if MASKED:   # the hard part sits on the diagonal, u_ii, counted once per direction
-        diag = tl.where(offs_m[:, None] == offs_n[None, :], u, 0.0)
-        t_r += hard_coef * tl.where(in_a, tl.sum(diag, axis=1), 0.0)
-        ct += hard_coef * tl.where(in_b, tl.sum(diag, axis=0), 0.0)
     ptrs = col_ptrs + offs_n
+    if NUM_SOURCES > 0:
+        l0, a0, q = _source_stats(u0_ptr, dk0, i0, m0, n0, n_rows, u, valid, l0, a0, BLOCK_M, BLOCK_N, BLOCK_DK0,
+                                  UPCAST, SRC_PRECISION0, EVEN_DK0 and not MASKED, MASKED)
+        _col_add(ptrs + 2 * col_stride, q, mask_n)
+    if NUM_SOURCES > 1:
+        l1, a1, q = _source_stats(u1_ptr, dk1, i1, m0, n0, n_rows, u, valid, l1, a1, BLOCK_M, BLOCK_N, BLOCK_DK1,
+                                  UPCAST, SRC_PRECISION1, EVEN_DK1 and not MASKED, MASKED)
+        _col_add(ptrs + 3 * col_stride, q, mask_n)
+    if NUM_SOURCES > 2:
+        l2, a2, q = _source_stats(u2_ptr, dk2, i2, m0, n0, n_rows, u, valid, l2, a2, BLOCK_M, BLOCK_N, BLOCK_DK2,
+                                  UPCAST, SRC_PRECISION2, EVEN_DK2 and not MASKED, MASKED)
+        _col_add(ptrs + 4 * col_stride, q, mask_n)
+    if MASKED:   # the diagonal u_ii: the hard targets of both directions, applied by the launcher
+        d_r += tl.sum(tl.where(offs_m[:, None] == offs_n[None, :], u, 0.0), axis=1)
     old_m = tl.load(ptrs, mask=mask_n, other=float("-inf")) * LOG2E   # the partials hold natural units
     old_l = tl.load(ptrs + col_stride, mask=mask_n, other=0.0)
     new_m = tl.maximum(old_m, cm)
     tl.store(ptrs, new_m * LN2, mask=mask_n)
     tl.store(ptrs + col_stride, old_l * tl.exp2(old_m - new_m) + cl * tl.exp2(cm - new_m), mask=mask_n)
-    if MASKED or NUM_SOURCES > 0:
-        old_t = tl.load(ptrs + 2 * col_stride, mask=mask_n, other=0.0)
-        tl.store(ptrs + 2 * col_stride, old_t + ct * LN2, mask=mask_n)
-    return m_r, l_r, t_r
+    return m_r, l_r, d_r, l0, a0, l1, a1, l2, a2
 
 
 @triton.jit
 def smooth_clap_fwd_kernel(
     x_ptr, y_ptr, scale_ptr,            # X, Y (B, d) contiguous fp32/bf16/fp16; logit_scale (1,) fp32
     u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2,
-    norm_ptr,                           # (K, B) fp32 n^k from source_lse_kernel (read for counted anchors)
-    row_part_ptr,                       # out (3, n_col_groups, B) fp32: per row (max, sum exp(S - max), t_row)
-    col_part_ptr,                       # in/out (3, n_row_groups, B) fp32: per column (max, sum, t_col)
+    row_part_ptr,                       # out (3 + 2K, n_col_groups, B) fp32: per row (max, sum exp(S - max),
+                                        #   S_ii, then per source L^k, A^k)
+    col_part_ptr,                       # in/out (2 + K, n_row_groups, B) fp32: per column (max, sum, A'^k)
     n_rows, dim, rows_per_group, cols_per_group,
     row_lo, row_hi, col_lo, col_hi,     # counted anchors
-    hard_coef, c0, c1, c2, it0, it1, it2,   # 1 - beta; beta w_k; 1 / tau_k
+    it0, it1, it2,                      # 1 / tau_k
     NUM_SOURCES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_DK0: tl.constexpr, BLOCK_DK1: tl.constexpr, BLOCK_DK2: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -364,29 +266,22 @@ def smooth_clap_fwd_kernel(
     EVEN_D: tl.constexpr = False,       # d % BLOCK_D == 0: interior tiles load without bounds checks
     EVEN_DK0: tl.constexpr = False, EVEN_DK1: tl.constexpr = False, EVEN_DK2: tl.constexpr = False,
 ):
-    """Row and column statistics of S (and t) for one (row group, column group); see the module doc.
+    """Row and column statistics of S and of the sources for one (row group, column group); see the module
+    doc.
 
     Per row block the column tiles split in two loops: the interior ones (full, off the diagonal) with no
-    mask and no hard-target term, then the others (the diagonal band, the partial last tile, every tile of
-    a partial row block) with both. Statistics run in base 2 (u = S log2(e), exp2 = one MUFU.EX2) and are
-    stored in natural units."""
+    mask and no diagonal term, then the others (the diagonal band, the partial last tile, every tile of a
+    partial row block) with both. Statistics run in base 2 (u = S log2(e), exp2 = one MUFU.EX2) and are
+    stored in natural units. With sources, a row block counted in either range visits every column (its
+    L^k_i is the whole row sum: n^k_i of a counted column j is L^k_j of row j)."""
     rg = tl.program_id(0)
     cg = tl.program_id(1)
     n_row_groups = tl.num_programs(0)
     n_col_groups = tl.num_programs(1)
     s2 = tl.load(scale_ptr) * LOG2E
-    i0 = it0
-    i1 = it1
-    i2 = it2
-    lc0 = 0.0   # ln(beta w_k); -inf for a zero weight (its terms vanish); unused slots are never read
-    lc1 = 0.0
-    lc2 = 0.0
-    if NUM_SOURCES > 0:
-        lc0 = tl.log(c0)
-    if NUM_SOURCES > 1:
-        lc1 = tl.log(c1)
-    if NUM_SOURCES > 2:
-        lc2 = tl.log(c2)
+    i0 = it0 * LOG2E
+    i1 = it1 * LOG2E
+    i2 = it2 * LOG2E
     r_start = rg * rows_per_group
     r_end = tl.minimum(r_start + rows_per_group, n_rows)
     c_start = cg * cols_per_group
@@ -397,20 +292,18 @@ def smooth_clap_fwd_kernel(
     for m0 in range(r_start, r_end, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         mask_m = offs_m < r_end
-        in_a = mask_m & (offs_m >= row_lo) & (offs_m < row_hi)
         rows_counted = (m0 < row_hi) & (m0 + BLOCK_M > row_lo)
-        n2a0 = tl.zeros((BLOCK_M,), tl.float32)   # the sources' row offsets (unused slots: never read)
-        n2a1 = n2a0
-        n2a2 = n2a0
         if NUM_SOURCES > 0:
-            n2a0 = _norm2(norm_ptr, offs_m, in_a, lc0)
-        if NUM_SOURCES > 1:
-            n2a1 = _norm2(norm_ptr + n_rows, offs_m, in_a, lc1)
-        if NUM_SOURCES > 2:
-            n2a2 = _norm2(norm_ptr + 2 * n_rows, offs_m, in_a, lc2)
+            rows_counted = rows_counted | ((m0 < col_hi) & (m0 + BLOCK_M > col_lo))
         m_r = tl.full((BLOCK_M,), float("-inf"), tl.float32)
         l_r = tl.zeros((BLOCK_M,), tl.float32)
-        t_r = tl.zeros((BLOCK_M,), tl.float32)
+        d_r = tl.zeros((BLOCK_M,), tl.float32)
+        l0 = tl.zeros((BLOCK_M,), tl.float32)   # the sources' row sums (unused slots: never stored)
+        a0 = l0
+        l1 = l0
+        a1 = l0
+        l2 = l0
+        a2 = l0
         # interior tiles: [0, n_full) less the diagonal band [band_lo, band_hi) (tile indices)
         n_full = tl.where(m0 + BLOCK_M <= r_end, (c_end - c_start) // BLOCK_N, 0)
         d_lo = tl.maximum(m0, c_start)
@@ -421,22 +314,32 @@ def smooth_clap_fwd_kernel(
         for i in range(0, n_full - band):
             n0 = c_start + (i + tl.where(i >= band_lo, band, 0)) * BLOCK_N
             if rows_counted | ((n0 < col_hi) & (n0 + BLOCK_N > col_lo)):
-                m_r, l_r, t_r = _fwd_tile(
-                    x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, norm_ptr, lc0, lc1, lc2,
-                    n2a0, n2a1, n2a2, col_ptrs, col_stride, hard_coef, m0, n0, n_rows, dim, r_end, c_end,
-                    col_lo, col_hi, offs_m, in_a, m_r, l_r, t_r, NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_D,
+                m_r, l_r, d_r, l0, a0, l1, a1, l2, a2 = _fwd_tile(
+                    x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, col_ptrs, col_stride,
+                    m0, n0, n_rows, dim, r_end, c_end, offs_m, m_r, l_r, d_r, l0, a0, l1, a1, l2, a2,
+                    NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_D,
                     BLOCK_DK0, BLOCK_DK1, BLOCK_DK2, PRECISION, SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2,
                     UPCAST, False, EVEN_D, EVEN_DK0, EVEN_DK1, EVEN_DK2)
         for i in range(0, band + n_tiles - n_full):
             n0 = c_start + tl.where(i < band, band_lo + i, n_full + i - band) * BLOCK_N
             if rows_counted | ((n0 < col_hi) & (n0 + BLOCK_N > col_lo)):
-                m_r, l_r, t_r = _fwd_tile(
-                    x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, norm_ptr, lc0, lc1, lc2,
-                    n2a0, n2a1, n2a2, col_ptrs, col_stride, hard_coef, m0, n0, n_rows, dim, r_end, c_end,
-                    col_lo, col_hi, offs_m, in_a, m_r, l_r, t_r, NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_D,
+                m_r, l_r, d_r, l0, a0, l1, a1, l2, a2 = _fwd_tile(
+                    x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, col_ptrs, col_stride,
+                    m0, n0, n_rows, dim, r_end, c_end, offs_m, m_r, l_r, d_r, l0, a0, l1, a1, l2, a2,
+                    NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_D,
                     BLOCK_DK0, BLOCK_DK1, BLOCK_DK2, PRECISION, SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2,
                     UPCAST, True, False, False, False, False)
         row_ptrs = row_part_ptr + cg * n_rows + offs_m
+        stride = n_col_groups * n_rows
         tl.store(row_ptrs, m_r * LN2, mask=mask_m)
-        tl.store(row_ptrs + n_col_groups * n_rows, l_r, mask=mask_m)
-        tl.store(row_ptrs + 2 * n_col_groups * n_rows, t_r * LN2, mask=mask_m)
+        tl.store(row_ptrs + stride, l_r, mask=mask_m)
+        tl.store(row_ptrs + 2 * stride, d_r * LN2, mask=mask_m)
+        if NUM_SOURCES > 0:
+            tl.store(row_ptrs + 3 * stride, l0, mask=mask_m)
+            tl.store(row_ptrs + 4 * stride, a0 * LN2, mask=mask_m)
+        if NUM_SOURCES > 1:
+            tl.store(row_ptrs + 5 * stride, l1, mask=mask_m)
+            tl.store(row_ptrs + 6 * stride, a1 * LN2, mask=mask_m)
+        if NUM_SOURCES > 2:
+            tl.store(row_ptrs + 7 * stride, l2, mask=mask_m)
+            tl.store(row_ptrs + 8 * stride, a2 * LN2, mask=mask_m)

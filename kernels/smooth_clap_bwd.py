@@ -38,10 +38,10 @@ without spills on sm_90a (d = 768, K = 0..3), while 64-row tiles with sources sp
 tiles 130-300 B. fp32 features (tf32x3: three products per dot) spill ~1 KB at 32 x 32.
 
 Work (MACs, full ranges, B a multiple of the tiles, d and d_k padded to their chunks): forward B^2 d +
-sum_k B^2 d_k, source log-normalisers sum_k B^2 d_k, backward 2 (2 B^2 d + sum_k B^2 d_k): 5 B^2 d +
-4 sum_k B^2 d_k against the floor 4 B^2 d + 2 sum_k B^2 d_k: 1.25 x for the hard loss, 1.52 x for d_k =
-(88, 768) at d = 768 (C^k is recomputed in both backward launches and in the log-normaliser pass; folding
-that pass into the forward would give 1.34 x). Exps: (2 + 2K) per element of each backward tile.
+sum_k B^2 d_k (it also yields the source log-normalisers n^k), backward 2 (2 B^2 d + sum_k B^2 d_k):
+5 B^2 d + 3 sum_k B^2 d_k against the floor 4 B^2 d + 2 sum_k B^2 d_k: 1.25 x for the hard loss, 1.34 x
+for d_k = (88, 768) at d = 768 (C^k is recomputed in both backward launches). Exps: (2 + 2K) per element
+of each backward tile.
 benchmarks/work_model.py counts all of this from the launches (tests/test_work_model.py checks it against
 the interpreter).
 

@@ -68,6 +68,22 @@ def test_fp32_matches_reference(batch, dim, k, scale, beta):
     _check_fp32(got, want, scale)
 
 
+def test_fp32_small_temperatures_match_reference():
+    """fp32, B = 45, d = 24, K = 3 at tau = 0.005, 0.01, 0.02. The forward sums exp(C^k - 1 / tau_k), the
+    diagonal's maximum known in advance: near-duplicate source rows (off-diagonal C^k within a few units of
+    1 / tau, competing with the diagonal) and opposite rows (exp(-2 / tau) underflows to 0) in one batch."""
+    x, y, sources = random_inputs(45, 24, 3, seed=77)
+    base = sources[0]
+    noise = torch.randn(base.shape, generator=torch.Generator().manual_seed(7))
+    near = base[torch.arange(45) // 3] + 0.02 * noise
+    opposite = torch.where((torch.arange(45) % 2 == 0)[:, None], base, -base)
+    sources = (near, opposite, sources[2])
+    args = (14.3, sources, (0.2, 0.3, 0.5), (0.005, 0.01, 0.02), 0.7)
+    got = loss_and_grads(triton_smooth_clap_loss, x, y, *args)
+    want = loss_and_grads(reference_smooth_clap_loss, x, y, *args)
+    _check_fp32(got, want, 14.3)
+
+
 @pytest.mark.parametrize("grad_output", [3.7, -0.61])
 def test_grad_output_is_applied(grad_output):
     x, y, sources = random_inputs(70, 33, 2, seed=5)

@@ -15,12 +15,12 @@ upcast to fp32 before ``tl.dot``, whose 16-bit path is broken there; G is still 
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import triton
 
-from fastclap.kernels.smooth_clap import smooth_clap_fwd_kernel, source_lse_kernel
+from fastclap.kernels.smooth_clap import smooth_clap_fwd_kernel
 from fastclap.kernels.smooth_clap_bwd import smooth_clap_bwd_kernel
 
 from .smooth_clap_reference import unit_rows
@@ -44,18 +44,6 @@ def _source_meta(cfg: LaunchConfig) -> dict:
         meta[f"BLOCK_DK{i}"] = bdk
         meta[f"SRC_PRECISION{i}"] = prec
     return meta
-
-
-def union_ranges(a: Range, b: Range) -> List[Range]:
-    """Disjoint, non-empty ranges covering the union of the half-open ranges a and b."""
-    parts = sorted(r for r in (a, b) if r[0] < r[1])
-    out: List[Range] = []
-    for lo, hi in parts:
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
 
 
 NORMALISE_ROWS = 4096   # rows of a source normalised at a time (bounds the fp32 temporary of the norms)
@@ -90,31 +78,35 @@ class _SmoothCLAPTriton(torch.autograd.Function):
         coefs = _pad([beta * float(w) for w in weights], 0.0)
         inv_tau = _pad([1.0 / float(t) for t in temps], 0.0)
         src_meta = _source_meta(cfg)
-        norms = torch.empty(max(k, 1), batch, dtype=torch.float32, device=x.device)
         # contraction dims that are whole multiples of their chunk: interior tiles load without bounds checks
         even = {f"EVEN_DK{i}": u.shape[1] % b == 0 for i, (u, b) in enumerate(zip(sources, cfg.block_dk))}
         # unchecked feature loads hold a pointer per loaded vector: beside a 128 x 64 accumulator the hard
         # forward then spills on sm_90a with triton 3.6 (python -m benchmarks.aot); 64 x 64 tiles keep them
         fwd_unchecked = cfg.fwd.BLOCK_M * cfg.fwd.BLOCK_N <= 64 * 64
-        if k:
-            for lo, hi in union_ranges(*ranges):
-                source_lse_kernel[(triton.cdiv(hi - lo, cfg.src.BLOCK_M),)](
-                    *src_args, *inv_tau, norms, batch, lo, hi,
-                    NUM_SOURCES=k, UPCAST=upcast, **src_meta, **even, **cfg.src.meta(gpu))
         n_rg, n_cg = cfg.groups(batch)
-        row_part = torch.empty(3, n_cg, batch, dtype=torch.float32, device=x.device)
-        col_part = torch.zeros(3, n_rg, batch, dtype=torch.float32, device=x.device)
+        row_part = torch.empty(3 + 2 * k, n_cg, batch, dtype=torch.float32, device=x.device)
+        col_part = torch.zeros(2 + k, n_rg, batch, dtype=torch.float32, device=x.device)
         col_part[0].fill_(float("-inf"))
         smooth_clap_fwd_kernel[(n_rg, n_cg)](
-            x, y, scale_buf, *src_args, norms, row_part, col_part,
-            batch, dim, cfg.rows_per_group, cfg.cols_per_group, row_lo, row_hi, col_lo, col_hi,
-            1.0 - beta, *coefs, *inv_tau,
+            x, y, scale_buf, *src_args, row_part, col_part,
+            batch, dim, cfg.rows_per_group, cfg.cols_per_group, row_lo, row_hi, col_lo, col_hi, *inv_tau,
             NUM_SOURCES=k, PRECISION=cfg.precision, UPCAST=upcast, **src_meta, **even,
             EVEN_D=dim % cfg.fwd.BLOCK_D == 0 and fwd_unchecked, **cfg.fwd.meta(gpu))
         lse_row = torch.logsumexp(row_part[0] + row_part[1].log(), dim=0)
         lse_col = torch.logsumexp(col_part[0] + col_part[1].log(), dim=0)
-        ce_rows = (lse_row - row_part[2].sum(0))[row_lo:row_hi].sum()
-        ce_cols = (lse_col - col_part[2].sum(0))[col_lo:col_hi].sum()
+        row_sums = row_part[2:].sum(1)          # S_ii, then per source L^k, A^k
+        t_row = (1.0 - beta) * row_sums[0]
+        t_col = t_row.clone()
+        norms = torch.empty(max(k, 1), batch, dtype=torch.float32, device=x.device)
+        if k:
+            col_sums = col_part[2:].sum(1)      # per source A'^k
+            for i in range(k):
+                l_k = row_sums[1 + 2 * i]
+                t_row += coefs[i] * row_sums[2 + 2 * i] / l_k
+                t_col += coefs[i] * col_sums[i] / l_k
+                torch.add(l_k.log(), inv_tau[i], out=norms[i])     # n^k = 1 / tau_k + log L^k
+        ce_rows = (lse_row - t_row)[row_lo:row_hi].sum()
+        ce_cols = (lse_col - t_col)[col_lo:col_hi].sum()
         loss = (ce_rows + ce_cols) / normaliser
         lse = torch.stack([lse_row, lse_col])
         ctx.save_for_backward(x, y, scale_buf, lse, norms, *sources)

@@ -55,7 +55,6 @@ class KernelLaunch:
 class LaunchConfig:
     """Everything one loss evaluation launches with. See the module doc and kernels/smooth_clap.py."""
     schedule: str                     # "interpreter", "sm90" or "sm80"
-    src: KernelLaunch                 # source_lse_kernel
     fwd: KernelLaunch                 # smooth_clap_fwd_kernel
     grad: KernelLaunch                # smooth_clap_bwd_kernel (launched for dX and for dY)
     rows_per_group: int               # forward: rows of S one program owns (multiple of fwd.BLOCK_M)
@@ -169,7 +168,6 @@ def launch_config(
         # 32-wide tiles cross tile, group and slice boundaries at the small B of the tests; larger B gets
         # wider tiles (about 8 per side, at most 256) so that the number of interpreted programs stays small.
         tile = max(32, min(256, triton.next_power_of_2(triton.cdiv(batch, 8))))
-        src = KernelLaunch(tile, tile)
         fwd = KernelLaunch(tile, tile, 32)
         grad = KernelLaunch(tile, tile, 32)
         rows_g, cols_g = 2 * tile, 2 * tile
@@ -178,13 +176,13 @@ def launch_config(
     else:
         # Chosen by compiling for sm_90a / sm_80 (python -m benchmarks.aot): the 16-bit variants below do
         # not spill on sm_90a. The epilogues (two exps per element, online statistics) keep several fp32
-        # tiles live, so 128 x 64 is the widest spill-free tile without sources and 64 x 64 with them.
+        # tiles live, so 128 x 64 is the widest spill-free tile without sources and 128 x 32 (as many
+        # elements as 64 x 64; bf16 K = 2: 245 registers, no spill) with them.
         stages = 3 if schedule == "sm90" else 2
-        src = KernelLaunch(64, 64, num_warps=8, num_stages=stages)
         if k == 0:
             fwd = KernelLaunch(128, 64, 64, num_warps=8, num_stages=stages)
-        else:
-            fwd = KernelLaunch(64, 64, 32, num_warps=8, num_stages=stages if k <= 2 else 1)
+        else:   # 128 rows: half the read-modify-writes of the column partials (2 + K statistics per column)
+            fwd = KernelLaunch(128, 32, 32, num_warps=8, num_stages=stages if k <= 2 else 1)
         max_slice = 256
         rows_g, cols_g = _groups(batch, fwd.BLOCK_M, fwd.BLOCK_N, programs=4 * 132)
         block_dk = tuple(fit_block_dk(dk) for dk in source_dims)
@@ -205,7 +203,7 @@ def launch_config(
         block_dk = tuple(b if t != torch.float32 else fit_block_dk(dk, (16, 32))
                          for b, t, dk in zip(block_dk, src_dtypes, source_dims))
     return LaunchConfig(
-        schedule=schedule, src=src, fwd=fwd, grad=grad, rows_per_group=rows_g, cols_per_group=cols_g,
+        schedule=schedule, fwd=fwd, grad=grad, rows_per_group=rows_g, cols_per_group=cols_g,
         slice_d=slice_d, num_slices=num_slices, block_dk=block_dk,
         precision=precision, src_precisions=src_prec, src_dtypes=src_dtypes,
         g_scale=FP16_G_SCALE if dtype == torch.float16 else 1.0,
