@@ -59,10 +59,7 @@ def tile_instructions(table: Dict, k: int, arch: str = "sm_90a", dtype: str = "b
     variants with K sources (the row with the most launches where several specialisations exist)."""
     out: Dict[str, Dict] = {}
     for r in table["rows"]:
-        if r["arch"] != arch or r["k"] != k or (r["dtype"] != dtype and r["kernel"] != "source_lse_kernel"):
-            continue
-        if r["kernel"] == "source_lse_kernel" and r.get("source_dtypes") != ["bfloat16"] * k \
-                and r.get("source_dtypes") != ["bf16"] * k:
+        if r["arch"] != arch or r["k"] != k or r["dtype"] != dtype:
             continue
         tile = (r.get("sass") or {}).get("tile")
         if not tile:
