@@ -116,6 +116,8 @@ def dry_run(args: argparse.Namespace) -> Dict[str, Any]:
     text tower's weights included), prints one line per finding. Returns {"parameters", "ge2e_weights",
     "corpora": {root: found}}."""
     quiet_libraries(args.verbose)
+    if not torch.cuda.is_available():  # as for a run (engine.distributed): no accelerator probe, no probe warning
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     ds_cfg, cfg = load_config(args.config, args.overrides)
     check_deepspeed_section(ds_cfg, on_cuda=torch.cuda.is_available(), world_size=1)
     audio = cfg.model.audio
