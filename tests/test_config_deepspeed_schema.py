@@ -80,3 +80,19 @@ def test_a_config_file_with_a_typo_fails_at_start_not_silently(tmp_path):
     ds, _ = load_config(str(path))
     with pytest.raises(ValueError, match=r"^zero_optimisation: unknown DeepSpeed key"):
         check_deepspeed_section(ds, on_cuda=False)
+
+
+@pytest.mark.parametrize("typo, suggestion", [("weight_decy", "weight_decay"), ("beta", "betas"), ("ep", "eps")])
+def test_misspelt_torch_adam_param_is_refused_with_a_suggestion(tmp_path, typo, suggestion):
+    ds = _ds(tmp_path)
+    ds["optimizer"] = {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": True, typo: 0.1}}
+    with pytest.raises(ValueError, match=rf"optimizer\.params\.{typo}: unknown .*did you mean '{suggestion}'"):
+        check_deepspeed_section(ds, on_cuda=False)
+
+
+def test_torch_adam_params_that_torch_takes_pass(tmp_path):
+    ds = _ds(tmp_path)
+    ds["optimizer"] = {"type": "Adam", "params": {"lr": 1e-3, "torch_adam": True, "adam_w_mode": True,
+                                                 "weight_decay": 0.05, "betas": [0.9, 0.98], "eps": 1e-6,
+                                                 "amsgrad": False, "foreach": None}}
+    check_deepspeed_section(ds, on_cuda=False)

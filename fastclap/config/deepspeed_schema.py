@@ -180,7 +180,8 @@ def check_deepspeed_keys(ds: Dict[str, Any]) -> None:
     Raises:
         ValueError: a top-level key DeepSpeed's parser never reads (``"zero_optimisation: unknown DeepSpeed key
             (did you mean 'zero_optimization'?)"``), or a field a nested DeepSpeed section refuses, unknown or of
-            the wrong type (``"zero_optimization.stge: unknown DeepSpeed key (did you mean 'stage'?)"``).
+            the wrong type (``"zero_optimization.stge: unknown DeepSpeed key (did you mean 'stage'?)"``), or an
+            ``optimizer.params`` key that torch's Adam/AdamW does not take when ``torch_adam`` is true.
     """
     probe = {k: v for k, v in ds.items() if k not in _BATCH_KEYS}
     probe.update(_PROBE_BATCH)
@@ -193,3 +194,29 @@ def check_deepspeed_keys(ds: Dict[str, Any]) -> None:
         message = _pydantic_message(err, seen, probe)
         if message is not None:
             raise ValueError(message)
+    _check_torch_adam_params(ds)
+
+
+# keys DeepSpeed pops from optimizer.params before it calls torch's Adam / AdamW (runtime/engine.py)
+_DEEPSPEED_ADAM_KEYS = frozenset({"torch_adam", "adam_w_mode", "fp32_optimizer_states"})
+
+
+def _check_torch_adam_params(ds: Dict[str, Any]) -> None:
+    """``optimizer.params`` of an Adam/AdamW run on torch's optimizer (``torch_adam: true``): DeepSpeed hands every
+    key it does not pop to ``torch.optim.Adam``/``AdamW``, which fails deep inside ``deepspeed.initialize`` on a
+    misspelt one (``weight_decy``). The known keys are that constructor's own arguments, read from its signature."""
+    opt = ds.get("optimizer")
+    if not isinstance(opt, dict) or str(opt.get("type", "")).lower() not in ("adam", "adamw"):
+        return
+    params = opt.get("params")
+    if not isinstance(params, dict) or not params.get("torch_adam", False):
+        return
+    import inspect
+
+    import torch
+
+    known = (set(inspect.signature(torch.optim.AdamW).parameters) - {"params"}) | _DEEPSPEED_ADAM_KEYS
+    for key in params:
+        if key not in known:
+            raise ValueError(f"optimizer.params.{key}: unknown to torch.optim.AdamW (torch_adam: true)"
+                             f"{_suggest(str(key), known)}")
