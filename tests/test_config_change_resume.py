@@ -48,7 +48,7 @@ def runs(tmp_path_factory):
     return get
 
 
-@pytest.fixture(params=[0, 2])
+@pytest.fixture(params=[0, 2, 3])
 def base(request, runs):
     return runs(request.param)
 
