@@ -240,26 +240,20 @@ def smooth_clap_bwd_kernel(
     band_lo = tl.minimum(m0 // BLOCK_N, n_full)
     band_hi = tl.minimum(tl.cdiv(tl.minimum(m0 + BLOCK_M, n_rows), BLOCK_N), n_full)
     band = band_hi - band_lo
-    for i in range(0, n_full - band):
-        n0 = (i + tl.where(i >= band_lo, band, 0)) * BLOCK_N
-        if counted | ((n0 < b_hi) & (n0 + BLOCK_N > b_lo)):
-            acc0, acc1, acc2, acc3, acc4, acc5 = _bwd_tile(
-                a_ptr, b_ptr, s2, lse_b_ptr, lse_a2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2,
-                na0, na1, na2, norm_ptr, lc0, lc1, lc2, m0, n0, col0, n_rows, dim, offs_m, in_a, b_lo, b_hi,
-                hard_coef, g_scale, acc0, acc1, acc2, acc3, acc4, acc5,
-                NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_D, SLICE_D, NUM_SLICES, BLOCK_DK0, BLOCK_DK1, BLOCK_DK2,
-                PRECISION, SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2, UPCAST, False,
-                EVEN_D, EVEN_DK0, EVEN_DK1, EVEN_DK2)
-    for i in range(0, band + n_tiles - n_full):
-        n0 = tl.where(i < band, band_lo + i, n_full + i - band) * BLOCK_N
-        if counted | ((n0 < b_hi) & (n0 + BLOCK_N > b_lo)):
-            acc0, acc1, acc2, acc3, acc4, acc5 = _bwd_tile(
-                a_ptr, b_ptr, s2, lse_b_ptr, lse_a2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2,
-                na0, na1, na2, norm_ptr, lc0, lc1, lc2, m0, n0, col0, n_rows, dim, offs_m, in_a, b_lo, b_hi,
-                hard_coef, g_scale, acc0, acc1, acc2, acc3, acc4, acc5,
-                NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_D, SLICE_D, NUM_SLICES, BLOCK_DK0, BLOCK_DK1, BLOCK_DK2,
-                PRECISION, SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2, UPCAST, True,
-                False, False, False, False)
+    for masked in tl.static_range(2):
+        for i in range(0, (band + n_tiles - n_full) if masked else (n_full - band)):
+            if masked:
+                n0 = tl.where(i < band, band_lo + i, n_full + i - band) * BLOCK_N
+            else:
+                n0 = (i + tl.where(i >= band_lo, band, 0)) * BLOCK_N
+            if counted | ((n0 < b_hi) & (n0 + BLOCK_N > b_lo)):
+                acc0, acc1, acc2, acc3, acc4, acc5 = _bwd_tile(
+                    a_ptr, b_ptr, s2, lse_b_ptr, lse_a2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2,
+                    na0, na1, na2, norm_ptr, lc0, lc1, lc2, m0, n0, col0, n_rows, dim, offs_m, in_a, b_lo, b_hi,
+                    hard_coef, g_scale, acc0, acc1, acc2, acc3, acc4, acc5,
+                    NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_D, SLICE_D, NUM_SLICES, BLOCK_DK0, BLOCK_DK1, BLOCK_DK2,
+                    PRECISION, SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2, UPCAST, masked == 1,
+                    EVEN_D, EVEN_DK0, EVEN_DK1, EVEN_DK2)
     c = tl.load(out_scale_ptr)
     ds = 0.0
     ds = _finish_slice(out_ptr, a_ptr, acc0, c, ds, m0, col0, n_rows, dim, BLOCK_M, SLICE_D, WITH_DS)
