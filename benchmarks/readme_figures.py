@@ -165,6 +165,10 @@ FIGURES: List[Figure] = [
     # benchmarks: the quick preset
     Figure(r"the quick preset, the default: a smoke run, ([0-9.]+) min", "benchmarks/results/sweep_quick_2026-12-03/stdout.txt",
            text(r"^WALL ([0-9.]+) s", ".1f", 1 / 60)),
+    # the roofline prediction on the H200 (python -m benchmarks.roofline)
+    Figure(r"Today \(`benchmarks/results/roofline_2026-12-03.txt`\): H200 ([0-9.]+) ms hard \(target 50 ms: met\), "
+           r"([0-9.]+) ms K = 2", "benchmarks/results/roofline_2026-12-03.txt",
+           text(r"^hard: .*\n  H200: ([0-9.]+) ms predicted(?:.*\n)*?^smooth2: .*\n  H200: ([0-9.]+) ms predicted")),
 ]
 
 

@@ -144,32 +144,6 @@ def _dot_any(a_ptr, b_ptr, m0, n0, n_rows, dim,
         return _dot_tile(a_ptr, b_ptr, m0, n0, n_rows, dim, BLOCK_M, BLOCK_N, BLOCK_D, UPCAST, PRECISION)
 
 
-@triton.jit
-def _source_tile(u_ptr, dk, inv_tau, m0, n0, n_rows,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
-                 UPCAST: tl.constexpr, PRECISION: tl.constexpr):
-    """C^k tile: cos(U_i, U_j) / tau of unit rows U (fp32 or bf16, as stored by the launcher)."""
-    return inv_tau * _dot_tile(u_ptr, u_ptr, m0, n0, n_rows, dk, BLOCK_M, BLOCK_N, BLOCK_DK, UPCAST, PRECISION)
-
-
-@triton.jit
-def _target_weights(c, coef, norm_ptr, offs_m, offs_n, in_a, in_b):
-    """beta w_k exp(C_ij - n_i) [i counted] and beta w_k exp(C_ij - n_j) [j counted] on one tile."""
-    n_a = tl.load(norm_ptr + offs_m, mask=in_a, other=float("inf"))
-    n_b = tl.load(norm_ptr + offs_n, mask=in_b, other=float("inf"))
-    return coef * tl.exp(c - n_a[:, None]), coef * tl.exp(c - n_b[None, :])
-
-
-@triton.jit
-def _source_weight(u_ptr, dk, inv_tau, coef, norm_ptr, m0, n0, n_rows, offs_m, offs_n, in_a, in_b,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr,
-                   UPCAST: tl.constexpr, PRECISION: tl.constexpr):
-    """One source's share of y_ij [i counted] + y_ji [j counted] on one tile (C^k symmetric)."""
-    c = _source_tile(u_ptr, dk, inv_tau, m0, n0, n_rows, BLOCK_M, BLOCK_N, BLOCK_DK, UPCAST, PRECISION)
-    w_row, w_col = _target_weights(c, coef, norm_ptr, offs_m, offs_n, in_a, in_b)
-    return w_row + w_col
-
-
 LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)   # exp(x) = 2^(x log2(e)): one MUFU.EX2, no multiply
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.aot import sass_counts
+from benchmarks.aot import mma_macs, parse_sass, sass_counts, spill_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,8 +52,9 @@ def test_quick_matrix_compiles_without_16bit_spills(tmp_path):
         assert {"n_rows", "dim"} <= set(r["specialised_ints"]), r["kernel"]
         tile = r["sass"]["tile"]
         assert tile and tile["non_mma"] > tile["epilogue_non_mma"] > 0 and tile["mma"] > 0, r["kernel"]
-        if r["arch"] == "sm_90a" and r["dtype"] in ("bf16", "fp16"):
-            assert r["spill_stores"] == 0 and r["spill_loads"] == 0, r
+        if r["arch"] == "sm_90a" and r["dtype"] in ("bf16", "fp16"):   # a spill only outside contraction loops
+            assert r["passed"] and not any(lp["spill"] for lp in r["sass"]["loops"] if lp["mma_loop"]), r
+            assert tile["spill"] <= 0.02 * (tile["mma"] + tile["non_mma"]), r
 
 
 @pytest.mark.slow
@@ -94,7 +95,7 @@ def test_captured_launches_carry_the_jit_specialisation():
     assert set(even) == {"smooth_clap_fwd_kernel", "smooth_clap_bwd_kernel"}
     assert {"n_rows", "dim", "rows_per_group", "cols_per_group"} <= set(even["smooth_clap_fwd_kernel"]["ints"])
     assert {"n_rows", "dim", "a_hi", "b_hi"} <= set(even["smooth_clap_bwd_kernel"]["ints"])
-    assert "dk0" not in even["smooth_clap_fwd_kernel"]["ints"]   # d_0 = 88 is not a multiple of 16
+    assert "dk0" in even["smooth_clap_fwd_kernel"]["ints"]   # d_0 = 88 is padded to 96 (whole chunks of 32)
     assert sum(s["launches"] for s in out["65536"] if s["kernel"] == "smooth_clap_bwd_kernel") == 2
     assert all("n_rows" not in s["ints"] for s in out["65537"])
     assert sum(s["launches"] for s in out["65537"] if s["kernel"] == "smooth_clap_bwd_kernel") == 2
@@ -113,10 +114,45 @@ def test_sass_counts_by_hand():
               _ins(0x80, "MUFU.EX2"), _ins(0x90, "BRA", 0x10),
               _ins(0xa0, "HMMA.16816"), _ins(0xb0, "BRA", 0xa0), _ins(0xc0, "BRA", 0xa0), _ins(0xd0, "EXIT")]
     got = sass_counts(instrs, [12, 3])
-    assert got["total"] == dict(mma=4, non_mma=10)
+    assert got["total"] == dict(mma=4, non_mma=10, spill=0)
     tile = got["tile"]
     # outside the contraction loops: FMUL, FADD, MUFU, BRA 0x10 = 4 non-MMA; + 12 x (2 MMA, 1) + 3 x (1 MMA, 1)
     assert tile["epilogue_non_mma"] == 4 and tile["trips"] == [12, 3] and tile["loop_per_tile"]
     assert tile["mma"] == 12 * 2 + 3 * 1 and tile["non_mma"] == 4 + 12 + 3
     assert len(got["tiles"]) == 2 and got["tiles"][1]["trips"] is None   # the edge loop: one contraction loop
     assert sass_counts(instrs, [12])["tile"]["start"] == 0xa0   # the first group with one contraction loop
+
+
+def test_parse_sass_keeps_the_mma_shape():
+    line = "        /*1c30*/                   HGMMA.64x16x16.F32.BF16 R216, gdesc[UR24], R216 ;"
+    assert parse_sass(line) == [dict(addr=0x1c30, op="HGMMA.64x16x16.F32.BF16", target=None)]
+    assert mma_macs("HGMMA.64x16x16.F32.BF16") == 64 * 16 * 16 / 4   # a warpgroup's instruction: 4 warps
+    assert mma_macs("HMMA.16816.F32.BF16") == 16 * 8 * 16 and mma_macs("HMMA.1688.F32.TF32") == 16 * 8 * 8
+    assert mma_macs("HGMMA") is None and mma_macs("FMUL") is None
+
+
+def test_sass_counts_an_unrolled_contraction_loop():
+    """ptxas unrolls an unchecked contraction loop: a body of 4 HGMMA.64x16x16 (4 x 4096 multiply-adds per
+    warp) where one chunk carries 4096 is 4 trips per pass; 12 trips run 3 passes, not 12. A spill load in
+    the tile body counts once per tile, one in the contraction loop once per pass."""
+    mma = "HGMMA.64x16x16.F32.BF16"
+    instrs = [_ins(0x00, "S2R"), _ins(0x10, "LDL"),
+              _ins(0x20, mma), _ins(0x30, mma), _ins(0x40, mma), _ins(0x50, mma), _ins(0x60, "STL"),
+              _ins(0x70, "BRA", 0x20), _ins(0x80, "MUFU.EX2"), _ins(0x90, "BRA", 0x10), _ins(0xa0, "EXIT")]
+    tile = sass_counts(instrs, [12], [4096.0])["tile"]
+    assert tile["loop_bodies"] == [dict(mma=4, non_mma=2, spill=1, unroll=4)]
+    assert tile["mma"] == 3 * 4 and tile["non_mma"] == 3 + 3 * 2 and tile["spill"] == 1 + 3
+    # without the chunk size every pass counts as one trip (the count before unrolled loops were known)
+    assert sass_counts(instrs, [12])["tile"]["mma"] == 12 * 4
+    # 13 trips: 4 passes (the remainder's code, wherever ptxas puts it, is counted where it sits)
+    assert sass_counts(instrs, [13], [4096.0])["tile"]["mma"] == 4 * 4
+
+
+def test_spill_rule():
+    """16-bit sm_90a variants: a spill inside a contraction loop fails, as do spill loads / stores above 2 % of
+    a tile's instructions; a few per tile outside the loops pass."""
+    loops = lambda n: [dict(start=0, end=1, mma_loop=True, mma=4, non_mma=10, spill=n)]
+    tile = lambda spill: dict(mma=100, non_mma=900, spill=spill)
+    assert spill_problems(dict(loops=loops(0), tile=tile(9))) == []
+    assert "contraction loop" in spill_problems(dict(loops=loops(1), tile=tile(9)))[0]
+    assert "per tile" in spill_problems(dict(loops=loops(0), tile=tile(21)))[0]

@@ -85,10 +85,6 @@ def test_roofline_json_shape(prediction):
         assert key in prediction["assumptions"]
 
 
-K2_BACKWARD_PENDING = ("SmoothCLAP K = 2: the backward's 32 x 32 source tiles (mma.sync) are issue-bound "
-                       "(~137 ms predicted on the H200); flips when a wider-tile source backward lands")
-
-
 def test_traffic_target(prediction):
     """<= 2 GB per forward + backward at B = 65536, d = 768, bf16 (hard and K = 2)."""
     assert prediction["traffic_bytes"]["hard"] <= 2e9
@@ -100,7 +96,6 @@ def test_h200_time_target_hard(prediction):
     assert prediction["H200"]["hard"] <= 50.0
 
 
-@pytest.mark.xfail(strict=True, reason=K2_BACKWARD_PENDING)
 def test_h200_time_target_smooth2(prediction):
     """Predicted forward + backward on the H200: <= 100 ms for SmoothCLAP K = 2 (d_k = 88, 768)."""
     assert prediction["H200"]["smooth2"] <= 100.0

@@ -103,3 +103,36 @@ def test_fp16_g_scale_is_pinned():
     for got, want in ((dx, c * g @ y.float()), (dy, c * g.t() @ x.float())):
         err = (got.float() - want).abs().max().item()
         assert err <= 4 * 2.0**-11 * want.abs().max().item(), err
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_source_of_weight_zero_adds_nothing(dtype, monkeypatch):
+    """beta w_k enters the backward as log2(beta w_k) in the exponent: a weight of 0 (log2 = -inf) must make its
+    source vanish, not produce NaN. Precision: as test_backward_loops_match_the_reference."""
+    _shrink(monkeypatch, 16, (16, 2))
+    x, y, sources = random_inputs(45, 32, 2, seed=8, dtype=dtype, source_dims=(88, 17))
+    args = (11.0, sources, (0.0, 1.0), (0.07, 0.1), 0.4)
+    got = loss_and_grads(triton_loss.triton_smooth_clap_loss, x, y, *args, grad_output=0.9)
+    assert all(torch.isfinite(t).all() for t in got)
+    want = loss_and_grads(reference_smooth_clap_loss, x.float(), y.float(), *args, grad_output=0.9)
+    if dtype == torch.float32:
+        assert_fp32_close(got, want, 11.0)
+        return
+    ref16 = loss_and_grads(lambda *a: reference_smooth_clap_loss(*a, compute_dtype=dtype), x, y, *args,
+                           grad_output=0.9)
+    assert_16bit_close(got, want, ref16, dtype)
+
+
+def test_sources_are_zero_padded_to_whole_chunks():
+    """The launcher stores unit source rows with d_k rounded up to the chunk (88 -> 96): the extra columns are
+    zero, so every cosine is unchanged; the kernels then contract whole chunks without bounds checks."""
+    from fastclap.losses.smooth_clap_reference import unit_rows
+
+    u = torch.randn(37, 88, dtype=torch.float64).float()
+    u[5] = 0.0   # a zero row stays zero (norm clamped at 1e-12)
+    for dtype in (torch.float32, torch.bfloat16):
+        got = triton_loss.unit_rows_as(u, dtype, 96)
+        assert got.shape == (37, 96) and got.dtype == dtype
+        assert torch.equal(got[:, 88:], torch.zeros(37, 8, dtype=dtype))
+        assert torch.equal(got[:, :88], unit_rows(u).to(dtype))
+    assert torch.equal(triton_loss.unit_rows_as(u, torch.float32), unit_rows(u))

@@ -14,6 +14,7 @@ upcast to fp32 before ``tl.dot``, whose 16-bit path is broken there; G is still 
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Optional, Sequence, Tuple
 
@@ -50,15 +51,20 @@ NORMALISE_ROWS = 4096   # rows of a source normalised at a time (bounds the fp32
 
 
 @torch.no_grad()
-def unit_rows_as(u: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def unit_rows_as(u: torch.Tensor, dtype: torch.dtype, width: Optional[int] = None) -> torch.Tensor:
     """:func:`fastclap.losses.smooth_clap_reference.unit_rows` of a source (B, d_k) (rows over max(L2 norm, 1e-12), in
     fp32), written straight into ``dtype``: one read for the norms, one read and one ``dtype`` write for the
-    quotient, in blocks of NORMALISE_ROWS rows; no fp32 copy of the source exists."""
-    out = torch.empty(u.shape, dtype=dtype, device=u.device)
+    quotient, in blocks of NORMALISE_ROWS rows; no fp32 copy of the source exists. ``width`` (>= d_k): the
+    result has that many columns, the extra ones zero (they change no cosine: the kernels then contract
+    whole chunks without bounds checks)."""
+    width = u.shape[1] if width is None else width
+    out = torch.empty(u.shape[0], width, dtype=dtype, device=u.device)
+    if width > u.shape[1]:
+        out[:, u.shape[1]:].zero_()
     for r0 in range(0, u.shape[0], NORMALISE_ROWS):
         block = u[r0:r0 + NORMALISE_ROWS]
         norm = torch.linalg.vector_norm(block, dim=-1, keepdim=True, dtype=torch.float32).clamp_min_(1e-12)
-        torch.div(block, norm, out=out[r0:r0 + NORMALISE_ROWS])
+        torch.div(block, norm, out=out[r0:r0 + NORMALISE_ROWS, :u.shape[1]])
     return out
 
 
@@ -72,7 +78,9 @@ class _SmoothCLAPTriton(torch.autograd.Function):
                             device_type=x.device.type, allow_tf32=allow_tf32)
         gpu = not _interpreting()
         upcast = _interpreting()
-        sources = tuple(unit_rows_as(u, dt) for u, dt in zip(sources, cfg.src_dtypes))
+        # unit rows, zero-padded to whole contraction chunks (88 -> 96 with chunks of 32)
+        sources = tuple(unit_rows_as(u, dt, triton.cdiv(u.shape[1], b) * b)
+                        for u, dt, b in zip(sources, cfg.src_dtypes, cfg.block_dk))
         scale_buf = scale.detach().reshape(1).float().contiguous()
         src_args = (*_pad(sources, scale_buf), *_pad([u.shape[1] for u in sources], 0))
         coefs = _pad([beta * float(w) for w in weights], 0.0)
@@ -143,12 +151,17 @@ def launch_backward(x, y, scale_buf, lse, norms, sources, grad_loss, cfg: Launch
     (row_lo, row_hi), (col_lo, col_hi) = ranges
     common = dict(NUM_SOURCES=k, PRECISION=cfg.precision, UPCAST=_interpreting(), SLICE_D=cfg.slice_d,
                   NUM_SLICES=cfg.num_slices, **src_meta, **cfg.grad.meta(gpu))
+    # beta w_k enters the kernel as log2(beta w_k), folded into the exponent (-inf: the source term vanishes)
+    log2_coefs = [math.log2(c) if c > 0 else float("-inf") for c in coefs]
+    # interior tiles load unchecked where d fills whole chunks and whole d groups (and d_k whole chunks)
+    even = dict(EVEN_D=dim % cfg.grad.BLOCK_D == 0 and dim % (cfg.slice_d * cfg.num_slices) == 0,
+                **{f"EVEN_DK{i}": u.shape[1] % b == 0 for i, (u, b) in enumerate(zip(sources, cfg.block_dk))})
     for a, b, lse_a, lse_b, out, a_rng, b_rng, with_ds in (
             (x, y, lse[0], lse[1], dx, (row_lo, row_hi), (col_lo, col_hi), True),
             (y, x, lse[1], lse[0], dy, (col_lo, col_hi), (row_lo, row_hi), False)):
         smooth_clap_bwd_kernel[grid](
             a, b, scale_buf, out_scale, *src_args, lse_a, lse_b, norms, out, ds_part,
-            batch, dim, *a_rng, *b_rng, 1.0 - beta, *coefs, *inv_tau, cfg.g_scale, WITH_DS=with_ds, **common)
+            batch, dim, *a_rng, *b_rng, 1.0 - beta, *log2_coefs, *inv_tau, cfg.g_scale, WITH_DS=with_ds, **even, **common)
     return dx, dy, ds_part
 
 

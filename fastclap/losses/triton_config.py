@@ -181,8 +181,11 @@ def launch_config(
         stages = 3 if schedule == "sm90" else 2
         if k == 0:
             fwd = KernelLaunch(128, 64, 64, num_warps=8, num_stages=stages)
-        else:   # 128 rows: half the read-modify-writes of the column partials (2 + K statistics per column)
-            fwd = KernelLaunch(128, 32, 32, num_warps=8, num_stages=stages if k <= 2 else 1)
+        else:   # 128 rows: half the read-modify-writes of the column partials (2 + K statistics per column);
+            # 16-bit on sm_90: d in chunks of 64, half the passes of the feature loop (bf16 K = 2: 3967 -> 3224
+            # instructions per tile and warp, 245 -> 248 registers, no spill; on sm_80 triton 3.6 spills 8 B)
+            wide = schedule == "sm90" and dtype != torch.float32
+            fwd = KernelLaunch(128, 32, 64 if wide else 32, num_warps=8, num_stages=stages if k <= 2 else 1)
         max_slice = 256
         rows_g, cols_g = _groups(batch, fwd.BLOCK_M, fwd.BLOCK_N, programs=4 * 132)
         block_dk = tuple(fit_block_dk(dk) for dk in source_dims)
@@ -190,11 +193,13 @@ def launch_config(
     if gpu:
         # backward: BLOCK_M anchors x (num_slices x slice_d) fp32 output columns in registers
         # (kernels/smooth_clap_bwd.py). Compiled for sm_90a (python -m benchmarks.aot, 16-bit, d = 768, 6 slices
-        # of 128): 64 x 32 tiles (wgmma) with 1 stage are spill-free without sources (2 stages: 12 B, 64 x 64
-        # tiles: 130-300 B); with sources only 32 x 32 tiles (mma.sync, 2 stages) are (64 x 32: ~190-260 B);
-        # on sm_80 the 64-row tile spills (100 B), fp32 features (tf32x3: three products) spill 2.3 KB with it,
-        # and wider outputs (d > 768) need 32 rows everywhere.
-        if schedule == "sm90" and k == 0 and dtype != torch.float32 and slice_d * num_slices <= 768:
+        # of 128): 64 x 32 tiles (wgmma) with 1 stage, with or without sources. With sources they spill a little
+        # (K = 2: ~280 B, 9 spill instructions per interior tile, none in a contraction loop: counted by the
+        # roofline); 32 x 32 tiles (mma.sync) do not spill but issue 1.6 x the instructions per element (K = 2:
+        # 67 against 42 ms issue time at B = 65536) and 2 stages cost more still (78 ms). On sm_80 the 64-row
+        # tile spills (100 B), fp32 features (tf32x3: three products) spill 2.3 KB with it, and wider outputs
+        # (d > 768) need 32 rows everywhere.
+        if schedule == "sm90" and dtype != torch.float32 and slice_d * num_slices <= 768:
             grad = KernelLaunch(64, 32, 64, num_warps=8, num_stages=1)
         else:
             grad = KernelLaunch(32, 32, 64, num_warps=8, num_stages=2)
