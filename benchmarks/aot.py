@@ -238,7 +238,8 @@ def sass_counts(instrs: List[Dict], trips: List[int], chunk_macs: Optional[List[
     body = lambda lo, hi: [i for i in instrs if lo <= i["addr"] <= hi]
     is_spill = lambda i: i["op"].split(".")[0] in ("LDL", "STL")
     count = lambda ins: dict(mma=sum(map(is_mma, ins)), non_mma=sum(not is_mma(i) for i in ins),
-                             spill=sum(map(is_spill, ins)))
+                             spill=sum(map(is_spill, ins)),
+                             mma_macs=sum(mma_macs(i["op"]) or 0.0 for i in ins if is_mma(i)))
     inner = [(lo, hi) for lo, hi in loops if not any((a, b) != (lo, hi) and lo <= a and b <= hi for a, b in loops)]
     mma_loops = [(lo, hi) for lo, hi in inner if any(map(is_mma, body(lo, hi)))]
     whole = (instrs[0]["addr"], instrs[-1]["addr"]) if instrs else (0, 0)
@@ -263,7 +264,7 @@ def sass_counts(instrs: List[Dict], trips: List[int], chunk_macs: Optional[List[
         if len(members) == len(trips):
             for c, n, u in zip(loop_bodies, trips, unroll):
                 passes = -(-n // u)
-                tile = {key: tile[key] + passes * c[key] for key in ("mma", "non_mma", "spill")}
+                tile = {key: tile[key] + passes * c[key] for key in ("mma", "non_mma", "spill", "mma_macs")}
         tiles.append(dict(tile, start=lo, end=hi, epilogue_non_mma=epilogue["non_mma"], loop_bodies=loop_bodies,
                           trips=list(trips) if len(members) == len(trips) else None,
                           loop_per_tile=(lo, hi) != whole))
@@ -298,6 +299,18 @@ def _chunk_macs(spec: Dict) -> List[float]:
     for i in range(spec["k"]):
         out.append(tile * c[f"BLOCK_DK{i}"] * products(c.get(f"SRC_PRECISION{i}")))
     return out
+
+
+def _tile_macs(spec: Dict) -> float:
+    """The multiply-adds one warp's MMA instructions must carry per tile: every contraction chunk
+    (:func:`_chunk_macs` x :func:`_trips`) and, in the backward, the product G @ Bc over its NUM_SLICES slices.
+    Against the SASS count (``mma_macs`` of a tile) it checks the trip and unroll bookkeeping."""
+    c = spec["constexprs"]
+    macs = sum(m * n for m, n in zip(_chunk_macs(spec), _trips(spec)))
+    if "NUM_SLICES" in c:
+        macs += (c["BLOCK_M"] * c["BLOCK_N"] * c["NUM_SLICES"] * c["SLICE_D"] / spec["num_warps"]
+                 * (3 if c.get("PRECISION") == "tf32x3" else 1))
+    return macs
 
 
 def _trips(spec: Dict) -> List[int]:
@@ -347,6 +360,8 @@ def compile_spec(spec: Dict) -> Dict:
         sass = subprocess.run([_tool("cuobjdump"), "-sass", str(cubin)], capture_output=True, text=True,
                               check=True).stdout
     counts = sass_counts(parse_sass(sass), _trips(spec), _chunk_macs(spec))
+    if counts["tile"]:   # the counted MMA instructions against the tile's multiply-adds (1.0: exact)
+        counts["tile"]["mma_macs_ratio"] = counts["tile"]["mma_macs"] / _tile_macs(spec)
     shared = int(compiled.metadata.shared)
     spills = usage["spill_stores"] + usage["spill_loads"]
     sixteen = spec["dtype"] in ("bf16", "fp16")
