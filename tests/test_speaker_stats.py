@@ -231,9 +231,33 @@ def test_training_items_draw_enrolment_sets_and_eval_items_follow_the_protocol()
     np.testing.assert_allclose(ev[0]["ge2e"].numpy(), want, atol=1e-6)
 
 
+@pytest.mark.parametrize("share", [0.0, 0.35, 1.0])
+def test_the_share_of_prior_only_training_enrolment_sets(share):
+    pytest.importorskip("opensmile")
+    from data_helpers import prepared_sample
+    from fastclap.data.dataset import SpeakerStatsConfig, speaker_stat_pools
+
+    prep = prepared_sample()[0]
+    pool = 400
+    cfg = SpeakerStatsConfig(train="random", prior_weight=2.0, pool=pool, none_share=share)
+    prior, sets = speaker_stat_pools(prep, None, cfg, "train", seed=5)["paraling"]
+    for spk, stats in sets.items():
+        assert len(stats) == pool
+        empty = [m is prior.mean and s is prior.sd for m, s in stats]  # n = 0: the prior itself
+        # a non-empty set moves the mean off the prior's (shrinkage with kappa = 2 keeps a share n / (n + 2))
+        assert all(e or not np.allclose(m, prior.mean) for e, (m, _) in zip(empty, stats))
+        frac = float(np.mean(empty))
+        sd = np.sqrt(share * (1 - share) / pool)
+        assert abs(frac - share) <= 4 * sd + 1e-12, (spk, frac)
+    default = speaker_stat_pools(prep, None, SpeakerStatsConfig(train="random", pool=pool), "train", seed=5)
+    frac = np.mean([m is default["paraling"][0].mean for st in default["paraling"][1].values() for m, _ in st])
+    assert abs(frac - 1 / 7) < 4 * np.sqrt(1 / 7 * 6 / 7 / pool)  # the default: every size equally likely
+
+
 @pytest.mark.parametrize("key,value", [("speaker_stats_valid", "random:0"), ("speaker_stats_valid", "half"),
                                        ("speaker_prior_weight", -1.0), ("speaker_nap", -2),
-                                       ("speaker_stats_train", "some")])
+                                       ("speaker_stats_train", "some"), ("speaker_stats_none_share", 1.5),
+                                       ("speaker_stats_none_share", -0.1)])
 def test_config_names_a_bad_speaker_statistics_key(key, value):
     from fastclap.config import FastClapConfig, from_dict, validate
 

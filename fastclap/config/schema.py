@@ -106,6 +106,10 @@ class AudioTowerConfig:
         speaker_stats_train: where a speaker-normalised tower's training statistics come from
             (fastclap.data.speaker_stats): "all" clips of the speaker, or "random" enrolment sets of 0-16 or all
             clips, one drawn per training crop.
+        speaker_stats_none_share: with ``speaker_stats_train`` "random", the share of training enrolment sets that
+            are empty (prior only, what the ``none`` protocol gives every clip), in [0, 1]; the other sets draw
+            their size uniformly from 1, 2, 4, 8, 16 and all clips. None (the default): every size, 0 included,
+            equally likely (a share of 1/7).
         speaker_stats_valid: the protocol of the validation statistics ("all", "none", "neutral", "random:K").
         speaker_prior_weight: shrinkage of a speaker's statistics towards the training speakers' prior (>= 0).
         speaker_nap: speaker directions (learned on the training speakers) projected off the inputs (>= 0).
@@ -126,6 +130,7 @@ class AudioTowerConfig:
     fusion: List[str] = field(default_factory=lambda: ["functionals", "ge2e"])
     speaker_norm: bool = False
     speaker_stats_train: Literal["all", "random"] = "all"
+    speaker_stats_none_share: Optional[float] = None
     speaker_stats_valid: str = "all"
     speaker_prior_weight: float = 0.0
     speaker_nap: int = 0

@@ -195,11 +195,13 @@ class SpeakerStatsConfig:
 
     Attributes:
         train: "all" (every clip of the speaker) or "random" (each training item draws one of ``pool`` enrolment
-            sets per speaker, of a size drawn uniformly from 0 (prior only), 1, 2, 4, 8, 16 and all clips).
+            sets per speaker, of a size drawn uniformly from 0 (prior only), 1, 2, 4, 8, 16 and all clips, or,
+            given ``none_share``, empty with that probability and else of a size drawn uniformly from the rest).
         eval: protocol of the eval-mode statistics ("all", "none", "neutral" or "random:K", one seeded draw).
         prior_weight: kappa, the shrinkage towards the training speakers' population prior (>= 0).
         nap_rank: speaker directions projected off (0: none).
         pool: enrolment sets per speaker for ``train: "random"``.
+        none_share: share of empty (prior-only) training enrolment sets in [0, 1]; None: 1/7, sizes uniform.
     """
 
     train: str = "all"
@@ -207,6 +209,7 @@ class SpeakerStatsConfig:
     prior_weight: float = 0.0
     nap_rank: int = 0
     pool: int = 64
+    none_share: Optional[float] = None
 
     @property
     def is_default(self) -> bool:
@@ -235,9 +238,13 @@ def speaker_stat_pools(prepared: PreparedCorpus, ge2e: Optional[Tuple[np.ndarray
     rng = np.random.default_rng([seed, 11])
     if mode == "train" and cfg.train == "random":
         sizes = (0,) + K_LADDER + (len(prepared),)
+        if cfg.none_share is None:
+            ks = rng.choice(sizes, size=cfg.pool)
+        else:  # empty with probability none_share, else a size drawn uniformly from the others
+            ks = np.where(rng.random(cfg.pool) < cfg.none_share, 0, rng.choice(sizes[1:], size=cfg.pool))
         draws = [reference_sets(Protocol("random", int(k)), speakers, labels, rng)[0] if k
                  else reference_sets(Protocol("none"), speakers, labels)[0]
-                 for k in rng.choice(sizes, size=cfg.pool)]
+                 for k in ks]
     else:
         protocol = Protocol.parse(cfg.eval if mode == "eval" else "all", "speaker_stats")
         draws = [reference_sets(protocol, speakers, labels, rng)[0]]
