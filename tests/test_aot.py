@@ -25,7 +25,6 @@ def _clean_env():
     return env
 
 
-@pytest.mark.slow
 def _run_code(code: str) -> str:
     """stdout's last line of a Python snippet run without the interpreter."""
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_clean_env(), capture_output=True, text=True,
@@ -34,16 +33,20 @@ def _run_code(code: str) -> str:
     return run.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_quick_matrix_compiles_without_16bit_spills(tmp_path):
     out = tmp_path / "aot.json"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.aot", "--quick", "--out", str(out), "--jobs", "2"],
-                         cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=1200)
+    # fp32-tf32 is left out here (the full matrix of `python -m benchmarks.aot` has it): the same kernels as fp32
+    # with one product per dot instead of tf32x3's three, so fewer registers and the same shared memory
+    run = subprocess.run([sys.executable, "-m", "benchmarks.aot", "--quick", "--dtypes", "fp32,bf16,fp16", "--out",
+                          str(out), "--jobs", "2"], cwd=ROOT, env=_clean_env(), capture_output=True, text=True,
+                         timeout=1200)
     print(run.stdout[-6000:])
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     seen = {(r["arch"], r["kernel"], r["dtype"], r["k"]) for r in rows}
     for arch in ("sm_90a", "sm_80"):
-        for dtype in ("fp32", "fp32-tf32", "bf16", "fp16"):
+        for dtype in ("fp32", "bf16", "fp16"):
             for k in (0, 2):
                 for kernel in ("smooth_clap_fwd_kernel", "smooth_clap_bwd_kernel"):
                     assert (arch, kernel, dtype, k) in seen

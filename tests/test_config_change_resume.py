@@ -48,8 +48,14 @@ def runs(tmp_path_factory):
     return get
 
 
-@pytest.fixture(params=[0, 2, 3])
+@pytest.fixture(params=[0, 2])
 def base(request, runs):
+    return runs(request.param)
+
+
+@pytest.fixture(params=[0, 2, 3])
+def base_any_stage(request, runs):
+    """ZeRO 3 too (partitioned parameters and optimizer state): its param groups take the new lr as well."""
     return runs(request.param)
 
 
@@ -80,8 +86,8 @@ def test_more_steps_rebuild_the_schedule_at_the_resumed_step(base, tmp_path):
     print(f"ZeRO {stage}: steps {STEPS} -> {steps} at resume: lrs {got} follow the new schedule")
 
 
-def test_a_new_peak_lr_is_set_in_the_param_groups(base, tmp_path):
-    run_dir, stage = _copy(base, tmp_path), base[1]
+def test_a_new_peak_lr_is_set_in_the_param_groups(base_any_stage, tmp_path):
+    run_dir, stage = _copy(base_any_stage, tmp_path), base_any_stage[1]
     cfg = write_config(tmp_path / "c.json", _cfg(run_dir, stage, lr=0.1))
     summary = main(["--config", cfg, "--resume-from", str(EVERY), "--allow-config-change"])
     assert summary["start_step"] == EVERY
