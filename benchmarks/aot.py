@@ -289,15 +289,19 @@ def mma_macs(op: str) -> Optional[float]:
     return None
 
 
+def _products(precision: Optional[str]) -> int:
+    """Tensor-core products per tl.dot at an input precision (tf32x3 splits each operand: three)."""
+    return 3 if precision == "tf32x3" else 1
+
+
 def _chunk_macs(spec: Dict) -> List[float]:
     """Per MMA loop (as ``_trips``): the multiply-adds of one contraction chunk of a tile that one warp's MMA
     instructions carry, BLOCK_M BLOCK_N chunk x products / num_warps (tf32x3: 3 products per dot)."""
     c = spec["constexprs"]
     tile = c["BLOCK_M"] * c["BLOCK_N"] / spec["num_warps"]
-    products = lambda prec: 3 if prec == "tf32x3" else 1
-    out = [tile * c["BLOCK_D"] * products(c.get("PRECISION"))] if "BLOCK_D" in c else []
+    out = [tile * c["BLOCK_D"] * _products(c.get("PRECISION"))] if "BLOCK_D" in c else []
     for i in range(spec["k"]):
-        out.append(tile * c[f"BLOCK_DK{i}"] * products(c.get(f"SRC_PRECISION{i}")))
+        out.append(tile * c[f"BLOCK_DK{i}"] * _products(c.get(f"SRC_PRECISION{i}")))
     return out
 
 
@@ -309,7 +313,7 @@ def _tile_macs(spec: Dict) -> float:
     macs = sum(m * n for m, n in zip(_chunk_macs(spec), _trips(spec)))
     if "NUM_SLICES" in c:
         macs += (c["BLOCK_M"] * c["BLOCK_N"] * c["NUM_SLICES"] * c["SLICE_D"] / spec["num_warps"]
-                 * (3 if c.get("PRECISION") == "tf32x3" else 1))
+                 * _products(c.get("PRECISION")))
     return macs
 
 
