@@ -116,6 +116,60 @@ def test_speaker_subspace_projection_removes_training_speaker_offsets():
         Prior.fit(x, speakers, nap_rank=5)
 
 
+def _posterior_by_conditioning(x, ref, mu0, sd0, tau):
+    """E[(x - mu_s) / sd0 | x, ref] per dimension by conditioning the joint Gaussian of (mu_s, x, ref) directly."""
+    out = np.empty_like(x)
+    n = ref.shape[0]
+    for j in range(x.size):
+        m = n + 1  # observed: x then the n reference clips, all sharing mu_s
+        cov_obs = np.full((m, m), tau[j] ** 2) + np.eye(m) * sd0[j] ** 2
+        cov_mu_obs = np.full(m, tau[j] ** 2)
+        obs = np.concatenate([[x[j]], ref[:, j]]) - mu0[j]
+        mu_s = mu0[j] + cov_mu_obs @ np.linalg.solve(cov_obs, obs)
+        out[j] = (x[j] - mu_s) / sd0[j]
+    return out
+
+
+@pytest.mark.parametrize("n,kappa", [(0, 0.0), (1, 0.0), (1, 3.0), (6, 1e12)])
+def test_posterior_estimate_equals_gaussian_conditioning(n, kappa):
+    rng = np.random.default_rng(40 + n)
+    d = 6
+    mu0, sd0, tau = rng.normal(size=d), rng.uniform(0.5, 2, size=d), rng.uniform(0.1, 8, size=d)
+    prior = Prior(mu0, sd0, between=tau)
+    mu_s = mu0 + tau * rng.normal(size=d)
+    ref = mu_s + sd0 * rng.normal(size=(n, d))
+    x = mu_s + sd0 * rng.normal(size=d)
+    mean, sd = prior.stats(ref, kappa)  # n < 2, or a huge prior weight on the variance: the sd is sd0
+    np.testing.assert_allclose((x - mean) / sd, _posterior_by_conditioning(x, ref, mu0, sd0, tau), rtol=1e-9,
+                               atol=1e-12)
+
+
+def test_posterior_estimate_damps_what_one_clip_cannot_tell_and_tends_to_speaker_normalisation():
+    rng = np.random.default_rng(12)
+    speakers = [f"s{k}" for k in range(400) for _ in range(20)]
+    tau = np.array([0.5, 1.0, 10.0])  # between-speaker sd per dimension; the within-speaker sd is 1
+    means = {s: tau * rng.normal(size=3) for s in set(speakers)}
+    x = np.stack([means[s] + rng.normal(size=3) for s in speakers])
+    prior = Prior.fit(x, speakers, posterior=True)
+    np.testing.assert_allclose(prior.between, tau, rtol=0.1)  # fitted less the means' own sampling noise
+    assert Prior.fit(x, speakers).between is None
+    plugin = Prior(prior.mean, prior.sd)
+    _, sd_none = prior.stats(x[:0])
+    np.testing.assert_allclose(prior.sd / sd_none, prior.sd ** 2 / (prior.sd ** 2 + prior.between ** 2), rtol=1e-12)
+    rows = np.arange(20)  # every clip of speaker s0 (the first 20 rows)
+    m_post, s_post = prior.stats(x[rows])
+    m_plug, s_plug = plugin.stats(x[rows])
+    np.testing.assert_allclose(m_post[2], m_plug[2], atol=0.01)  # tau >> sd: the clips' own mean
+    assert abs(s_post[2] / s_plug[2] - 1) < 0.1
+    # the estimate's error against the true speaker-normalised value is smaller than the plug-in prior's, n = 0
+    truth = np.stack([(x[i] - means[s]) for i, s in enumerate(speakers)])
+    err_post = np.mean((prior.apply(x, *prior.stats(x[:0])) - truth) ** 2, axis=0)
+    err_plug = np.mean((plugin.apply(x, *plugin.stats(x[:0])) - truth) ** 2, axis=0)
+    assert err_post[2] < 1.5 < 50 < err_plug[2]
+    with pytest.raises(SpeakerNormError, match="posterior estimate needs at least 2 training speakers"):
+        Prior.fit(x[:20], speakers[:20], posterior=True)
+
+
 def test_prior_errors_name_the_problem():
     with pytest.raises(SpeakerNormError, match="one speaker per row"):
         Prior.fit(np.ones((3, 2)), ["a", "b"])
@@ -137,7 +191,8 @@ def _tiny_model(**audio_kw):
     return CLAPModel(ModelConfig(audio=audio, text=text, embed_dim=16)).eval()
 
 
-def test_protocol_scores_match_a_hand_built_batch_and_all_matches_the_evaluator():
+@pytest.mark.parametrize("estimate", ["plugin", "posterior"])
+def test_protocol_scores_match_a_hand_built_batch_and_all_matches_the_evaluator(estimate):
     pytest.importorskip("opensmile")
     from data_helpers import prepared_sample
     from fastclap.data.dataset import fit_priors, utterance_features
@@ -148,13 +203,14 @@ def test_protocol_scores_match_a_hand_built_batch_and_all_matches_the_evaluator(
     from fastclap.evaluation.runner import encode_texts, evaluate_model
 
     prep = prepared_sample()[0]
-    model = _tiny_model(speaker_norm=True, speaker_prior_weight=1.5, speaker_nap=1)
+    model = _tiny_model(speaker_norm=True, speaker_prior_weight=1.5, speaker_nap=1, speaker_stats_estimate=estimate)
     res = score_protocols(model, prep, "test", ["all", "random:2", "none"], draws=3, seed=4)
     assert [r["protocol"] for r in res["protocols"]] == ["all", "random:2", "none"]
     assert len(res["protocols"][1]["uars"]) == 3 and len(res["protocols"][2]["uars"]) == 1
     # independent path: the dataset-free statistics of one random:2 draw, built by hand
     feats = utterance_features(prep, ge2e_windows(prep, None, 1.0))
-    priors = fit_priors(prep, feats, 1)
+    priors = fit_priors(prep, feats, 1, estimate)
+    assert all((p.between is not None) == (estimate == "posterior") for p in priors.values())
     speakers = [r.speaker for r in prep.rows]
     draw = np.random.default_rng([4, 1])
     picks = {}
@@ -196,6 +252,9 @@ def test_a_model_without_statistics_scores_every_protocol_alike_and_none_needs_a
     assert score_protocols(model, no_train, "test", ["all"])["protocols"][0]["n"] == len(prep)
     with pytest.raises(ValueError, match=r"--speaker-stats none: .*population prior.*no train split"):
         score_protocols(model, no_train, "test", ["none"])
+    posterior = _tiny_model(speaker_norm=True, speaker_stats_estimate="posterior")
+    with pytest.raises(ValueError, match=r"speaker_stats_estimate 'posterior'.*no train split"):
+        score_protocols(posterior, no_train, "test", ["all"])
 
 
 def test_training_items_draw_enrolment_sets_and_eval_items_follow_the_protocol():
@@ -257,7 +316,7 @@ def test_the_share_of_prior_only_training_enrolment_sets(share):
 @pytest.mark.parametrize("key,value", [("speaker_stats_valid", "random:0"), ("speaker_stats_valid", "half"),
                                        ("speaker_prior_weight", -1.0), ("speaker_nap", -2),
                                        ("speaker_stats_train", "some"), ("speaker_stats_none_share", 1.5),
-                                       ("speaker_stats_none_share", -0.1)])
+                                       ("speaker_stats_none_share", -0.1), ("speaker_stats_estimate", "mle")])
 def test_config_names_a_bad_speaker_statistics_key(key, value):
     from fastclap.config import FastClapConfig, from_dict, validate
 

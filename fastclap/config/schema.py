@@ -112,6 +112,11 @@ class AudioTowerConfig:
             equally likely (a share of 1/7).
         speaker_stats_valid: the protocol of the validation statistics ("all", "none", "neutral", "random:K").
         speaker_prior_weight: shrinkage of a speaker's statistics towards the training speakers' prior (>= 0).
+        speaker_stats_estimate: how a speaker's statistics become the standardisation, in training and every
+            evaluation alike (fastclap.data.speaker_stats): "plugin" (the enrolment set's mean and sd, shrunk by
+            ``speaker_prior_weight``) or "posterior" (the posterior mean of the clip's speaker-normalised value
+            under the training speakers' between- and within-speaker variances: a dimension the enrolment set
+            cannot pin down is damped towards 0 instead of carrying the new speaker's offset).
         speaker_nap: speaker directions (learned on the training speakers) projected off the inputs (>= 0).
     """
 
@@ -133,6 +138,7 @@ class AudioTowerConfig:
     speaker_stats_none_share: Optional[float] = None
     speaker_stats_valid: str = "all"
     speaker_prior_weight: float = 0.0
+    speaker_stats_estimate: Literal["plugin", "posterior"] = "plugin"
     speaker_nap: int = 0
 
 

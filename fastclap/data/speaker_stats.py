@@ -23,7 +23,22 @@ within-speaker sd) and a prior weight kappa >= 0 (a conjugate-normal shrinkage t
 
     mean = (n m + kappa mu0) / (n + kappa),   var = (n v + kappa sd0^2) / (n + kappa)  (n >= 2),  sd0^2  (n < 2)
 
-With n = 0 this is the prior itself; with kappa = 0 and every clip it is today's speaker normalisation. Optionally
+With n = 0 this is the prior itself; with kappa = 0 and every clip it is today's speaker normalisation.
+
+The *posterior* estimate (``Prior.fit(..., posterior=True)``) reads the same model as a hierarchy: a speaker's
+mean is drawn around mu0 with the between-speaker variance tau^2 (per dimension, fitted on the training speakers'
+means), each clip around its speaker's mean with the within-speaker variance sd0^2. What speaker normalisation
+with every clip would give a clip x, (x - mu_s) / sd_s, is then estimated by its posterior mean given the n
+reference clips: with kappa_d = sd0_d^2 / tau_d^2 (per dimension, in place of the fixed prior weight),
+
+    mu_n = (n m + kappa_d mu0) / (n + kappa_d),   t_n^2 = sd0^2 / (n + kappa_d)   (posterior of mu_s)
+    E[(x - mu_s) / sd | x] = (x - mu_n) sd / (sd^2 + t_n^2),   i.e. standardise with (mu_n, (sd^2 + t_n^2) / sd)
+
+where sd is the within-speaker sd estimated as above (the prior weight kappa still shrinks the variance). With
+every clip (t_n -> 0) this is plain speaker normalisation; with none (n = 0) a dimension whose speakers differ
+far more than its clips do (tau >> sd0: most of a speaker embedding) is damped by sd0^2 / (sd0^2 + tau^2)
+towards 0, the value its unobservable within-speaker deviation has on average, instead of carrying the new
+speaker's offset tau / sd0 standard deviations out of the training range. Optionally
 the standardised vector is projected off a speaker subspace learned on the training speakers (nuisance
 attribute projection, Solomonoff, Campbell & Boardman, "Advances in channel compensation for SVM speaker
 recognition", ICASSP 2005): the top ``nap_rank`` principal directions of the training speakers' standardised
@@ -121,18 +136,23 @@ class Prior:
     """Population statistics of a d-dim feature over the training speakers, and an optional speaker subspace.
 
     Attributes: ``mean`` (d,) mean of the speakers' means; ``sd`` (d,) pooled within-speaker sd (floored at EPS);
-    ``nap`` (d, r) orthonormal speaker directions in standardised units, or None.
+    ``nap`` (d, r) orthonormal speaker directions in standardised units, or None; ``between`` (d,) sd of the
+    speakers' means around ``mean`` (floored at EPS) when the posterior estimate is used (module doc), else None.
     """
 
     mean: np.ndarray
     sd: np.ndarray
     nap: Optional[np.ndarray] = None
+    between: Optional[np.ndarray] = None
 
     @classmethod
-    def fit(cls, features: np.ndarray, speakers: Sequence[str], nap_rank: int = 0) -> "Prior":
+    def fit(cls, features: np.ndarray, speakers: Sequence[str], nap_rank: int = 0,
+            posterior: bool = False) -> "Prior":
         """Fit on (N, d) features of the training clips grouped by ``speakers``. ``nap_rank`` (>= 0, at most
-        speakers - 1) speaker directions are kept. Raises ValueError for bad shapes, non-finite values, no clip,
-        or a rank the speakers cannot support."""
+        speakers - 1) speaker directions are kept. ``posterior``: also fit the between-speaker sd (sample sd of
+        the speakers' means, less the part their own sampling noise explains) for the posterior estimate; needs
+        two speakers. Raises SpeakerNormError (a ValueError) for bad shapes, non-finite values, no clip, or a
+        rank or estimate the speakers cannot support."""
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] != len(speakers) or x.shape[0] == 0:
             raise SpeakerNormError(f"speaker prior: features must be (N >= 1, d) with one speaker per row, got {x.shape} "
@@ -152,20 +172,32 @@ class Prior:
                                  f"got {len(ids)}")
             _, _, vt = np.linalg.svd((means - mean) / sd, full_matrices=False)
             nap = vt[:nap_rank].T.copy()
-        return cls(mean, sd, nap)
+        between = None
+        if posterior:
+            if len(ids) < 2:
+                raise SpeakerNormError(f"speaker prior: the posterior estimate needs at least 2 training speakers, "
+                                       f"got {len(ids)}")
+            counts = np.array([sum(1 for s in speakers if s == sp) for sp in ids], dtype=np.float64)
+            within_var = (within ** 2).sum(0) / max(x.shape[0] - len(ids), 1)  # unbiased within-speaker variance
+            noise = within_var * np.mean(1.0 / counts)  # what within-speaker noise adds to the spread of the means
+            between = np.maximum(np.sqrt(np.maximum(means.var(0, ddof=1) - noise, 0.0)), EPS)
+        return cls(mean, sd, nap, between)
 
     def stats(self, reference: np.ndarray, kappa: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:
-        """(mean, sd) (d,) of a speaker from its (n, d) reference clips shrunk towards the prior (module doc)."""
+        """(mean, sd) (d,) of a speaker from its (n, d) reference clips shrunk towards the prior (module doc);
+        with ``between`` set, the posterior estimate's (mu_n, (sd^2 + t_n^2) / sd)."""
         ref = np.asarray(reference, dtype=np.float64).reshape(-1, self.mean.size)
         n = ref.shape[0]
+        sd = self.sd
+        if n >= 2:
+            sd = np.maximum(np.sqrt((n * ref.var(0) + kappa * self.sd ** 2) / (n + kappa)), EPS)
+        if self.between is not None:
+            k = (self.sd / self.between) ** 2  # kappa_d: the prior's weight in clips, per dimension
+            mean = (ref.sum(0) + k * self.mean) / (n + k)
+            return mean, (sd ** 2 + self.sd ** 2 / (n + k)) / sd
         if n == 0:
             return self.mean, self.sd
-        m = ref.mean(0)
-        mean = (n * m + kappa * self.mean) / (n + kappa)
-        if n < 2:
-            return mean, self.sd
-        var = (n * ref.var(0) + kappa * self.sd ** 2) / (n + kappa)
-        return mean, np.maximum(np.sqrt(var), EPS)
+        return (n * ref.mean(0) + kappa * self.mean) / (n + kappa), sd
 
     def apply(self, x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
         """(..., d) float32: ``x`` standardised with (mean, sd), then projected off the speaker subspace."""

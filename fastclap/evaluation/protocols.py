@@ -120,11 +120,14 @@ def _inputs(model: torch.nn.Module, prepared: Any) -> tuple:
     feats = utterance_features(prepared, ge2e)
     nap = int(getattr(audio, "speaker_nap", 0))
     try:
-        priors = fit_priors(prepared, feats, nap)
+        priors = fit_priors(prepared, feats, nap, getattr(audio, "speaker_stats_estimate", "plugin"))
     except SpeakerNormError as e:
         if nap:
             raise ValueError(f"the model projects off {nap} speaker directions (model.audio.speaker_nap) learned "
                              f"on its training speakers: {e}") from None
+        if getattr(audio, "speaker_stats_estimate", "plugin") == "posterior":
+            raise ValueError(f"the model estimates speaker statistics with the training speakers' between-speaker "
+                             f"spread (model.audio.speaker_stats_estimate 'posterior'): {e}") from None
         priors = None
     return feats, priors
 
