@@ -76,6 +76,8 @@ def _check_extra_towers(a: AudioTowerConfig, data_input: str) -> None:
         check(a.speaker_nap >= 0, f"{key}.speaker_nap", "must be >= 0")
         check(a.speaker_stats_estimate in ("plugin", "posterior"), f"{key}.speaker_stats_estimate",
               f"must be 'plugin' or 'posterior', got {a.speaker_stats_estimate!r}")
+        check(a.speaker_norm_clip is None or a.speaker_norm_clip > 0, f"{key}.speaker_norm_clip",
+              f"must be > 0 (sd) or null, got {a.speaker_norm_clip!r}")
         check(a.speaker_stats_none_share is None or (
             a.speaker_stats_train == "random" and 0.0 <= a.speaker_stats_none_share <= 1.0),
             f"{key}.speaker_stats_none_share", "must be in [0, 1] and needs speaker_stats_train 'random'")

@@ -118,6 +118,9 @@ class AudioTowerConfig:
             under the training speakers' between- and within-speaker variances: a dimension the enrolment set
             cannot pin down is damped towards 0 instead of carrying the new speaker's offset).
         speaker_nap: speaker directions (learned on the training speakers) projected off the inputs (>= 0).
+        speaker_norm_clip: bound (> 0, in sd) of every speaker-normalised input value, training and evaluation
+            alike; the input dimensions constant over the training clips are also set to 0 (a GE2E unit dead for
+            every training speaker would otherwise meet a new speaker at 10^4 "sd"). None: no bound.
     """
 
     kind: Literal["lld", "hf", "ge2e", "functionals", "fusion"] = "lld"
@@ -139,6 +142,7 @@ class AudioTowerConfig:
     speaker_stats_valid: str = "all"
     speaker_prior_weight: float = 0.0
     speaker_stats_estimate: Literal["plugin", "posterior"] = "plugin"
+    speaker_norm_clip: Optional[float] = None
     speaker_nap: int = 0
 
 

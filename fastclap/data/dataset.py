@@ -204,6 +204,7 @@ class SpeakerStatsConfig:
         none_share: share of empty (prior-only) training enrolment sets in [0, 1]; None: 1/7, sizes uniform.
         estimate: "plugin" (the enrolment set's shrunk mean and sd) or "posterior" (its posterior estimate under
             the training speakers' between-speaker spread; :class:`fastclap.data.speaker_stats.Prior`).
+        clip: bound of the standardised values (constant training dimensions zeroed), or None.
     """
 
     train: str = "all"
@@ -213,26 +214,28 @@ class SpeakerStatsConfig:
     pool: int = 64
     none_share: Optional[float] = None
     estimate: str = "plugin"
+    clip: Optional[float] = None
 
     @property
     def is_default(self) -> bool:
-        """True for today's speaker normalisation (every clip, no prior, no projection, plug-in estimate)."""
-        return (self.train, self.eval, self.prior_weight, self.nap_rank, self.estimate) == (
-            "all", "all", 0.0, 0, "plugin")
+        """True for today's speaker normalisation (every clip, no prior, no projection, plug-in, no clip)."""
+        return (self.train, self.eval, self.prior_weight, self.nap_rank, self.estimate, self.clip) == (
+            "all", "all", 0.0, 0, "plugin", None)
 
 
 def fit_priors(prepared: PreparedCorpus, feats: Dict[str, np.ndarray], nap_rank: int = 0,
-               estimate: str = "plugin") -> Dict[str, Prior]:
+               estimate: str = "plugin", clip: Optional[float] = None) -> Dict[str, Prior]:
     """The population prior of every feature, fitted on the clips of the train split (the training speakers);
-    ``estimate`` "posterior" also fits the between-speaker spread. Raises ValueError naming the folder when it
-    has no train split, and for an unknown estimate."""
+    ``estimate`` "posterior" also fits the between-speaker spread; ``clip`` bounds the standardised values
+    (:class:`fastclap.data.speaker_stats.Prior`). Raises ValueError naming the folder when it has no train split,
+    and for an unknown estimate."""
     if estimate not in ("plugin", "posterior"):
         raise ValueError(f"speaker statistics estimate must be 'plugin' or 'posterior', got {estimate!r}")
     idx = prepared.split_indices("train")
     if idx.size == 0:
         raise SpeakerNormError(f"{prepared.out_dir}: no train split to fit the speakers' population statistics on")
     spk = [prepared.rows[int(i)].speaker for i in idx]
-    return {key: Prior.fit(x[idx], spk, nap_rank, estimate == "posterior") for key, x in feats.items()}
+    return {key: Prior.fit(x[idx], spk, nap_rank, estimate == "posterior", clip) for key, x in feats.items()}
 
 
 def speaker_stat_pools(prepared: PreparedCorpus, ge2e: Optional[Tuple[np.ndarray, np.ndarray, int]],
@@ -240,7 +243,7 @@ def speaker_stat_pools(prepared: PreparedCorpus, ge2e: Optional[Tuple[np.ndarray
     """{feature: (prior, {speaker: [(mean, sd), ...]})}: one entry per speaker in eval mode (protocol
     ``cfg.eval``), ``cfg.pool`` random enrolment sets in train mode with ``cfg.train == "random"``."""
     feats = utterance_features(prepared, ge2e)
-    priors = fit_priors(prepared, feats, cfg.nap_rank, cfg.estimate)
+    priors = fit_priors(prepared, feats, cfg.nap_rank, cfg.estimate, cfg.clip)
     speakers = [r.speaker for r in prepared.rows]
     labels = [r.emotion for r in prepared.rows]
     rng = np.random.default_rng([seed, 11])

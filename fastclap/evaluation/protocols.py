@@ -120,7 +120,8 @@ def _inputs(model: torch.nn.Module, prepared: Any) -> tuple:
     feats = utterance_features(prepared, ge2e)
     nap = int(getattr(audio, "speaker_nap", 0))
     try:
-        priors = fit_priors(prepared, feats, nap, getattr(audio, "speaker_stats_estimate", "plugin"))
+        priors = fit_priors(prepared, feats, nap, getattr(audio, "speaker_stats_estimate", "plugin"),
+                            getattr(audio, "speaker_norm_clip", None))
     except SpeakerNormError as e:
         if nap:
             raise ValueError(f"the model projects off {nap} speaker directions (model.audio.speaker_nap) learned "
@@ -128,6 +129,9 @@ def _inputs(model: torch.nn.Module, prepared: Any) -> tuple:
         if getattr(audio, "speaker_stats_estimate", "plugin") == "posterior":
             raise ValueError(f"the model estimates speaker statistics with the training speakers' between-speaker "
                              f"spread (model.audio.speaker_stats_estimate 'posterior'): {e}") from None
+        if getattr(audio, "speaker_norm_clip", None) is not None:
+            raise ValueError(f"the model zeroes the input dimensions constant over its training clips "
+                             f"(model.audio.speaker_norm_clip): {e}") from None
         priors = None
     return feats, priors
 

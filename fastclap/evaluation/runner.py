@@ -82,7 +82,8 @@ def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: i
 
         extra["speaker_stats"] = SpeakerStatsConfig("all", "all", float(getattr(audio, "speaker_prior_weight", 0.0)),
                                                     int(getattr(audio, "speaker_nap", 0)),
-                                                    estimate=getattr(audio, "speaker_stats_estimate", "plugin"))
+                                                    estimate=getattr(audio, "speaker_stats_estimate", "plugin"),
+                                                    clip=getattr(audio, "speaker_norm_clip", None))
     ds = ClapDataset(prepared, split, mode="eval", crop_seconds=None, input=kind, speaker_norm=speaker_norm, **extra)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_clap)
     if progress:
