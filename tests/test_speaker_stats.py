@@ -170,6 +170,25 @@ def test_posterior_estimate_damps_what_one_clip_cannot_tell_and_tends_to_speaker
         Prior.fit(x[:20], speakers[:20], posterior=True)
 
 
+def test_clip_zeroes_dimensions_constant_in_training_and_bounds_the_rest():
+    rng = np.random.default_rng(21)
+    x, speakers, _ = _corpus(rng, d=6)
+    x[:, 2] = 0.0  # a unit no training clip activates (a GE2E ReLU unit)
+    x[:, 4] = 7.5  # and one constant at another value
+    plain, clipped = Prior.fit(x, speakers), Prior.fit(x, speakers, clip=3.0)
+    assert clipped.live.tolist() == [True, True, False, True, False, True] and plain.clip is None
+    new = rng.normal(size=(5, 6)) * 4  # clips of a new speaker: the constant units now vary
+    z_plain = plain.apply(new, plain.mean, plain.sd)
+    assert np.abs(z_plain[:, 2]).min() > 1e4  # standardised by the EPS floor: what the clip is for
+    z = clipped.apply(new, clipped.mean, clipped.sd)
+    np.testing.assert_array_equal(z[:, [2, 4]], 0.0)
+    live = [0, 1, 3, 5]
+    np.testing.assert_allclose(z[:, live], np.clip(z_plain[:, live], -3, 3), rtol=1e-6)
+    assert np.abs(z).max() <= 3.0 and (np.abs(z[:, live]) == 3.0).any()  # some values were bounded
+    with pytest.raises(SpeakerNormError, match="clip bound must be > 0"):
+        Prior.fit(x, speakers, clip=0.0)
+
+
 def test_prior_errors_name_the_problem():
     with pytest.raises(SpeakerNormError, match="one speaker per row"):
         Prior.fit(np.ones((3, 2)), ["a", "b"])
@@ -191,8 +210,8 @@ def _tiny_model(**audio_kw):
     return CLAPModel(ModelConfig(audio=audio, text=text, embed_dim=16)).eval()
 
 
-@pytest.mark.parametrize("estimate", ["plugin", "posterior"])
-def test_protocol_scores_match_a_hand_built_batch_and_all_matches_the_evaluator(estimate):
+@pytest.mark.parametrize("estimate,clip", [("plugin", None), ("posterior", None), ("plugin", 1.5)])
+def test_protocol_scores_match_a_hand_built_batch_and_all_matches_the_evaluator(estimate, clip):
     pytest.importorskip("opensmile")
     from data_helpers import prepared_sample
     from fastclap.data.dataset import fit_priors, utterance_features
@@ -203,13 +222,14 @@ def test_protocol_scores_match_a_hand_built_batch_and_all_matches_the_evaluator(
     from fastclap.evaluation.runner import encode_texts, evaluate_model
 
     prep = prepared_sample()[0]
-    model = _tiny_model(speaker_norm=True, speaker_prior_weight=1.5, speaker_nap=1, speaker_stats_estimate=estimate)
+    model = _tiny_model(speaker_norm=True, speaker_prior_weight=1.5, speaker_nap=1, speaker_stats_estimate=estimate,
+                        speaker_norm_clip=clip)
     res = score_protocols(model, prep, "test", ["all", "random:2", "none"], draws=3, seed=4)
     assert [r["protocol"] for r in res["protocols"]] == ["all", "random:2", "none"]
     assert len(res["protocols"][1]["uars"]) == 3 and len(res["protocols"][2]["uars"]) == 1
     # independent path: the dataset-free statistics of one random:2 draw, built by hand
     feats = utterance_features(prep, ge2e_windows(prep, None, 1.0))
-    priors = fit_priors(prep, feats, 1, estimate)
+    priors = fit_priors(prep, feats, 1, estimate, clip)
     assert all((p.between is not None) == (estimate == "posterior") for p in priors.values())
     speakers = [r.speaker for r in prep.rows]
     draw = np.random.default_rng([4, 1])
@@ -225,6 +245,9 @@ def test_protocol_scores_match_a_hand_built_batch_and_all_matches_the_evaluator(
             mean, sd = priors[key].stats(x[picks[speakers[i]]], 1.5)
             z = (x[i] - mean) / sd
             z = z - priors[key].nap @ (priors[key].nap.T @ z)
+            if clip is not None:  # units that no training clip moves carry nothing; the rest bounded
+                train = x[prep.split_indices("train")]
+                z = np.clip(np.where((train == train[0]).all(0), 0.0, z), -clip, clip)
             rows.append(z)
         batch[key] = torch.tensor(np.stack(rows), dtype=torch.float32)
     labels = [prep.rows[i].emotion for i in idx]
@@ -316,7 +339,8 @@ def test_the_share_of_prior_only_training_enrolment_sets(share):
 @pytest.mark.parametrize("key,value", [("speaker_stats_valid", "random:0"), ("speaker_stats_valid", "half"),
                                        ("speaker_prior_weight", -1.0), ("speaker_nap", -2),
                                        ("speaker_stats_train", "some"), ("speaker_stats_none_share", 1.5),
-                                       ("speaker_stats_none_share", -0.1), ("speaker_stats_estimate", "mle")])
+                                       ("speaker_stats_none_share", -0.1), ("speaker_stats_estimate", "mle"),
+                                       ("speaker_norm_clip", 0.0)])
 def test_config_names_a_bad_speaker_statistics_key(key, value):
     from fastclap.config import FastClapConfig, from_dict, validate
 
