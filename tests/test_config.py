@@ -104,3 +104,20 @@ def test_shipped_configs_validate():
     assert (paper.loss.gamma, paper.loss.soft_weight) == (0.1, 0.5)  # the paper's main setting
     ds, big = load_config(os.path.join(root, "large_batch.json"))
     assert ds["train_batch_size"] >= 8192 and big.loss.backend == "auto"  # the global batch, any world size
+
+
+def test_large_batch_trains_the_model_the_zero_shot_experiment_chose():
+    """The README's zero-shot results ran large_batch.json's model at 512 pairs: the committed recipe must stay
+    the same model (a change of either file must redo the experiment or the README)."""
+    import json
+    import os
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(repo, "configs", "large_batch.json")) as f:
+        big = json.load(f)["fastclap"]["model"]
+    recipe = os.path.join(repo, "benchmarks", "results", "experiment_zeroshot", "candidates",
+                          "random_stats_none30_clip3.json")
+    with open(recipe) as f:
+        chosen = json.load(f)["fastclap"]["model"]
+    assert big == chosen
+    assert big["audio"]["speaker_norm_clip"] == 3.0 and big["audio"]["speaker_stats_none_share"] == 0.3

@@ -278,6 +278,9 @@ def test_a_model_without_statistics_scores_every_protocol_alike_and_none_needs_a
     posterior = _tiny_model(speaker_norm=True, speaker_stats_estimate="posterior")
     with pytest.raises(ValueError, match=r"speaker_stats_estimate 'posterior'.*no train split"):
         score_protocols(posterior, no_train, "test", ["all"])
+    clipped = _tiny_model(speaker_norm=True, speaker_norm_clip=3.0)
+    with pytest.raises(ValueError, match=r"speaker_norm_clip.*no train split"):
+        score_protocols(clipped, no_train, "test", ["all"])
 
 
 def test_training_items_draw_enrolment_sets_and_eval_items_follow_the_protocol():
@@ -444,3 +447,18 @@ def test_evaluate_cli_names_a_bad_protocol_and_draws(capsys, tmp_path):
     assert "error: --speaker-stats: 'random:0' is not a protocol" in capsys.readouterr().err
     assert main(["--checkpoint", str(tmp_path / "none"), "--prepared", str(tmp_path), "--draws", "0"]) == 2
     assert "error: --draws must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_input_range_report_of_a_prepared_corpus():
+    pytest.importorskip("opensmile")
+    import re
+
+    from benchmarks.speaker_input_range import report
+    from data_helpers import prepared_sample
+
+    prep = prepared_sample()[0]
+    lines = report(str(prep.out_dir), 3.0)
+    bounded = [ln for ln in lines if "| bound 3 |" in ln]
+    assert bounded and len(bounded) == len([ln for ln in lines if "| no bound |" in ln])
+    assert all(float(re.search(r"max ([0-9.]+)", ln).group(1)) <= 3.0 for ln in bounded)
+    assert any("test clips' mean offset" in ln for ln in lines) == (prep.split_indices("test").size > 0)
