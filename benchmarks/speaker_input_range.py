@@ -37,7 +37,8 @@ def report(folder: str, clip: Optional[float]) -> List[str]:
                 a = np.abs(z[splits == split])
                 if a.size == 0:
                     continue
-                lines.append(f"{folder} | {label} | {key} | {split} | max {a.max():.1f} | rms {np.sqrt((a ** 2).mean()):.2f}"
+                rms = np.sqrt((a ** 2).mean())
+                lines.append(f"{folder} | {label} | {key} | {split} | max {a.max():.1f} | rms {rms:.2f}"
                              f" | >5 sd {100 * (a > 5).mean():.2f} % | >10 sd {100 * (a > 10).mean():.2f} %"
                              f" | constant over training clips: {constant} of {x.shape[1]}")
     if "test" in splits:  # where the test clips sit on average against the prior: the largest functional offsets
