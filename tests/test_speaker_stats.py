@@ -462,3 +462,27 @@ def test_input_range_report_of_a_prepared_corpus():
     assert bounded and len(bounded) == len([ln for ln in lines if "| no bound |" in ln])
     assert all(float(re.search(r"max ([0-9.]+)", ln).group(1)) <= 3.0 for ln in bounded)
     assert any("test clips' mean offset" in ln for ln in lines) == (prep.split_indices("test").size > 0)
+
+
+def test_the_trainer_builds_its_datasets_with_the_configured_estimate_and_bound(tmp_path, monkeypatch):
+    pytest.importorskip("opensmile")
+    from data_helpers import prepared_sample
+    from fastclap.config import FastClapConfig, from_dict
+    from fastclap.engine import data as engine_data
+
+    prep = prepared_sample()[0]
+    monkeypatch.setattr(engine_data, "_ensure_prepared", lambda c, out, rank: prep)
+    audio = {"kind": "functionals", "speaker_norm": True, "speaker_stats_train": "random",
+             "speaker_stats_none_share": 0.5, "speaker_stats_estimate": "posterior", "speaker_norm_clip": 0.5}
+    cfg = from_dict(FastClapConfig, {"data": {"corpora": [{"corpus": "sample"}], "input": "functionals"},
+                                     "model": {"audio": audio}})
+    corpora = engine_data.build_corpora(cfg, str(tmp_path), 0)
+    checked = 0
+    for ds in (corpora.train, corpora.eval):
+        for part in getattr(ds, "datasets", [ds]):
+            checked += 1
+            prior = part.pools["paraling"][0]
+            assert prior.clip == 0.5 and prior.between is not None  # the config reached the statistics
+            x = torch.stack([part[k]["paraling"] for k in range(min(len(part), 12))])
+            assert x.abs().max() <= 0.5 and (x.abs() == 0.5).any()
+    assert checked >= 2  # the training and the validation set
