@@ -243,9 +243,9 @@ def smooth_clap_fwd_kernel(
     """Row and column statistics of S and of the sources for one (row group, column group); see the module
     doc.
 
-    Per row block the column tiles split in two loops: the interior ones (full, off the diagonal) with no
-    mask and no diagonal term, then the others (the diagonal band, the partial last tile, every tile of a
-    partial row block) with both. Statistics run in base 2 (u = S log2(e), exp2 = one MUFU.EX2) and are
+    Per row block the column tiles run in two phases (one ``tl.static_range(2)``, unrolled at compile time
+    into two loops): the interior ones (full, off the diagonal) with no mask and no diagonal term, then the
+    others (the diagonal band, the partial last tile, every tile of a partial row block) with both. Statistics run in base 2 (u = S log2(e), exp2 = one MUFU.EX2) and are
     stored in natural units. With sources, a row block counted in either range visits every column (its
     L^k_i is the whole row sum: n^k_i of a counted column j is L^k_j of row j)."""
     rg = tl.program_id(0)
@@ -285,24 +285,21 @@ def smooth_clap_fwd_kernel(
         band_lo = tl.minimum(tl.where(d_lo < d_hi, (d_lo - c_start) // BLOCK_N, n_full), n_full)
         band_hi = tl.minimum(tl.where(d_lo < d_hi, tl.cdiv(d_hi - c_start, BLOCK_N), n_full), n_full)
         band = band_hi - band_lo
-        for i in range(0, n_full - band):
-            n0 = c_start + (i + tl.where(i >= band_lo, band, 0)) * BLOCK_N
-            if rows_counted | ((n0 < col_hi) & (n0 + BLOCK_N > col_lo)):
-                m_r, l_r, d_r, l0, a0, l1, a1, l2, a2 = _fwd_tile(
-                    x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, col_ptrs, col_stride,
-                    m0, n0, n_rows, dim, r_end, c_end, offs_m, m_r, l_r, d_r, l0, a0, l1, a1, l2, a2,
-                    NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_D,
-                    BLOCK_DK0, BLOCK_DK1, BLOCK_DK2, PRECISION, SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2,
-                    UPCAST, False, EVEN_D, EVEN_DK0, EVEN_DK1, EVEN_DK2)
-        for i in range(0, band + n_tiles - n_full):
-            n0 = c_start + tl.where(i < band, band_lo + i, n_full + i - band) * BLOCK_N
-            if rows_counted | ((n0 < col_hi) & (n0 + BLOCK_N > col_lo)):
-                m_r, l_r, d_r, l0, a0, l1, a1, l2, a2 = _fwd_tile(
-                    x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, col_ptrs, col_stride,
-                    m0, n0, n_rows, dim, r_end, c_end, offs_m, m_r, l_r, d_r, l0, a0, l1, a1, l2, a2,
-                    NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_D,
-                    BLOCK_DK0, BLOCK_DK1, BLOCK_DK2, PRECISION, SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2,
-                    UPCAST, True, False, False, False, False)
+        # phase 0: interior tiles (no masks, unchecked loads); phase 1: the band and the last, partial tiles
+        for masked in tl.static_range(2):
+            for i in range(0, (band + n_tiles - n_full) if masked else (n_full - band)):
+                if masked:
+                    n0 = c_start + tl.where(i < band, band_lo + i, n_full + i - band) * BLOCK_N
+                else:
+                    n0 = c_start + (i + tl.where(i >= band_lo, band, 0)) * BLOCK_N
+                if rows_counted | ((n0 < col_hi) & (n0 + BLOCK_N > col_lo)):
+                    m_r, l_r, d_r, l0, a0, l1, a1, l2, a2 = _fwd_tile(
+                        x_ptr, y_ptr, s2, u0_ptr, u1_ptr, u2_ptr, dk0, dk1, dk2, i0, i1, i2, col_ptrs, col_stride,
+                        m0, n0, n_rows, dim, r_end, c_end, offs_m, m_r, l_r, d_r, l0, a0, l1, a1, l2, a2,
+                        NUM_SOURCES, BLOCK_M, BLOCK_N, BLOCK_D,
+                        BLOCK_DK0, BLOCK_DK1, BLOCK_DK2, PRECISION, SRC_PRECISION0, SRC_PRECISION1, SRC_PRECISION2,
+                        UPCAST, masked == 1, EVEN_D and masked == 0, EVEN_DK0 and masked == 0,
+                        EVEN_DK1 and masked == 0, EVEN_DK2 and masked == 0)
         row_ptrs = row_part_ptr + cg * n_rows + offs_m
         stride = n_col_groups * n_rows
         tl.store(row_ptrs, m_r * LN2, mask=mask_m)
