@@ -25,9 +25,9 @@ def report(folder: str, clip: Optional[float]) -> List[str]:
     prepared = load_prepared(folder)
     feats = utterance_features(prepared, ge2e_windows(prepared, None, 1.0))
     splits = np.array([r.split for r in prepared.rows])
-    lines = []
+    lines, plain = [], fit_priors(prepared, feats)
     for label, bound in (("no bound", None), (f"bound {clip:g}", clip)) if clip else (("no bound", None),):
-        priors = fit_priors(prepared, feats, clip=bound)
+        priors = fit_priors(prepared, feats, clip=bound) if bound else plain
         for key, x in feats.items():
             prior = priors[key]
             z = prior.apply(x, prior.mean, prior.sd)  # the none protocol: the prior alone
@@ -42,7 +42,7 @@ def report(folder: str, clip: Optional[float]) -> List[str]:
                              f" | >5 sd {100 * (a > 5).mean():.2f} % | >10 sd {100 * (a > 10).mean():.2f} %"
                              f" | constant over training clips: {constant} of {x.shape[1]}")
     if "test" in splits:  # where the test clips sit on average against the prior: the largest functional offsets
-        prior = fit_priors(prepared, feats)["paraling"]
+        prior = plain["paraling"]
         offset = prior.apply(feats["paraling"], prior.mean, prior.sd)[splits == "test"].mean(0)
         names = prepared.meta.get("functional_names") or [f"functional {k}" for k in range(offset.size)]
         lines.append(f"{folder} | test clips' mean offset under none, largest 8 functionals (sd): " + ", ".join(

@@ -216,6 +216,26 @@ class SpeakerStatsConfig:
     estimate: str = "plugin"
     clip: Optional[float] = None
 
+    @classmethod
+    def from_audio(cls, audio: object, **protocols: object) -> "SpeakerStatsConfig":
+        """The statistics a speaker-normalised tower was configured with (``model.audio``: any object with the
+        ``speaker_*`` fields of fastclap.config.AudioTowerConfig; a missing field takes its default), with
+        ``protocols`` (train / eval) overriding its training and validation protocols."""
+        fields = dict(train=getattr(audio, "speaker_stats_train", "all"),
+                      eval=getattr(audio, "speaker_stats_valid", "all"),
+                      prior_weight=float(getattr(audio, "speaker_prior_weight", 0.0)),
+                      nap_rank=int(getattr(audio, "speaker_nap", 0)),
+                      none_share=getattr(audio, "speaker_stats_none_share", None),
+                      estimate=getattr(audio, "speaker_stats_estimate", "plugin"),
+                      clip=getattr(audio, "speaker_norm_clip", None))
+        return cls(**{**fields, **protocols})
+
+    @property
+    def needs_training_prior(self) -> bool:
+        """Whether every protocol reads the training speakers' prior (not only those with fewer than 2 clips):
+        a speaker subspace, the posterior estimate or the bound's constant units are fitted on them."""
+        return bool(self.nap_rank) or self.estimate == "posterior" or self.clip is not None
+
     @property
     def is_default(self) -> bool:
         """True for today's speaker normalisation (every clip, no prior, no projection, plug-in, no clip)."""

@@ -94,11 +94,7 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
         dirs.append(out)
         a = cfg.model.audio
         common = dict(crop_seconds=d.crop_seconds, input=d.input, seed=seed + i, speaker_norm=a.speaker_norm,
-                      speaker_stats=SpeakerStatsConfig(a.speaker_stats_train, a.speaker_stats_valid,
-                                                       float(a.speaker_prior_weight), int(a.speaker_nap),
-                                                       none_share=a.speaker_stats_none_share,
-                                                       estimate=a.speaker_stats_estimate,
-                                                       clip=a.speaker_norm_clip))
+                      speaker_stats=SpeakerStatsConfig.from_audio(a))
         if d.input == "ge2e":  # frozen GE2E: window embeddings computed once per prepared corpus
             common["ge2e"] = ge2e_windows(prepared, cfg.model.audio.path, d.crop_seconds, rank)
         try:

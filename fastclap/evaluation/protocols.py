@@ -91,8 +91,7 @@ def score_protocols(model: torch.nn.Module, prepared: Any, split: str = "test",
         for p in parsed:
             out.append(_row(p, [m], {}))
         return {"uses_speaker_stats": False, "protocols": out, "deployable": DEPLOYABLE}
-    feats, priors = _inputs(model, prepared)
-    kappa = float(getattr(audio, "speaker_prior_weight", 0.0))
+    feats, priors, kappa = _inputs(model, prepared)
     for p in parsed:
         runs, notes = [], {}
         for d in range(draws if p.stochastic else 1):
@@ -107,8 +106,9 @@ def score_protocols(model: torch.nn.Module, prepared: Any, split: str = "test",
 
 
 def _inputs(model: torch.nn.Module, prepared: Any) -> tuple:
-    """(utterance features of every clip, the training speakers' priors or None without a train split)."""
-    from fastclap.data.dataset import fit_priors, utterance_features
+    """(utterance features of every clip, the training speakers' priors or None without a train split, the
+    model's prior weight kappa)."""
+    from fastclap.data.dataset import SpeakerStatsConfig, fit_priors, utterance_features
     from fastclap.data.speaker_norm import SpeakerNormError
 
     audio = _audio_cfg(model)
@@ -118,22 +118,21 @@ def _inputs(model: torch.nn.Module, prepared: Any) -> tuple:
 
         ge2e = ge2e_windows(prepared, audio.path, 1.0)
     feats = utterance_features(prepared, ge2e)
-    nap = int(getattr(audio, "speaker_nap", 0))
+    cfg = SpeakerStatsConfig.from_audio(audio)
     try:
-        priors = fit_priors(prepared, feats, nap, getattr(audio, "speaker_stats_estimate", "plugin"),
-                            getattr(audio, "speaker_norm_clip", None))
+        priors = fit_priors(prepared, feats, cfg.nap_rank, cfg.estimate, cfg.clip)
     except SpeakerNormError as e:
-        if nap:
-            raise ValueError(f"the model projects off {nap} speaker directions (model.audio.speaker_nap) learned "
-                             f"on its training speakers: {e}") from None
-        if getattr(audio, "speaker_stats_estimate", "plugin") == "posterior":
-            raise ValueError(f"the model estimates speaker statistics with the training speakers' between-speaker "
-                             f"spread (model.audio.speaker_stats_estimate 'posterior'): {e}") from None
-        if getattr(audio, "speaker_norm_clip", None) is not None:
-            raise ValueError(f"the model zeroes the input dimensions constant over its training clips "
-                             f"(model.audio.speaker_norm_clip): {e}") from None
+        if cfg.needs_training_prior:  # every protocol reads it, not only the speakers with fewer than 2 clips
+            uses = [f"projects off {cfg.nap_rank} speaker directions (model.audio.speaker_nap)"] * bool(cfg.nap_rank)
+            if cfg.estimate == "posterior":
+                uses.append("estimates speaker statistics with the between-speaker spread "
+                            "(model.audio.speaker_stats_estimate 'posterior')")
+            if cfg.clip is not None:
+                uses.append("zeroes the input dimensions constant over its training clips "
+                            "(model.audio.speaker_norm_clip)")
+            raise ValueError(f"the model {' and '.join(uses)}, learned on its training speakers: {e}") from None
         priors = None
-    return feats, priors
+    return feats, priors, cfg.prior_weight
 
 
 def model_input_has_ge2e(model: torch.nn.Module) -> bool:

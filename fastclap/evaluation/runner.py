@@ -80,10 +80,7 @@ def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: i
     if speaker_norm:  # the model's own prior weight and speaker subspace, every clip of each speaker
         from fastclap.data.dataset import SpeakerStatsConfig
 
-        extra["speaker_stats"] = SpeakerStatsConfig("all", "all", float(getattr(audio, "speaker_prior_weight", 0.0)),
-                                                    int(getattr(audio, "speaker_nap", 0)),
-                                                    estimate=getattr(audio, "speaker_stats_estimate", "plugin"),
-                                                    clip=getattr(audio, "speaker_norm_clip", None))
+        extra["speaker_stats"] = SpeakerStatsConfig.from_audio(audio, train="all", eval="all")
     ds = ClapDataset(prepared, split, mode="eval", crop_seconds=None, input=kind, speaker_norm=speaker_norm, **extra)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_clap)
     if progress:
