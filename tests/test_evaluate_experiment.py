@@ -1,5 +1,6 @@
 """Experiment bookkeeping: validation-only checkpoint selection and the mean +- sd summary."""
 import json
+import os
 import statistics
 
 import pytest
@@ -125,4 +126,30 @@ def test_recipe_runs_take_the_config_and_raise_repeats_for_one_corpus(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"train_batch_size": 8, "fastclap": {}}))
     with pytest.raises(ValueError, match="missing key 'optimizer'"):
+        read_recipe(str(bad))
+
+
+def test_recipe_phrase_sampling_reaches_the_runs_and_an_uncarried_data_key_is_refused(tmp_path):
+    from fastclap.experiment import read_recipe, recipe_run_config
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "large_batch.json")
+    with open(root) as f:
+        raw = json.load(f)
+    assert read_recipe(root)["phrase_sampling"] is False  # absent: the data default
+    raw["fastclap"]["data"]["phrase_sampling"] = True
+    on = tmp_path / "on.json"
+    on.write_text(json.dumps(raw))
+    recipe = read_recipe(str(on))
+    assert recipe["phrase_sampling"] is True
+    pytest.importorskip("opensmile")
+    from data_helpers import prepared_sample
+
+    prep = prepared_sample()[0]
+    cfg = recipe_run_config(recipe, [{"corpus": "sample", "prepared_dir": str(prep.out_dir)}], "clap", 0,
+                            str(tmp_path / "run"), "dataset")
+    assert cfg["fastclap"]["data"]["phrase_sampling"] is True
+    raw["fastclap"]["data"]["train_split"] = "train2"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=r"fastclap.data.train_split is not carried"):
         read_recipe(str(bad))

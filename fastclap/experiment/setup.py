@@ -34,6 +34,8 @@ TOWERS: Dict[str, Dict[str, Any]] = {
     "ge2e_speaker": {"input": "ge2e", "audio": {"kind": "fusion", "fusion": ["functionals", "ge2e"], "hidden": 128,
                                                "layers": 2, "trainable": False, "speaker_norm": True}},
 }
+# the fastclap.data keys of a --recipe that its runs take (corpora and num_workers are the experiment's own)
+RECIPE_DATA_KEYS = frozenset({"corpora", "input", "crop_seconds", "repeats", "phrase_sampling", "num_workers"})
 # ordinal retrieval scores summarised per (setting, loss): (dimension, direction, statistic)
 ORDINAL_KEYS = [(d, w, "kendall_tau") for d in ("valence", "arousal") for w in ("audio_to_text", "text_to_audio")]
 
@@ -61,16 +63,22 @@ def corpora_of(setting: str, args) -> List[Dict[str, str]]:
 
 def read_recipe(path: str) -> Dict[str, Any]:
     """The training recipe of a config file (``--recipe``): contrastive batch, learning rate, steps, warm-up,
-    evaluation interval, data input / crop / repeats and the model section. Raises ValueError naming a missing key."""
+    evaluation interval, data input / crop / repeats / phrase sampling and the model section. Raises ValueError
+    naming a missing key, or a ``fastclap.data`` key the experiment's runs would not carry (the run would
+    silently differ from the recipe)."""
     with open(path, encoding="utf-8") as f:
         cfg = json.load(f)
     fc = cfg.get("fastclap", {})
+    extra = sorted(set(fc.get("data", {})) - RECIPE_DATA_KEYS)
+    if extra:
+        raise ValueError(f"--recipe {path}: fastclap.data.{extra[0]} is not carried into the experiment's runs (they "
+                         f"take {sorted(RECIPE_DATA_KEYS)}; the setting chooses the corpora): remove it")
     try:
         return {"batch_size": int(cfg["train_batch_size"]), "lr": float(cfg["optimizer"]["params"]["lr"]),
                 "steps": int(fc["schedule"]["steps"]), "warmup_steps": int(fc["schedule"].get("warmup_steps", 0)),
                 "eval_every": int(fc["eval"]["every"]), "input": fc["data"]["input"],
                 "crop_seconds": float(fc["data"].get("crop_seconds", 2.0)), "repeats": int(fc["data"]["repeats"]),
-                "model": fc["model"]}
+                "phrase_sampling": bool(fc["data"].get("phrase_sampling", False)), "model": fc["model"]}
     except (KeyError, TypeError) as e:
         raise ValueError(f"--recipe {path}: missing key {e}") from None
 
@@ -87,7 +95,7 @@ def tower_recipe(args) -> Dict[str, Any]:
     tower, 128-d embeddings, 2 s crops, a tenth of the steps as warm-up."""
     return {"batch_size": args.batch_size, "lr": args.lr, "steps": args.steps,
             "warmup_steps": max(1, args.steps // 10), "eval_every": args.eval_every,
-            "input": TOWERS[args.tower]["input"], "crop_seconds": 2.0, "repeats": args.repeats,
+            "input": TOWERS[args.tower]["input"], "crop_seconds": 2.0, "repeats": args.repeats, "phrase_sampling": False,
             "model": {"audio": dict(TOWERS[args.tower]["audio"]),
                       "text": {"path": "builtin:all-MiniLM-L6-v2", "trainable": False}, "embed_dim": 128}}
 
@@ -108,7 +116,7 @@ def recipe_run_config(recipe: Dict[str, Any], corpora: List[Dict[str, str]], los
         "zero_optimization": {"stage": 0},
         "fastclap": {
             "data": {"corpora": corpora, "input": recipe["input"], "crop_seconds": recipe["crop_seconds"],
-                     "repeats": repeats},
+                     "repeats": repeats, "phrase_sampling": recipe.get("phrase_sampling", False)},
             "model": recipe["model"],
             "loss": dict(LOSSES[loss], backend="chunked"),
             "schedule": {"steps": recipe["steps"], "warmup_steps": recipe["warmup_steps"]},
