@@ -117,10 +117,10 @@ def test_rank0_builds_the_ge2e_cache_before_the_others_read_it(monkeypatch, rank
     events = []
     monkeypatch.setattr(data, "barrier", lambda: events.append("barrier"))
     monkeypatch.setattr(ge2e_cache, "ge2e_partials",
-                        lambda prepared, weights: events.append("cache") or ("emb", "off"))
-    got = data.ge2e_windows(object(), None, 2.0, rank)
+                        lambda prepared, weights, volume: events.append(f"cache {volume}") or ("emb", "off"))
+    got = data.ge2e_windows(object(), None, 2.0, rank, "fixed")
     assert got == ("emb", "off", 2)  # a 2 s crop spans two 1.6 s windows
-    assert events == (["cache", "barrier"] if rank == 0 else ["barrier", "cache"])
+    assert events == (["cache fixed", "barrier"] if rank == 0 else ["barrier", "cache fixed"])
 
 
 def test_a_failed_ge2e_cache_build_on_rank0_still_meets_the_barrier(monkeypatch):
@@ -129,7 +129,7 @@ def test_a_failed_ge2e_cache_build_on_rank0_still_meets_the_barrier(monkeypatch)
 
     events = []
 
-    def fail(prepared, weights):
+    def fail(prepared, weights, volume):
         raise FileNotFoundError("no GE2E weights")
 
     monkeypatch.setattr(data, "barrier", lambda: events.append("barrier"))

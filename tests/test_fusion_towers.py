@@ -39,6 +39,21 @@ def test_ge2e_pooling_is_the_utterance_embedding_of_each_valid_clip(frozen):
             torch.testing.assert_close(got[b], want, atol=2e-6, rtol=0)
 
 
+def test_fixed_volume_tower_gives_one_embedding_at_any_recording_gain():
+    """fp32. model.audio.ge2e_volume "fixed": a clip and the same clip 20 dB louder (both above -30 dBFS) embed
+    alike; with "raise" (resemblyzer's rule) the louder copy embeds differently."""
+    fixed = GE2ETower(AudioTowerConfig(kind="ge2e", trainable=False, ge2e_volume="fixed"))
+    raised = GE2ETower(AudioTowerConfig(kind="ge2e", trainable=False))
+    batch = _batch([18_000, 26_000], seed=4)
+    batch["waveforms"] = 2.0 * batch["waveforms"]  # -20 dBFS: above the target, so "raise" leaves it
+    loud = dict(batch, waveforms=10.0 * batch["waveforms"])
+    cpu = torch.device("cpu")
+    torch.testing.assert_close(fixed.forward_batch(loud, cpu, torch.float32),
+                               fixed.forward_batch(batch, cpu, torch.float32), atol=1e-5, rtol=0)
+    diff = raised.forward_batch(loud, cpu, torch.float32) - raised.forward_batch(batch, cpu, torch.float32)
+    assert diff.abs().max() > 1e-2
+
+
 def test_frozen_cache_reuses_embeddings_and_is_exact(frozen):
     frozen.clear_cache()
     batch = _batch([20_000, 24_000], seed=1)
@@ -117,6 +132,10 @@ def test_functionals_and_fusion_shapes_and_gradients():
      "fastclap.model.audio.path"),
     ({"data": {"input": "waveform"}, "model": {"audio": {"kind": "ge2e", "pooling": "max"}}},
      "fastclap.model.audio.pooling"),
+    ({"data": {"input": "functionals"}, "model": {"audio": {"kind": "functionals", "ge2e_volume": "fixed"}}},
+     "fastclap.model.audio.ge2e_volume"),
+    ({"data": {"input": "ge2e"}, "model": {"audio": {"kind": "ge2e", "trainable": False, "ge2e_volume": "loud"}}},
+     "fastclap.model.audio.ge2e_volume"),
 ])
 def test_config_errors_name_the_key(section, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):

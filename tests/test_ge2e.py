@@ -143,3 +143,42 @@ def test_building_the_window_cache_leaves_the_random_state_alone(tmp_path):
     warm = torch.rand(4)
     torch.manual_seed(7)
     assert torch.equal(cold, warm) and torch.equal(cold, torch.rand(4))
+
+
+def test_fixed_volume_sets_every_clip_to_the_target_level_either_way():
+    """fp32. "fixed" (model.audio.ge2e_volume) scales loud clips down as well: the RMS is -30 dBFS for every
+    scale, against resemblyzer's own rule with increase_only=False; "raise" leaves the loud clip as it was."""
+    g = np.random.default_rng(5)
+    for scale in (1e-3, 0.05, 0.9):
+        wav = (scale * g.standard_normal(3001)).astype(np.float32)
+        got = normalize_volume(torch.from_numpy(wav)[None], increase_only=False)[0].numpy()
+        np.testing.assert_allclose(got, resemblyzer.normalize_volume(wav, -30, increase_only=False), rtol=1e-5,
+                                   atol=1e-7)
+        assert 20 * np.log10(np.sqrt(np.mean(got.astype(np.float64) ** 2))) == pytest.approx(-30.0, abs=1e-4)
+    loud = (0.9 * g.standard_normal(3001)).astype(np.float32)
+    assert np.array_equal(normalize_volume(torch.from_numpy(loud)[None])[0].numpy(), loud)
+
+
+def test_fixed_volume_windows_do_not_depend_on_the_recording_gain_and_are_cached_apart(tmp_path):
+    """fp32. The same clips recorded 20 dB louder: "fixed" gives the same window embeddings (the gain cancels
+    before the network), "raise" does not (the linear-power mel input carries the level); the two settings write
+    two cache files and neither reads the other's."""
+    from fastclap.model import ge2e_cache
+
+    for d in ("quiet", "loud"):
+        (tmp_path / d).mkdir()
+    quiet = _Clips(str(tmp_path / "quiet"), [20_000, 33_000])
+    loud = _Clips(str(tmp_path / "loud"), [20_000, 33_000])
+    loud.wavs = [10.0 * w for w in quiet.wavs]  # +20 dB, louder than -30 dBFS
+    assert min(20 * np.log10(np.sqrt(np.mean(w.astype(np.float64) ** 2))) for w in loud.wavs) > -30.0
+    fixed_q, off_q = ge2e_cache.ge2e_partials(quiet, volume="fixed")
+    fixed_l, off_l = ge2e_cache.ge2e_partials(loud, volume="fixed")
+    assert np.array_equal(off_q, off_l)
+    np.testing.assert_allclose(fixed_l, fixed_q, rtol=1e-4, atol=1e-5)
+    raise_q, _ = ge2e_cache.ge2e_partials(quiet)
+    raise_l, _ = ge2e_cache.ge2e_partials(loud)
+    assert np.abs(raise_l - raise_q).max() > 1e-2
+    names = sorted(os.listdir(tmp_path / "loud"))
+    assert len(names) == 2 and names[0].endswith(".fixed.npz") and not names[1].endswith(".fixed.npz")
+    with pytest.raises(ValueError, match="ge2e volume must be one of"):
+        ge2e_cache.ge2e_partials(quiet, volume="loud")

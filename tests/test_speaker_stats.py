@@ -486,3 +486,44 @@ def test_the_trainer_builds_its_datasets_with_the_configured_estimate_and_bound(
             x = torch.stack([part[k]["paraling"] for k in range(min(len(part), 12))])
             assert x.abs().max() <= 0.5 and (x.abs() == 0.5).any()
     assert checked >= 2  # the training and the validation set
+
+
+def test_the_trainer_reads_ge2e_windows_at_the_configured_volume(tmp_path, monkeypatch):
+    """config model.audio.ge2e_volume -> engine/data.py -> the window cache of that setting."""
+    pytest.importorskip("opensmile")
+    from data_helpers import prepared_sample
+    from fastclap.config import FastClapConfig, from_dict
+    from fastclap.engine import data as engine_data
+
+    prep = prepared_sample()[0]
+    monkeypatch.setattr(engine_data, "_ensure_prepared", lambda c, out, rank: prep)
+    asked = []
+
+    def windows(prepared, weights, crop_seconds, rank=0, volume="raise"):
+        asked.append(volume)
+        raise StopIteration  # the datasets themselves are not the point here
+
+    monkeypatch.setattr(engine_data, "ge2e_windows", windows)
+    for volume in ("fixed", "raise"):
+        audio = {"kind": "fusion", "fusion": ["functionals", "ge2e"], "trainable": False, "ge2e_volume": volume}
+        cfg = from_dict(FastClapConfig, {"data": {"corpora": [{"corpus": "sample"}], "input": "ge2e"},
+                                         "model": {"audio": audio}})
+        with pytest.raises(StopIteration):
+            engine_data.build_corpora(cfg, str(tmp_path), 0)
+    assert asked == ["fixed", "raise"]
+
+
+def test_clip_levels_measures_silence_and_level_of_a_known_clip():
+    """fp64. benchmarks/clip_levels.py on a synthetic clip: 0.5 s of silence, 1 s of a sine at amplitude 0.1
+    (-23.0 dBFS RMS, its every frame too), 0.25 s of silence; silence found to a frame, levels to 0.1 dB."""
+    pytest.importorskip("librosa")
+    from benchmarks.clip_levels import clip_levels
+
+    sr = 16000
+    tone = 0.1 * np.sin(2 * np.pi * 220.0 * np.arange(sr) / sr)
+    wav = np.concatenate([np.zeros(sr // 2), tone, np.zeros(sr // 4)])
+    dur, lead, trail, loudest, rms = clip_levels(wav, 40.0)
+    assert dur == pytest.approx(1.75)
+    assert lead == pytest.approx(0.5, abs=0.026) and trail == pytest.approx(0.25, abs=0.026)
+    assert loudest == pytest.approx(20 * np.log10(0.1 / np.sqrt(2)), abs=0.1)
+    assert rms == pytest.approx(20 * np.log10(0.1 / np.sqrt(2) * np.sqrt(1 / 1.75)), abs=0.1)

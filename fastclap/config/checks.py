@@ -118,6 +118,10 @@ def validate(cfg: FastClapConfig) -> FastClapConfig:
         check(d.input == "lld", "fastclap.data.input", "the 'lld' audio tower reads LLD frames (input: lld)")
         _check_networks(a, ["lld"])
     check(0.0 <= a.dropout < 1.0, "fastclap.model.audio.dropout", "must be in [0, 1)")
+    parts = list(a.fusion) if a.kind == "fusion" else [a.kind]
+    check(a.ge2e_volume == "raise" or "ge2e" in parts, "fastclap.model.audio.ge2e_volume",
+          f"{a.ge2e_volume!r} sets the level of the GE2E network's input, and the audio tower has no 'ge2e' part "
+          f"(towers {parts})")
     check(m.text.path is not None or m.text.hf_config is not None, "fastclap.model.text.path",
            "needs path or hf_config")
     check(m.text.hf_config is None or (m.text.tokenizer or m.text.path) is not None,

@@ -121,6 +121,11 @@ class AudioTowerConfig:
         speaker_norm_clip: bound (> 0, in sd) of every speaker-normalised input value, training and evaluation
             alike; the input dimensions constant over the training clips are also set to 0 (a GE2E unit dead for
             every training speaker would otherwise meet a new speaker at 10^4 "sd"). None: no bound.
+        ge2e_volume: how a clip's level is set before the GE2E network ("ge2e" part only; its mel input is linear
+            power, so the level reaches the embedding): "raise" (resemblyzer's: raised to -30 dBFS RMS when
+            quieter, louder clips as recorded, so the embedding also carries the recording level) or "fixed"
+            (scaled to -30 dBFS RMS either way: the embedding no longer depends on the recording gain; the
+            functionals keep the level cues). The frozen tower's cached embeddings are kept apart per setting.
     """
 
     kind: Literal["lld", "hf", "ge2e", "functionals", "fusion"] = "lld"
@@ -144,6 +149,7 @@ class AudioTowerConfig:
     speaker_stats_estimate: Literal["plugin", "posterior"] = "plugin"
     speaker_norm_clip: Optional[float] = None
     speaker_nap: int = 0
+    ge2e_volume: Literal["raise", "fixed"] = "raise"
 
 
 @dataclass

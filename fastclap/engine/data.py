@@ -96,7 +96,8 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
         common = dict(crop_seconds=d.crop_seconds, input=d.input, seed=seed + i, speaker_norm=a.speaker_norm,
                       speaker_stats=SpeakerStatsConfig.from_audio(a))
         if d.input == "ge2e":  # frozen GE2E: window embeddings computed once per prepared corpus
-            common["ge2e"] = ge2e_windows(prepared, cfg.model.audio.path, d.crop_seconds, rank)
+            common["ge2e"] = ge2e_windows(prepared, cfg.model.audio.path, d.crop_seconds, rank,
+                                          cfg.model.audio.ge2e_volume)
         try:
             trains.append(ClapDataset(prepared, d.train_split, mode="train", phrase_sampling=d.phrase_sampling,
                                       repeats=d.repeats, **common))
@@ -110,21 +111,22 @@ def build_corpora(cfg: FastClapConfig, run_dir: str, rank: int) -> Corpora:
     return Corpora(train, ev, collate_clap, dirs)
 
 
-def ge2e_windows(prepared: Any, weights: Optional[str], crop_seconds: float, rank: int = 0
+def ge2e_windows(prepared: Any, weights: Optional[str], crop_seconds: float, rank: int = 0, volume: str = "raise"
                  ) -> Tuple[Any, Any, int]:
     """(window embeddings, offsets, windows per training crop) of a prepared corpus for input "ge2e": a crop of
-    ``crop_seconds`` spans as many 1.6 s windows as the GE2E tower would cut from it. Every rank calls it: rank 0
-    builds the cache on a cold start while the others wait at a barrier, then they read it."""
+    ``crop_seconds`` spans as many 1.6 s windows as the GE2E tower would cut from it; ``volume`` is
+    ``model.audio.ge2e_volume``. Every rank calls it: rank 0 builds the cache on a cold start while the others wait
+    at a barrier, then they read it."""
     from ..model.ge2e import SAMPLE_RATE, partial_slices
     from ..model.ge2e_cache import ge2e_partials
 
     try:
         if rank == 0:
-            emb, off = ge2e_partials(prepared, resolve_path(weights))
+            emb, off = ge2e_partials(prepared, resolve_path(weights), volume=volume)
     finally:
         barrier()  # also when rank 0 failed: no rank waits forever
     if rank != 0:
-        emb, off = ge2e_partials(prepared, resolve_path(weights))
+        emb, off = ge2e_partials(prepared, resolve_path(weights), volume=volume)
     return emb, off, len(partial_slices(max(1, round(crop_seconds * SAMPLE_RATE))))
 
 

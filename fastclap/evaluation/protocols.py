@@ -116,7 +116,7 @@ def _inputs(model: torch.nn.Module, prepared: Any) -> tuple:
     if model_input_has_ge2e(model):
         from fastclap.engine.data import ge2e_windows
 
-        ge2e = ge2e_windows(prepared, audio.path, 1.0)
+        ge2e = ge2e_windows(prepared, audio.path, 1.0, volume=getattr(audio, "ge2e_volume", "raise"))
     feats = utterance_features(prepared, ge2e)
     cfg = SpeakerStatsConfig.from_audio(audio)
     try:

@@ -76,7 +76,8 @@ def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: i
     if kind == "waveform" and (_cached_ge2e_ok(model) or speaker_norm):  # the tower's vectors, no LSTM pass
         from fastclap.engine.data import ge2e_windows
 
-        kind, extra = "ge2e", {"ge2e": ge2e_windows(prepared, audio.path, 1.0)}
+        kind, extra = "ge2e", {"ge2e": ge2e_windows(prepared, audio.path, 1.0,
+                                                         volume=getattr(audio, "ge2e_volume", "raise"))}
     if speaker_norm:  # the model's own prior weight and speaker subspace, every clip of each speaker
         from fastclap.data.dataset import SpeakerStatsConfig
 

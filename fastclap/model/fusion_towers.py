@@ -6,7 +6,8 @@ Each has ``forward_batch(batch, device, dtype) -> (B, output_dim)`` (the model c
 ``forward(x, mask)``) and ``output_dim``.
 
 * :class:`GE2ETower` - the pretrained GE2E speaker encoder (:mod:`fastclap.model.ge2e`) over ``waveforms``
-  (B, T) + ``attention_mask``. Each clip (or training crop) is raised to -30 dBFS if quieter, then pooled
+  (B, T) + ``attention_mask``. Each clip (or training crop) is raised to -30 dBFS if quieter (or set to -30 dBFS
+  either way: ``ge2e_volume: "fixed"``), then pooled
   either the network's own way (``pooling: "ge2e"``: 1.6 s partial windows, final LSTM state, linear + ReLU +
   L2 norm, mean over windows, re-normalised: resemblyzer's utterance embedding) or by learned attention over the
   frame-level LSTM outputs (``pooling: "attention"``, then the pretrained linear + ReLU + L2 norm). A frozen tower
@@ -39,6 +40,7 @@ class GE2ETower(nn.Module):
         super().__init__()
         self.encoder = GE2EEncoder(cfg.path)
         self.pooling = cfg.pooling
+        self.increase_only = cfg.ge2e_volume == "raise"  # model.audio.ge2e_volume
         self.frozen = not cfg.trainable
         self.output_dim = self.encoder.linear.out_features
         self.attention = nn.Linear(self.encoder.linear.in_features, 1) if cfg.pooling == "attention" else None
@@ -62,7 +64,7 @@ class GE2ETower(nn.Module):
         for b, wav in enumerate(clips):
             slices = partial_slices(int(wav.numel()))
             need = slices[-1][1] * HOP
-            wav = torch.nn.functional.pad(normalize_volume(wav.to(dev)), (0, max(0, need - wav.numel())))
+            wav = torch.nn.functional.pad(normalize_volume(wav.to(dev), increase_only=self.increase_only), (0, max(0, need - wav.numel())))
             mel = self.encoder.mel(wav[None])[0]
             mels += [mel[a:e] for a, e in slices]
             owner += [b] * len(slices)
@@ -76,7 +78,7 @@ class GE2ETower(nn.Module):
         t = max(c.numel() for c in clips)
         wav = torch.zeros(len(clips), t, device=dev)
         for b, c in enumerate(clips):
-            wav[b, :c.numel()] = normalize_volume(c.to(dev))
+            wav[b, :c.numel()] = normalize_volume(c.to(dev), increase_only=self.increase_only)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             frames = self.encoder.frames(self.encoder.mel(wav))  # (B, F, 256); padding only trails (causal LSTM)
         n_frames = torch.tensor([c.numel() // HOP + 1 for c in clips], device=dev)

@@ -83,12 +83,15 @@ def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_ME
     return torch.from_numpy(fb.astype(np.float32))
 
 
-def normalize_volume(wav: torch.Tensor, target_dbfs: float = TARGET_DBFS) -> torch.Tensor:
-    """Scale each row of ``wav`` (..., T) float so its RMS reaches ``target_dbfs`` dBFS, only ever louder
-    (resemblyzer's ``normalize_volume(..., increase_only=True)``). An all-zero row stays zero."""
+def normalize_volume(wav: torch.Tensor, target_dbfs: float = TARGET_DBFS, increase_only: bool = True) -> torch.Tensor:
+    """Scale each row of ``wav`` (..., T) float so its RMS reaches ``target_dbfs`` dBFS: only ever louder with
+    ``increase_only`` (resemblyzer's ``normalize_volume(..., increase_only=True)``, the "raise" setting of
+    ``model.audio.ge2e_volume``), else louder or quieter ("fixed"). An all-zero row stays zero."""
     rms = wav.float().pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-12)
     gain = (10.0 ** (target_dbfs / 20.0)) / rms
-    return wav * torch.where(gain > 1.0, gain, torch.ones_like(gain)).to(wav.dtype)
+    if increase_only:
+        gain = torch.where(gain > 1.0, gain, torch.ones_like(gain))
+    return wav * gain.to(wav.dtype)
 
 
 def partial_slices(n_samples: int, rate: float = PARTIAL_RATE, min_coverage: float = MIN_COVERAGE

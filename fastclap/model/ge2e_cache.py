@@ -1,11 +1,12 @@
 """Frozen GE2E embeddings cached per clip, so that a contrastive step of 8192 crops costs no LSTM pass.
 
 For ``data.input: "ge2e"`` every clip of a prepared corpus is embedded once by the pretrained GE2E network
-(:mod:`fastclap.model.ge2e`): its waveform is raised to -30 dBFS if quieter and cut into resemblyzer's 1.6 s
-partial windows (every 0.77 s), each window embedded. The window embeddings of all clips are stored in
-``<prepared_dir>/ge2e_partials.<weights sha256[:16]>.npz`` (``embeddings`` (W, 256) float32, ``offsets`` (N + 1,)
-int64: clip i owns rows offsets[i]:offsets[i + 1]), so another run, another seed or another process reuses them;
-changed weights give another file name. The dataset then builds a training crop as the L2-normalised mean of a
+(:mod:`fastclap.model.ge2e`): its waveform is raised to -30 dBFS if quieter (``volume`` "raise"; "fixed": set to
+-30 dBFS either way, ``model.audio.ge2e_volume``) and cut into resemblyzer's 1.6 s partial windows (every
+0.77 s), each window embedded. The window embeddings of all clips are stored in
+``<prepared_dir>/ge2e_partials.<weights sha256[:16]>.npz`` ("fixed": ``...<sha>.fixed.npz``; ``embeddings`` (W, 256)
+float32, ``offsets`` (N + 1,) int64: clip i owns rows offsets[i]:offsets[i + 1]), so another run, another seed or
+another process reuses them; changed weights or another volume setting give another file name. The dataset then builds a training crop as the L2-normalised mean of a
 random run of consecutive windows and a full clip as the mean of all its windows - the utterance embedding the
 waveform-reading GE2E tower computes for the same clip.
 """
@@ -20,20 +21,26 @@ import torch
 from ..serialization import sha256, write_atomic
 from .ge2e import GE2EEncoder, resemblyzer_weights_path
 
+VOLUMES = ("raise", "fixed")  # model.audio.ge2e_volume
+
 
 @torch.no_grad()
-def ge2e_partials(prepared: Any, weights: str | None = None, batch_windows: int = 256
+def ge2e_partials(prepared: Any, weights: str | None = None, batch_windows: int = 256, volume: str = "raise"
                   ) -> Tuple[np.ndarray, np.ndarray]:
     """(embeddings (W, 256) float32, offsets (N + 1,) int64) of every clip of ``prepared``, cached on disk.
 
-    ``weights``: a resemblyzer-format checkpoint (default: the wheel's). Raises FileNotFoundError without the
+    ``weights``: a resemblyzer-format checkpoint (default: the wheel's); ``volume``: "raise" or "fixed" (module
+    doc). Raises ValueError for another ``volume``; FileNotFoundError without the
     resemblyzer wheel; :class:`fastclap.serialization.WriteError` (naming the cache file, the bytes and the free
     space) when the cache cannot be written - no partial file is left.
     """
     from .ge2e import HOP, normalize_volume, partial_slices
 
+    if volume not in VOLUMES:
+        raise ValueError(f"ge2e volume must be one of {VOLUMES}, got {volume!r}")
     path = weights or resemblyzer_weights_path()
-    cache = os.path.join(str(prepared.out_dir), f"ge2e_partials.{sha256(path)[:16]}.npz")
+    tag = "" if volume == "raise" else f".{volume}"  # "raise" keeps the file name caches had before the setting
+    cache = os.path.join(str(prepared.out_dir), f"ge2e_partials.{sha256(path)[:16]}{tag}.npz")
     if os.path.isfile(cache):
         with np.load(cache) as z:
             emb, off = z["embeddings"], z["offsets"]
@@ -45,7 +52,8 @@ def ge2e_partials(prepared: Any, weights: str | None = None, batch_windows: int 
         enc = GE2EEncoder(path).eval()
     windows, counts = [], []
     for i in range(len(prepared)):
-        wav = normalize_volume(torch.from_numpy(np.array(prepared.waveform(i), dtype=np.float32)))
+        wav = normalize_volume(torch.from_numpy(np.array(prepared.waveform(i), dtype=np.float32)),
+                               increase_only=volume == "raise")
         slices = partial_slices(int(wav.numel()))
         wav = torch.nn.functional.pad(wav, (0, max(0, slices[-1][1] * HOP - wav.numel())))
         mel = enc.mel(wav[None])[0]
