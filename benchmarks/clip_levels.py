@@ -4,9 +4,9 @@
 
 For every clip of each prepared folder (16 kHz mono waveforms as the model reads them): its duration, the silence
 before and after the speech (``librosa.effects.trim`` at ``--top-db`` below the loudest 25 ms frame, 10 ms hop;
-librosa comes with the test extra), the level of its loudest frame and its RMS over the whole clip, both in dBFS. Prints the mean over the clips of
-each split (sd in brackets). These are the quantities behind the cross-corpus `none` gap and round 4 of the model
-choice (benchmarks/results/experiment_zeroshot/selection/ROUND4.md).
+librosa comes with the test extra), the level of its loudest frame and its RMS over the whole clip, both in dBFS.
+Prints the mean over the clips of each split (sd in brackets). These are the quantities behind the cross-corpus
+`none` gap and round 4 of the model choice (benchmarks/results/experiment_zeroshot/selection/ROUND4.md).
 """
 from __future__ import annotations
 

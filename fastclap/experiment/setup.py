@@ -95,7 +95,8 @@ def tower_recipe(args) -> Dict[str, Any]:
     tower, 128-d embeddings, 2 s crops, a tenth of the steps as warm-up."""
     return {"batch_size": args.batch_size, "lr": args.lr, "steps": args.steps,
             "warmup_steps": max(1, args.steps // 10), "eval_every": args.eval_every,
-            "input": TOWERS[args.tower]["input"], "crop_seconds": 2.0, "repeats": args.repeats, "phrase_sampling": False,
+            "input": TOWERS[args.tower]["input"], "crop_seconds": 2.0, "repeats": args.repeats,
+            "phrase_sampling": False,
             "model": {"audio": dict(TOWERS[args.tower]["audio"]),
                       "text": {"path": "builtin:all-MiniLM-L6-v2", "trainable": False}, "embed_dim": 128}}
 

@@ -64,7 +64,8 @@ class GE2ETower(nn.Module):
         for b, wav in enumerate(clips):
             slices = partial_slices(int(wav.numel()))
             need = slices[-1][1] * HOP
-            wav = torch.nn.functional.pad(normalize_volume(wav.to(dev), increase_only=self.increase_only), (0, max(0, need - wav.numel())))
+            wav = normalize_volume(wav.to(dev), increase_only=self.increase_only)
+            wav = torch.nn.functional.pad(wav, (0, max(0, need - wav.numel())))
             mel = self.encoder.mel(wav[None])[0]
             mels += [mel[a:e] for a, e in slices]
             owner += [b] * len(slices)

@@ -6,9 +6,9 @@ For ``data.input: "ge2e"`` every clip of a prepared corpus is embedded once by t
 0.77 s), each window embedded. The window embeddings of all clips are stored in
 ``<prepared_dir>/ge2e_partials.<weights sha256[:16]>.npz`` ("fixed": ``...<sha>.fixed.npz``; ``embeddings`` (W, 256)
 float32, ``offsets`` (N + 1,) int64: clip i owns rows offsets[i]:offsets[i + 1]), so another run, another seed or
-another process reuses them; changed weights or another volume setting give another file name. The dataset then builds a training crop as the L2-normalised mean of a
-random run of consecutive windows and a full clip as the mean of all its windows - the utterance embedding the
-waveform-reading GE2E tower computes for the same clip.
+another process reuses them; changed weights or another volume setting give another file name. The dataset then
+builds a training crop as the L2-normalised mean of a random run of consecutive windows and a full clip as the mean
+of all its windows - the utterance embedding the waveform-reading GE2E tower computes for the same clip.
 """
 from __future__ import annotations
 
