@@ -153,3 +153,31 @@ def test_recipe_phrase_sampling_reaches_the_runs_and_an_uncarried_data_key_is_re
     bad.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match=r"fastclap.data.train_split is not carried"):
         read_recipe(str(bad))
+
+
+def test_prompt_set_reaches_the_protocol_scoring(monkeypatch):
+    """--prompt-set: every protocol score of a run (valid and test) is prompted with that set's templates."""
+    import types
+
+    import fastclap.data as data_mod
+    import fastclap.evaluation.protocols as protocols_mod
+    from fastclap.evaluation.prompts import TEMPLATE_SETS
+    from fastclap.experiment import build_parser
+    from fastclap.experiment.runs import prompt_templates, protocol_scores
+
+    args = build_parser().parse_args(["--prepared-root", "p", "--work-dir", "w", "--prompt-set", "caption_ensemble",
+                                      "--speaker-stats", "none"])
+    assert prompt_templates(args) == TEMPLATE_SETS["caption_ensemble"] and len(prompt_templates(args)) > 1
+    assert prompt_templates(types.SimpleNamespace()) == TEMPLATE_SETS["caption"]  # results cached before the flag
+    seen = []
+
+    def score(model, prepared, split, protocols, draws, seed, templates, label_space, shared_only):
+        seen.append((split, tuple(templates)))
+        return {"protocols": [{"protocol": "none", "uar": 0.5, "uar_sd": 0.0, "uars": [0.5], "war": 0.5,
+                               "notes": {}}]}
+
+    monkeypatch.setattr(data_mod, "load_prepared", lambda d: d)
+    monkeypatch.setattr(protocols_mod, "score_protocols", score)
+    out = protocol_scores(None, [{"prepared_dir": "x"}], "dataset", args)
+    assert out["test"]["none"]["uar"] == 0.5
+    assert seen == [("test", TEMPLATE_SETS["caption_ensemble"]), ("valid", TEMPLATE_SETS["caption_ensemble"])]

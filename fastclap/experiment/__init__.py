@@ -46,6 +46,8 @@ from .runs import (load_checkpoint_model, one_run, pooled, protocol_reference_ro
 from .setup import (LOSS_LABELS, LOSSES, ORDINAL_KEYS, SETTINGS, TOWER_LABELS, TOWERS,  # noqa: F401
                     corpora_of, ensure_prepared, label_space, read_recipe, recipe_run_config, run_config)
 
+from fastclap.evaluation.prompts import TEMPLATE_SETS
+
 PROG = "python -m fastclap.experiment"
 PATH_ARGS = ("data_root", "prepared_root", "cache_dir", "work_dir", "out", "recipe")  # recorded portably
 
@@ -87,6 +89,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     ap.add_argument("--valid-speaker-stats", nargs="+", default=["none", "random:8", "all"], metavar="PROTOCOL",
                     help="protocols scored on the valid split alongside (model choice)")
     ap.add_argument("--draws", type=int, default=5, help="seeded draws of each random:K protocol")
+    ap.add_argument("--prompt-set", default="caption", choices=list(TEMPLATE_SETS),
+                    help="the class prompts every run is scored with (valid and test; fastclap.evaluation.prompts."
+                         "TEMPLATE_SETS: one template, or several averaged; the checkpoint is still chosen by the "
+                         "trainer's validation prompt); default: %(default)s")
     add_debug_flag(ap)
     return ap
 

@@ -93,7 +93,7 @@ def ordinal_summary(runs: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
 
 
 def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: str, args) -> str:
-    from fastclap.evaluation.prompts import DEFAULT_TEMPLATES
+    from .runs import prompt_templates
 
     f = lambda ms: f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}"  # noqa: E731
     names = " vs ".join(dict.fromkeys(LOSS_LABELS[r["loss"]].split(" (")[0] for r in rows)) or "SmoothCLAP vs CLAP"
@@ -104,7 +104,9 @@ def markdown(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], command: st
         f"{args.batch_size} (audio crop, caption) pairs, {tower_label(args)} + frozen "
         "MiniLM text tower, "
         f"DeepSpeed ZeRO 0 on a {os.cpu_count()}-core CPU; the checkpoint with the best validation UAR (evaluated "
-        f"every {args.eval_every} steps) is scored on the test split. Prompt: '{DEFAULT_TEMPLATES[0]}' with the "
+        f"every {args.eval_every} steps) is scored on the test split. Prompt: "
+        + " + ".join(f"'{t}'" for t in prompt_templates(args))
+        + (" (the mean of their text embeddings)" if len(prompt_templates(args)) > 1 else "") + " with the "
         "test corpus' own label words. Cross-corpus rows test on the four shared classes of the other corpus"
         + ("; emodb+ravdess trains on the train speakers of both corpora, selects on the valid speakers of both "
            "and scores the unseen test speakers of both, pooled, in the four shared classes (prompted with the "

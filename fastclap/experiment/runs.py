@@ -5,7 +5,7 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -68,8 +68,8 @@ def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
     t_train = time.perf_counter() - t0
     best = select_step(os.path.join(run_dir, "metrics.jsonl"))
     model = load_checkpoint_model(run_dir, int(best["step"]))
-    parts = [evaluate_model(model, load_prepared(c["prepared_dir"]), "test", label_space=space,
-                            shared_only=space == "shared", progress=False) for c in corpora]
+    parts = [evaluate_model(model, load_prepared(c["prepared_dir"]), "test", templates=prompt_templates(args),
+                            label_space=space, shared_only=space == "shared", progress=False) for c in corpora]
     result = parts[0] if len(parts) == 1 else pooled(parts)
     out = {"setting": setting, "loss": loss, "loss_config": LOSSES[loss], "seed": seed, "steps": args.steps,
            "selected_step": int(best["step"]), "valid_uar": best["eval/uar"], "valid_loss": best["eval/loss"],
@@ -83,6 +83,13 @@ def one_run(setting: str, loss: str, seed: int, args) -> Dict[str, Any]:
     shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)  # ~90 MB each (frozen MiniLM)
     write_json(out, done)
     return out
+
+
+def prompt_templates(args) -> Tuple[str, ...]:
+    """The templates of ``--prompt-set`` (fastclap.evaluation.prompts.TEMPLATE_SETS; "caption" when absent)."""
+    from fastclap.evaluation.prompts import TEMPLATE_SETS
+
+    return TEMPLATE_SETS[getattr(args, "prompt_set", "caption")]
 
 
 def protocol_scores(model, corpora: List[Dict[str, str]], space: str, args) -> Dict[str, Any]:
@@ -100,8 +107,8 @@ def protocol_scores(model, corpora: List[Dict[str, str]], space: str, args) -> D
     out: Dict[str, Any] = {}
     prepared = [load_prepared(c["prepared_dir"]) for c in corpora]
     for split, protocols in (("test", args.speaker_stats), ("valid", args.valid_speaker_stats)):
-        parts = [score_protocols(model, p, split, protocols, args.draws, 0, label_space=space,
-                                 shared_only=space == "shared") for p in prepared]
+        parts = [score_protocols(model, p, split, protocols, args.draws, 0, templates=prompt_templates(args),
+                                 label_space=space, shared_only=space == "shared") for p in prepared]
         whole = parts[0] if len(parts) == 1 else pooled_protocols(parts)
         out[split] = compact(whole)
         if len(parts) > 1:
