@@ -527,3 +527,23 @@ def test_clip_levels_measures_silence_and_level_of_a_known_clip():
     assert lead == pytest.approx(0.5, abs=0.026) and trail == pytest.approx(0.25, abs=0.026)
     assert loudest == pytest.approx(20 * np.log10(0.1 / np.sqrt(2)), abs=0.1)
     assert rms == pytest.approx(20 * np.log10(0.1 / np.sqrt(2) * np.sqrt(1 / 1.75)), abs=0.1)
+
+
+def test_the_evaluator_reads_ge2e_windows_with_the_models_weights_and_volume(monkeypatch):
+    """model.audio.path and ge2e_volume -> fastclap.evaluation.runner.model_ge2e_windows (the evaluator's embedding
+    pass and its protocol scoring) -> the window cache of that setting, full clips."""
+    import types
+
+    from fastclap.config import AudioTowerConfig
+    from fastclap.engine import data as engine_data
+    from fastclap.evaluation.runner import model_ge2e_windows
+
+    asked = []
+    monkeypatch.setattr(engine_data, "ge2e_windows",
+                        lambda prepared, weights, crop_seconds, rank=0, volume="raise":
+                        asked.append((prepared, weights, crop_seconds, volume)) or "windows")
+    for volume in ("fixed", "raise"):
+        audio = AudioTowerConfig(kind="fusion", fusion=["functionals", "ge2e"], trainable=False, ge2e_volume=volume)
+        model = types.SimpleNamespace(cfg=types.SimpleNamespace(audio=audio))
+        assert model_ge2e_windows(model, "corpus") == "windows"
+    assert asked == [("corpus", None, 1.0, "fixed"), ("corpus", None, 1.0, "raise")]

@@ -111,12 +111,10 @@ def _inputs(model: torch.nn.Module, prepared: Any) -> tuple:
     from fastclap.data.dataset import SpeakerStatsConfig, fit_priors, utterance_features
     from fastclap.data.speaker_norm import SpeakerNormError
 
-    audio = _audio_cfg(model)
-    ge2e = None
-    if model_input_has_ge2e(model):
-        from fastclap.engine.data import ge2e_windows
+    from .runner import model_ge2e_windows
 
-        ge2e = ge2e_windows(prepared, audio.path, 1.0, volume=getattr(audio, "ge2e_volume", "raise"))
+    audio = _audio_cfg(model)
+    ge2e = model_ge2e_windows(model, prepared) if model_input_has_ge2e(model) else None
     feats = utterance_features(prepared, ge2e)
     cfg = SpeakerStatsConfig.from_audio(audio)
     try:

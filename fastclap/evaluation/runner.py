@@ -54,6 +54,15 @@ def _cached_ge2e_ok(model: torch.nn.Module) -> bool:
             and audio.pooling == "ge2e" and audio.path is None)
 
 
+def model_ge2e_windows(model: torch.nn.Module, prepared: Any) -> tuple:
+    """The cached GE2E windows of ``prepared`` as the model's GE2E part reads them (its weights and
+    ``ge2e_volume``), full clips: fastclap.engine.data.ge2e_windows."""
+    from fastclap.engine.data import ge2e_windows
+
+    audio = getattr(getattr(model, "cfg", None), "audio", None)
+    return ge2e_windows(prepared, audio.path, 1.0, volume=getattr(audio, "ge2e_volume", "raise"))
+
+
 @torch.no_grad()
 def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: int = 32,
                 progress: bool = True) -> Dict[str, Any]:
@@ -74,10 +83,7 @@ def embed_split(model: torch.nn.Module, prepared: Any, split: str, batch_size: i
     # was trained on cached embeddings (the config allows nothing else), so it reads the cache of its weights
     speaker_norm = bool(getattr(audio, "speaker_norm", False))
     if kind == "waveform" and (_cached_ge2e_ok(model) or speaker_norm):  # the tower's vectors, no LSTM pass
-        from fastclap.engine.data import ge2e_windows
-
-        kind, extra = "ge2e", {"ge2e": ge2e_windows(prepared, audio.path, 1.0,
-                                                         volume=getattr(audio, "ge2e_volume", "raise"))}
+        kind, extra = "ge2e", {"ge2e": model_ge2e_windows(model, prepared)}
     if speaker_norm:  # the model's own prior weight and speaker subspace, every clip of each speaker
         from fastclap.data.dataset import SpeakerStatsConfig
 
